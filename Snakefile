@@ -1,0 +1,34 @@
+# Chinese-CLIP deployment workflow: checkpoint -> npy inputs -> fp32/fp16 ONNX -> compiled
+# model per target -> outputs, similarity, benchmarks -> results/report.{md,html,json}.
+# Rules live in rules/*.smk (one concern each), the Python for each rule in scripts/.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/reference.smk"
+include: "rules/target.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+# Default target (`snakemake -c1` = `snakemake -c1 report`). Defined here: Snakemake ignores
+# default_target in included files.
+rule all:
+    default_target: True
+    input:
+        rules.report.output,
+
+
+onsuccess:
+    # A missed accuracy gate fails the run after the report files are written.
+    gates_exit_status(REPORT["json"])

@@ -1,0 +1,74 @@
+# Every artifact path, derived from config in one place; image discovery; input functions.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+import paths as P  # noqa: E402  (scripts/paths.py: shared by rules and tests)
+
+ARCH = config["model_arch"]
+BACKEND = config["backend"]
+DEVICE = P.device_name(BACKEND, config["soc_version"])
+BATCH_SIZES = sorted(config["batch_sizes"])
+IMAGES_DIR = config["images"] or P.SAMPLE_IMAGES_DIR
+IMAGES = P.discover_images(IMAGES_DIR, sample=not config["images"])  # {stem: image path}
+STEMS = sorted(IMAGES)
+THREADS = config["threads"] or P.physical_cores()
+
+REPORT = {fmt: f"results/report.{fmt}" for fmt in ("md", "html", "json")}
+
+
+wildcard_constraints:
+    arch="|".join(P.ARCHS).replace(".", r"\."),
+    stage="torch_fp32|onnx_fp32|onnx_fp16",
+    backend="onnxruntime|ascend",
+    device=r"[A-Za-z0-9_]+",
+    bs=r"[0-9]+",
+    stem=r"[^/]+",
+
+
+def checkpoint_file(wildcards):
+    return P.checkpoint_path(config["checkpoint"], wildcards.arch, config["seed"])
+
+
+def image_file(wildcards):
+    return IMAGES[wildcards.stem]
+
+
+def npy_files(wildcards):
+    return [P.npy(wildcards.arch, s) for s in STEMS]
+
+
+def reference_files(stage):
+    def files(wildcards):
+        return [P.reference(wildcards.arch, stage, s) for s in STEMS]
+
+    return files
+
+
+def compiled(wildcards, bs=None):
+    return P.compiled_manifest(
+        wildcards.arch, wildcards.backend, wildcards.device, bs or wildcards.bs
+    )
+
+
+def benchmark_files(wildcards):
+    return [
+        P.benchmark(wildcards.arch, wildcards.backend, wildcards.device, bs)
+        for bs in BATCH_SIZES
+    ]
+
+
+def gates_exit_status(report_json):
+    import json
+
+    summary = json.loads(Path(report_json).read_text())
+    failed = [
+        f"{t['backend']}/{t['device']}: {g['a']} vs {g['b']} below {g['threshold']}"
+        for t in summary["targets"]
+        for g in t["accuracy"]["gates"]
+        if not g["passed"]
+    ]
+    if failed:
+        print("FAIL: accuracy gates missed (see results/report.md):", *failed, sep="\n  ")
+        sys.exit(1)

@@ -1,0 +1,89 @@
+# Checkpoint (synthetic | download | path), the patched upstream exporter, fp32 and fp16 ONNX.
+
+
+rule synthetic_checkpoint:
+    output:
+        "resources/checkpoints/synthetic/{arch}.seed{seed}.pt",
+    params:
+        seed=lambda wc: int(wc.seed),
+    log:
+        "logs/{arch}/synthetic_checkpoint.seed{seed}.log",
+    benchmark:
+        "benchmarks/{arch}/synthetic_checkpoint.seed{seed}.tsv"
+    resources:
+        mem_mb=lambda wc: P.mem_mb(wc.arch, "checkpoint"),
+    script:
+        "../scripts/checkpoint.py"
+
+
+rule download_checkpoint:
+    output:
+        "resources/checkpoints/{filename}.pt",
+    log:
+        "logs/download_checkpoint/{filename}.log",
+    wildcard_constraints:
+        filename="clip_cn_[a-z0-9-]+",
+    script:
+        "../scripts/checkpoint.py"
+
+
+rule checkpoint_info:
+    input:
+        ckpt=checkpoint_file,
+    output:
+        "results/{arch}/checkpoint.json",
+    params:
+        source=config["checkpoint"],
+    log:
+        "logs/{arch}/checkpoint_info.log",
+    script:
+        "../scripts/checkpoint.py"
+
+
+rule patch_exporter:
+    input:
+        patches=sorted(str(p) for p in Path(workflow.basedir, "patches").glob("*.patch")),
+    output:
+        "results/exporter/pytorch_to_onnx.py",
+    log:
+        "logs/patch_exporter.log",
+    script:
+        "../scripts/export_onnx.py"
+
+
+rule export_onnx:
+    input:
+        ckpt=checkpoint_file,
+        info="results/{arch}/checkpoint.json",
+        exporter=rules.patch_exporter.output[0],
+    output:
+        onnx="results/{arch}/onnx/{prefix}.img.fp32.onnx",
+        data="results/{arch}/onnx/{prefix}.img.fp32.onnx.extra_file",
+    params:
+        opset=config["opset"],
+    log:
+        "logs/{arch}/export_onnx.{prefix}.log",
+    benchmark:
+        "benchmarks/{arch}/export_onnx.{prefix}.tsv"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: P.mem_mb(wc.arch, "export"),
+    script:
+        "../scripts/export_onnx.py"
+
+
+rule fp16_onnx:
+    input:
+        fp32=rules.export_onnx.output.onnx,
+        data=rules.export_onnx.output.data,
+        exporter=rules.patch_exporter.output[0],
+    output:
+        onnx="results/{arch}/onnx/{prefix}.img.fp16.onnx",
+    log:
+        "logs/{arch}/fp16_onnx.{prefix}.log",
+    benchmark:
+        "benchmarks/{arch}/fp16_onnx.{prefix}.tsv"
+    resources:
+        mem_mb=lambda wc: P.mem_mb(wc.arch, "fp16"),
+    script:
+        "../scripts/export_onnx.py"

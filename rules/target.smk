@@ -1,0 +1,64 @@
+# One compiled target, results/{arch}/{backend}/{device}/: compile (per batch size), infer, benchmark.
+# Backend-agnostic: the work is done by scripts/backends/{backend}.py.
+
+
+def backend_options(wildcards):
+    return {"threads": THREADS, "device": wildcards.device}
+
+
+rule compile:
+    input:
+        onnx=lambda wc: P.onnx_fp16(wc.arch),
+    output:
+        model=directory("results/{arch}/{backend}/{device}/model_bs{bs}"),
+        manifest="results/{arch}/{backend}/{device}/compile_bs{bs}.json",
+    params:
+        options=backend_options,
+    log:
+        "logs/{arch}/{backend}/{device}/compile_bs{bs}.log",
+    benchmark:
+        "benchmarks/{arch}/{backend}/{device}/compile_bs{bs}.tsv"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
+    script:
+        "../scripts/compile.py"
+
+
+rule infer:
+    input:
+        manifest="results/{arch}/{backend}/{device}/compile_bs1.json",
+        npy=npy_files,
+    output:
+        [f"results/{{arch}}/{{backend}}/{{device}}/dst/{stem}_0.npy" for stem in STEMS],
+    params:
+        options=backend_options,
+    log:
+        "logs/{arch}/{backend}/{device}/infer.log",
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
+    script:
+        "../scripts/infer.py"
+
+
+rule benchmark:
+    input:
+        manifest="results/{arch}/{backend}/{device}/compile_bs{bs}.json",
+        ckpt=checkpoint_file,
+        npy=npy_files,
+    output:
+        "results/{arch}/{backend}/{device}/benchmark_bs{bs}.json",
+    params:
+        loop=config["loop"],
+        warmup=config["warmup"],
+        options=backend_options,
+    log:
+        "logs/{arch}/{backend}/{device}/benchmark_bs{bs}.log",
+    benchmark:
+        "benchmarks/{arch}/{backend}/{device}/benchmark_bs{bs}.tsv"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: P.mem_mb(wc.arch, "benchmark"),
+    script:
+        "../scripts/benchmark.py"

@@ -1,0 +1,97 @@
+"""cn_clip's own model code: architecture facts, checkpoint loading (weights only), the image tower."""
+
+import contextlib
+import io
+import zipfile
+from pathlib import Path
+
+from common import log
+from paths import ConfigError
+
+
+def model_info(arch: str) -> tuple[str, int]:
+    """(cn_clip model struct, input resolution) of an architecture."""
+    from cn_clip.clip.utils import _MODEL_INFO
+
+    if arch not in _MODEL_INFO:
+        raise ConfigError(f"unknown model_arch '{arch}': cn_clip knows {', '.join(_MODEL_INFO)}")
+    return _MODEL_INFO[arch]["struct"], _MODEL_INFO[arch]["input_resolution"]
+
+
+def new_model(arch: str, meta: bool = False):
+    """cn_clip's CLIP for `arch` via cn_clip's own create_model (fp16 weights, as published).
+    meta=True builds it without allocating or initialising weights (for loading or shape checks)."""
+    import torch
+    from cn_clip.clip.utils import create_model
+
+    struct, _ = model_info(arch)
+    with contextlib.redirect_stdout(io.StringIO()):  # create_model prints the whole config
+        if meta:
+            with torch.device("meta"):
+                return create_model(struct)
+        return create_model(struct)
+
+
+def load_state_dict(path: str | Path) -> dict:
+    """The checkpoint's state dict with the `module.` prefix removed; data only (weights_only=True:
+    a pickle that would run code is refused). Raises ConfigError naming the file and the problem."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"checkpoint '{path}' does not exist: set `checkpoint` to an official Chinese-CLIP .pt file, "
+            f"`synthetic` or `download`"
+        )
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(
+            f"checkpoint '{path}' is not a PyTorch checkpoint (not a zip archive; truncated or another "
+            f"format?): re-download it or point `checkpoint` at the right file"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file and the reason
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"checkpoint '{path}' cannot be loaded as weights only ({first}); it may be truncated, or "
+            f"contain code, which is refused"
+        ) from exc
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise ConfigError(
+            f"checkpoint '{path}' has no 'state_dict' mapping: expected the official Chinese-CLIP layout "
+            f"{{'state_dict': {{'module.<name>': tensor}}}}"
+        )
+    sd = checkpoint["state_dict"]
+    return {k.removeprefix("module."): v for k, v in sd.items() if "bert.pooler" not in k}
+
+
+def check_architecture(sd: dict, arch: str, path: str | Path = "checkpoint") -> None:
+    """Every tensor the model of `arch` expects is present with the same shape, else ConfigError
+    naming the first mismatch."""
+    expected = new_model(arch, meta=True).state_dict()
+    for name, tensor in expected.items():
+        if name not in sd:
+            raise ConfigError(f"checkpoint '{path}' is not a {arch} checkpoint: tensor '{name}' is missing")
+        if tuple(sd[name].shape) != tuple(tensor.shape):
+            raise ConfigError(
+                f"checkpoint '{path}' is not a {arch} checkpoint: tensor '{name}' has shape "
+                f"{tuple(sd[name].shape)}, {arch} expects {tuple(tensor.shape)}"
+            )
+    extra = sorted(set(sd) - set(expected))
+    if extra:
+        raise ConfigError(f"checkpoint '{path}' is not a {arch} checkpoint: unexpected tensor '{extra[0]}'")
+
+
+def load_model(path: str | Path, arch: str):
+    """cn_clip CLIP for `arch` with the checkpoint's weights, fp32, eval mode. Built on the meta
+    device and filled from the memory-mapped checkpoint, so no time goes into random init."""
+    sd = load_state_dict(path)
+    check_architecture(sd, arch, path)
+    model = new_model(arch, meta=True)
+    model.load_state_dict(sd, strict=True, assign=True)
+    model = model.float().eval()
+    meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if meta:
+        raise RuntimeError(f"tensors left unset after loading {path}: {meta[:5]}")
+    log.info("loaded %s weights from %s", arch, path)
+    return model

@@ -1,0 +1,81 @@
+"""Small helpers every rule script uses: logging to the rule's log and the terminal, hashing,
+JSON output, and the thin `snakemake` entry."""
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("cnclip-deploy")
+
+
+def setup_logging(log_file: str | None = None) -> logging.Logger:
+    """Log to the rule's log file and to stderr (so long steps show progress in the terminal)."""
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        log.addHandler(handler)
+    log.propagate = False
+    return log
+
+
+def sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact(path: str | os.PathLike, **extra) -> dict:
+    """The report's description of one file: path, bytes, sha256 (+ extra keys)."""
+    path = Path(path)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256(path), **extra}
+
+
+def write_json(path: str | os.PathLike, data) -> None:
+    """Write atomically: a reader never sees half a file, a crash leaves no partial output."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class Progress:
+    """Logs `done/total` at most every `every` seconds, and at the end."""
+
+    def __init__(self, what: str, total: int, every: float = 10.0):
+        self.what, self.total, self.every = what, total, every
+        self.start = self.last = time.perf_counter()
+        self.done = 0
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            log.info("%s: %d/%d (%.1f s)", self.what, self.done, self.total, now - self.start)
+
+
+def run_entry(main, smk) -> None:
+    """Thin entry for `script:` rules: logging to snakemake.log[0], errors as one clear line."""
+    setup_logging(smk.log[0] if smk.log else None)
+    try:
+        main(smk)
+    except Exception as exc:  # noqa: BLE001 - logged with traceback, then re-raised for Snakemake
+        log.exception("%s failed: %s", smk.rule, exc)
+        raise

@@ -1,0 +1,38 @@
+"""compile: the offline model of one target for one batch size, by the target's backend, and a
+manifest (files with size and sha256) that infer, benchmark and the report read."""
+
+from pathlib import Path
+
+import backends
+from common import artifact, log, write_json
+
+
+def compile_target(backend: str, onnx_fp16: str, out_dir: str, manifest: str, batch_size: int,
+                   resolution: int, options: dict) -> dict:
+    files = backends.get(backend).compile(onnx_fp16, out_dir, batch_size, resolution, options)
+    record = {
+        "backend": backend,
+        "batch_size": batch_size,
+        "source": str(onnx_fp16),
+        "model": files[0],
+        "artifacts": [artifact(f, batch_size=batch_size) for f in files],
+        "options": {k: v for k, v in options.items() if k != "threads"},
+    }
+    write_json(manifest, record)
+    for a in record["artifacts"]:
+        log.info("compiled %s (%.1f MB, sha256 %s)", a["path"], a["bytes"] / 1e6, a["sha256"][:12])
+    return record
+
+
+def main(smk) -> None:
+    from clip_model import model_info
+
+    _, resolution = model_info(smk.wildcards.arch)
+    compile_target(smk.wildcards.backend, smk.input.onnx, smk.output.model, smk.output.manifest,
+                   int(smk.wildcards.bs), resolution, dict(smk.params.options))
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    from common import run_entry
+
+    run_entry(main, snakemake)  # noqa: F821

@@ -1,0 +1,27 @@
+"""infer: the compiled batch-1 model over every npy input, into dst/{stem}_0.npy (ais_bench's
+layout, so similarity is one code path for every backend)."""
+
+from pathlib import Path
+
+import backends
+from common import log, read_json
+
+
+def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, options: dict) -> None:
+    model = read_json(manifest)["model"]
+    log.info("%s: %s over %d inputs -> %s", backend, model, len(npy_files), dst_dir)
+    backends.get(backend).infer(model, npy_files, dst_dir, options)
+    missing = [f for f in npy_files if not (Path(dst_dir) / f"{Path(f).stem}_0.npy").exists()]
+    if missing:
+        raise RuntimeError(f"{backend} wrote no output for {len(missing)} inputs, e.g. {missing[0]}")
+
+
+def main(smk) -> None:
+    run_infer(smk.wildcards.backend, smk.input.manifest, list(smk.input.npy),
+              str(Path(smk.output[0]).parent), dict(smk.params.options))
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    from common import run_entry
+
+    run_entry(main, snakemake)  # noqa: F821

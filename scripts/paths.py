@@ -1,0 +1,163 @@
+"""Every artifact path of the workflow, in one place (used by rules/common.smk and by tests).
+
+Layout (docs: ../CONTRACT.md):
+  resources/checkpoints/...                      checkpoints (synthetic or downloaded)
+  resources/images/                              the bundled sample images
+  results/{arch}/checkpoint.json                 sha256 and provenance of the checkpoint
+  results/{arch}/npy/{stem}.npy                  preprocessed inputs
+  results/{arch}/onnx/{prefix}.img.fp32.onnx     + .extra_file (all weights), and .img.fp16.onnx
+  results/{arch}/reference/{stage}/{stem}.npy    torch_fp32, onnx_fp32, onnx_fp16 features
+  results/{arch}/{backend}/{device}/             one compiled target: model_bs{bs}/, compile_bs{bs}.json,
+                                                 dst/{stem}_0.npy, similarity.json, benchmark_bs{bs}.json
+  results/report.{md,html,json}
+"""
+
+import os
+from pathlib import Path
+
+ARCHS = ("RN50", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")
+STAGES = ("torch_fp32", "onnx_fp32", "onnx_fp16")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+SAMPLE_IMAGES_DIR = "resources/images"
+# Real photographs shipped inside scikit-image's wheel (skimage/data/), no network needed.
+SAMPLE_IMAGES = {
+    "astronaut": "astronaut.png",
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "hubble_deep_field": "hubble_deep_field.jpg",
+    "motorcycle_left": "motorcycle_left.png",
+    "rocket": "rocket.jpg",
+}
+
+# Official checkpoints, as published by the Chinese-CLIP authors (the seed gives the ViT-H-14 one).
+CHECKPOINT_URL = "https://clip-cn-beijing.oss-cn-beijing.aliyuncs.com/checkpoints/{filename}"
+CHECKPOINT_FILES = {
+    "RN50": "clip_cn_rn50.pt",
+    "ViT-B-16": "clip_cn_vit-b-16.pt",
+    "ViT-L-14": "clip_cn_vit-l-14.pt",
+    "ViT-L-14-336": "clip_cn_vit-l-14-336.pt",
+    "ViT-H-14": "clip_cn_vit-h-14.pt",
+}
+
+
+class ConfigError(ValueError):
+    """A problem the user fixes in config or on disk; the message names what and how."""
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def device_name(backend: str, soc_version: str) -> str:
+    return soc_version if backend == "ascend" else "cpu"
+
+
+def prefix(arch: str) -> str:
+    """File prefix the upstream exporter and the seed use: ViT-H-14 -> vit-h-14."""
+    return arch.lower()
+
+
+def checkpoint_path(checkpoint: str, arch: str, seed: int) -> str:
+    if checkpoint == "synthetic":
+        return f"resources/checkpoints/synthetic/{arch}.seed{seed}.pt"
+    if checkpoint == "download":
+        return f"resources/checkpoints/{CHECKPOINT_FILES[arch]}"
+    return checkpoint
+
+
+def checkpoint_info(arch: str) -> str:
+    return f"results/{arch}/checkpoint.json"
+
+
+def npy(arch: str, stem: str) -> str:
+    return f"results/{arch}/npy/{stem}.npy"
+
+
+def onnx_fp32(arch: str) -> str:
+    return f"results/{arch}/onnx/{prefix(arch)}.img.fp32.onnx"
+
+
+def onnx_fp32_data(arch: str) -> str:
+    return onnx_fp32(arch) + ".extra_file"
+
+
+def onnx_fp16(arch: str) -> str:
+    return f"results/{arch}/onnx/{prefix(arch)}.img.fp16.onnx"
+
+
+def reference(arch: str, stage: str, stem: str) -> str:
+    return f"results/{arch}/reference/{stage}/{stem}.npy"
+
+
+def target_dir(arch: str, backend: str, device: str) -> str:
+    return f"results/{arch}/{backend}/{device}"
+
+
+def compiled_dir(arch: str, backend: str, device: str, bs) -> str:
+    return f"{target_dir(arch, backend, device)}/model_bs{bs}"
+
+
+def compiled_manifest(arch: str, backend: str, device: str, bs) -> str:
+    return f"{target_dir(arch, backend, device)}/compile_bs{bs}.json"
+
+
+def dst(arch: str, backend: str, device: str, stem: str) -> str:
+    return f"{target_dir(arch, backend, device)}/dst/{stem}_0.npy"
+
+
+def similarity(arch: str, backend: str, device: str) -> str:
+    return f"{target_dir(arch, backend, device)}/similarity.json"
+
+
+def benchmark(arch: str, backend: str, device: str, bs) -> str:
+    return f"{target_dir(arch, backend, device)}/benchmark_bs{bs}.json"
+
+
+def discover_images(folder: str, sample: bool = False) -> dict[str, str]:
+    """{stem: path} of the images in `folder` (not recursive). Raises ConfigError naming the folder
+    and the fix when it is missing or empty, or when two files share a stem."""
+    if sample:
+        return {stem: f"{folder}/{name}" for stem, name in SAMPLE_IMAGES.items()}
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(
+            f"images folder '{folder}' does not exist: set `images` in config/config.yaml "
+            f"(or --config images=PATH) to a folder of images, or leave it empty for the sample set"
+        )
+    found: dict[str, str] = {}
+    clashes = []
+    for path in sorted(root.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if "." in path.stem:
+            clashes.append(f"{path} (a dot in the name: ais_bench would cut the name at the first dot)")
+            continue
+        if path.stem in found:
+            clashes.append(f"{found[path.stem]} and {path}")
+            continue
+        found[path.stem] = str(path)
+    if clashes:
+        raise ConfigError(
+            "images whose names would collide in the outputs (same stem with another extension, "
+            "or a dot in the stem); rename them: " + "; ".join(clashes)
+        )
+    if not found:
+        raise ConfigError(
+            f"images folder '{folder}' holds no images ({', '.join(IMAGE_EXTENSIONS)}): "
+            f"put images there or point `images` at another folder"
+        )
+    return found
+
+
+# Peak memory (MB) per step, ViT-H-14 measured with Snakemake's benchmark: files (benchmarks/);
+# smaller architectures scale with their parameter count.
+_MEM_VIT_H = {"checkpoint": 6000, "export": 10000, "fp16": 8000, "reference": 6000, "compile": 8000,
+              "benchmark": 8000}
+_SIZE = {"RN50": 0.15, "ViT-B-16": 0.2, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "ViT-H-14": 1.0}
+
+
+def mem_mb(arch: str, step: str) -> int:
+    return max(1000, int(_MEM_VIT_H[step] * _SIZE.get(arch, 1.0)))

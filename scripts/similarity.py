@@ -1,0 +1,85 @@
+"""similarity: per-image cosine, max abs and relative error between every pair of stages, paired
+by image name (never by listing order), and the accuracy gates."""
+
+from pathlib import Path
+
+import numpy as np
+
+from common import log, write_json
+
+# (a, b, gate key): offline vs onnx_fp16 is the seed's number; torch_fp32 is the ground truth.
+PAIRS = (
+    ("offline", "onnx_fp16", "offline_vs_onnx_fp16"),
+    ("offline", "torch_fp32", "vs_torch_fp32"),
+    ("onnx_fp16", "torch_fp32", "vs_torch_fp32"),
+    ("onnx_fp32", "torch_fp32", "vs_torch_fp32"),
+)
+
+
+def by_stem(files: list[str | Path], suffix: str = "") -> dict[str, Path]:
+    """{stem: path}; `suffix` is cut from the stem (ais_bench's `_0` output index)."""
+    out = {}
+    for f in files:
+        stem = Path(f).stem
+        if suffix:
+            if not stem.endswith(suffix):
+                raise ValueError(f"{f}: expected a name ending in '{suffix}.npy' (ais_bench's layout)")
+            stem = stem[: -len(suffix)]
+        out[stem] = Path(f)
+    return out
+
+
+def compare(a: dict[str, Path], b: dict[str, Path], name_a: str, name_b: str) -> dict:
+    if set(a) != set(b):
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        raise ValueError(f"{name_a} and {name_b} cover different images: only in {name_a}: {only_a}; "
+                         f"only in {name_b}: {only_b}")
+    if not a:
+        raise ValueError(f"no outputs to compare for {name_a} vs {name_b}")
+    per_image, max_abs, rel = {}, {}, {}
+    for stem in sorted(a):
+        x = np.load(a[stem]).astype(np.float64).ravel()
+        y = np.load(b[stem]).astype(np.float64).ravel()
+        if x.shape != y.shape:
+            raise ValueError(f"{a[stem]} has {x.size} values, {b[stem]} has {y.size}")
+        denom = np.linalg.norm(x) * np.linalg.norm(y)
+        per_image[stem] = float(x @ y / denom) if denom > 0 else 0.0
+        max_abs[stem] = float(np.abs(x - y).max())
+        rel[stem] = float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
+    cos = np.array(list(per_image.values()))
+    return {
+        "a": name_a, "b": name_b,
+        "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
+        "max_abs_err": float(max(max_abs.values())),
+        "rel_err_max": float(max(rel.values())),
+        "per_image": per_image,
+        "per_image_max_abs_err": max_abs,
+        "per_image_rel_err": rel,
+    }
+
+
+def evaluate(outputs: dict[str, dict[str, Path]], thresholds: dict[str, float]) -> dict:
+    pairs, gates = [], []
+    for a, b, key in PAIRS:
+        pair = compare(outputs[a], outputs[b], a, b)
+        pairs.append(pair)
+        worst = min(pair["per_image"], key=pair["per_image"].get)
+        gates.append({"a": a, "b": b, "threshold": float(thresholds[key]),
+                      "passed": bool(pair["cosine_min"] >= thresholds[key]),
+                      "worst_image": worst, "cosine_min": pair["cosine_min"]})
+        log.info("%s vs %s: cosine min %.6f mean %.6f, max abs err %.3g -> %s", a, b, pair["cosine_min"],
+                 pair["cosine_mean"], pair["max_abs_err"], "PASS" if gates[-1]["passed"] else "FAIL")
+    return {"pairs": pairs, "gates": gates}
+
+
+def main(smk) -> None:
+    outputs = {"offline": by_stem(smk.input.offline, suffix="_0")}
+    for stage in ("torch_fp32", "onnx_fp32", "onnx_fp16"):
+        outputs[stage] = by_stem(smk.input[stage])
+    write_json(smk.output[0], evaluate(outputs, dict(smk.params.gates)))
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    from common import run_entry
+
+    run_entry(main, snakemake)  # noqa: F821
