@@ -8,7 +8,7 @@ import paths as P  # noqa: E402  (scripts/paths.py: shared by rules and tests)
 
 ARCH = config["model_arch"]
 BACKEND = config["backend"]
-DEVICE = P.device_name(BACKEND, config["soc_version"])
+DEVICES = P.devices(BACKEND, config["soc_version"], config["soc_versions"])
 BATCH_SIZES = sorted(config["batch_sizes"])
 IMAGES_DIR = config["images"] or P.SAMPLE_IMAGES_DIR
 IMAGES = P.discover_images(IMAGES_DIR, sample=not config["images"])  # {stem: image path}

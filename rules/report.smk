@@ -3,11 +3,12 @@
 TARGETS = [
     {
         "backend": BACKEND,
-        "device": DEVICE,
-        "manifests": [P.compiled_manifest(ARCH, BACKEND, DEVICE, bs) for bs in BATCH_SIZES],
-        "similarity": P.similarity(ARCH, BACKEND, DEVICE),
-        "benchmarks": [P.benchmark(ARCH, BACKEND, DEVICE, bs) for bs in BATCH_SIZES],
+        "device": device,
+        "manifests": [P.compiled_manifest(ARCH, BACKEND, device, bs) for bs in BATCH_SIZES],
+        "similarity": P.similarity(ARCH, BACKEND, device),
+        "benchmarks": [P.benchmark(ARCH, BACKEND, device, bs) for bs in BATCH_SIZES],
     }
+    for device in DEVICES
 ]
 
 

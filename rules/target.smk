@@ -3,7 +3,14 @@
 
 
 def backend_options(wildcards):
-    return {"threads": THREADS, "device": wildcards.device}
+    """What a backend needs besides its inputs. Only the options of the target's own backend, so
+    changing an ATC option recompiles the Ascend models and nothing else."""
+    options = {"threads": THREADS, "device": wildcards.device}
+    if wildcards.backend == "ascend":
+        options["atc"] = {k: v for k, v in config["atc"].items() if v}
+        options["ais_bench_python"] = config["ais_bench_python"]
+        options["npu_device"] = config["npu_device"]
+    return options
 
 
 rule compile:

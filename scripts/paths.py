@@ -55,6 +55,13 @@ def device_name(backend: str, soc_version: str) -> str:
     return soc_version if backend == "ascend" else "cpu"
 
 
+def devices(backend: str, soc_version: str, soc_versions: list[str]) -> list[str]:
+    """The `{device}` parts of the targets to build: the chips for ascend, `cpu` otherwise."""
+    if backend != "ascend":
+        return ["cpu"]
+    return list(soc_versions) or [soc_version]
+
+
 def prefix(arch: str) -> str:
     """File prefix the upstream exporter and the seed use: ViT-H-14 -> vit-h-14."""
     return arch.lower()

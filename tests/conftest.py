@@ -1,0 +1,115 @@
+"""Shared fixtures. Expensive artifacts (the synthetic checkpoint, the exported ONNX models) are
+built once per test session by running the real workflow once (`e2e_workflow`); tests that need
+more targets run Snakemake again in the same copy, so those artifacts are reused."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+STANDINS = REPO / "tests" / "standins"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW_FILES = ("Snakefile", "config", "rules", "scripts", "patches", "profiles", "envs")
+E2E_ARCH = "ViT-B-16"
+E2E_IMAGES = ("chelsea.png", "rocket.jpg")  # two of the bundled sample photographs
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A private copy of the workflow (its own results/, logs/, .snakemake/)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+class Workflow:
+    """Runs Snakemake in a workflow copy; `config` is passed as --config KEY=VALUE pairs."""
+
+    def __init__(self, root: Path, config: dict, env: dict | None = None):
+        self.root, self.config, self.env = root, dict(config), dict(env or {})
+
+    def args(self, config: dict | None = None) -> list[str]:
+        merged = {**self.config, **(config or {})}
+        return ["--config"] + [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in merged.items()]
+
+    def run(self, *extra: str, config: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, **self.env}
+        cmd = [SNAKEMAKE, "-c2", *extra, *self.args(config)]
+        result = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+        return result
+
+    def plan(self, *targets: str, config: dict | None = None) -> dict[str, int]:
+        """{rule: job count} of a dry run (what `snakemake -n` would do)."""
+        result = self.run("-n", *targets, config=config)
+        counts, in_table = {}, False
+        for line in (result.stdout + result.stderr).splitlines():
+            parts = line.split()
+            if parts[:2] == ["job", "count"]:
+                in_table = True
+                continue
+            if in_table and len(parts) == 2 and parts[1].isdigit():
+                if parts[0] != "total":
+                    counts[parts[0]] = int(parts[1])
+            elif in_table and parts and not set(line.strip()) <= {"-", " "}:
+                break
+        return counts
+
+    def report(self) -> dict:
+        return json.loads((self.root / "results" / "report.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def e2e_images(tmp_path_factory) -> Path:
+    from sample_images import sample_image_source
+
+    folder = tmp_path_factory.mktemp("images")
+    for name in E2E_IMAGES:
+        shutil.copyfile(sample_image_source(name), folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def e2e_workflow(tmp_path_factory, e2e_images) -> Workflow:
+    """The real workflow, ViT-B-16 synthetic, two images, a short benchmark loop, run once."""
+    root = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    wf = Workflow(root, {"model_arch": E2E_ARCH, "images": str(e2e_images), "loop": 3, "warmup": 1})
+    wf.run("report")
+    return wf
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path) -> dict:
+    """A tiny image model with cn_clip's I/O names and a symbolic batch axis: fp32 and fp16 ONNX."""
+    import onnx
+    import torch
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, stride=4), torch.nn.GELU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 4 * 4, 16)).eval()
+    fp32 = tmp_path / "tiny.img.fp32.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), str(fp32), input_names=["image"],
+                      output_names=["unnorm_image_features"], dynamic_axes={"image": {0: "batch"},
+                      "unnorm_image_features": {0: "batch"}}, opset_version=14, dynamo=False)
+    fp16 = tmp_path / "tiny.img.fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True, disable_shape_infer=True), str(fp16))
+    npy_dir = tmp_path / "npy"
+    npy_dir.mkdir()
+    rng = np.random.default_rng(0)
+    npys = []
+    for stem in ("a", "b", "c"):
+        np.save(npy_dir / f"{stem}.npy", rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+        npys.append(str(npy_dir / f"{stem}.npy"))
+    return {"torch": model, "fp32": str(fp32), "fp16": str(fp16), "npy": npys, "resolution": 16}
