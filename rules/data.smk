@@ -6,6 +6,8 @@ rule sample_images:
         [f"{P.SAMPLE_IMAGES_DIR}/{name}" for name in P.SAMPLE_IMAGES.values()],
     log:
         "logs/sample_images.log",
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/sample_images.py"
 
@@ -17,5 +19,7 @@ rule preprocess:
         "results/{arch}/npy/{stem}.npy",
     log:
         "logs/{arch}/preprocess/{stem}.log",
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/preprocess.py"

@@ -13,5 +13,7 @@ rule similarity:
         gates=config["gates"],
     log:
         "logs/{arch}/{backend}/{device}/similarity.log",
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/similarity.py"

@@ -12,6 +12,8 @@ rule synthetic_checkpoint:
         "benchmarks/{arch}/synthetic_checkpoint.seed{seed}.tsv"
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "checkpoint"),
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/checkpoint.py"
 
@@ -23,6 +25,8 @@ rule download_checkpoint:
         "logs/download_checkpoint/{filename}.log",
     wildcard_constraints:
         filename="clip_cn_[a-z0-9-]+",
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/checkpoint.py"
 
@@ -36,6 +40,8 @@ rule checkpoint_info:
         source=config["checkpoint"],
     log:
         "logs/{arch}/checkpoint_info.log",
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/checkpoint.py"
 
@@ -47,6 +53,8 @@ rule patch_exporter:
         "results/exporter/pytorch_to_onnx.py",
     log:
         "logs/patch_exporter.log",
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/export_onnx.py"
 
@@ -68,6 +76,8 @@ rule export_onnx:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "export"),
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/export_onnx.py"
 
@@ -85,5 +95,7 @@ rule fp16_onnx:
         "benchmarks/{arch}/fp16_onnx.{prefix}.tsv"
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "fp16"),
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/export_onnx.py"

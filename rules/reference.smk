@@ -22,5 +22,7 @@ rule reference:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "reference"),
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/reference.py"

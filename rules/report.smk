@@ -26,5 +26,7 @@ rule report:
         config={k: v for k, v in config.items()},
     log:
         "logs/report.log",
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/report.py"

@@ -13,6 +13,12 @@ def backend_options(wildcards):
     return options
 
 
+def npu(wildcards):
+    """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
+    -c8 never puts two of them on one device. ATC (compile) runs on the host CPU."""
+    return 1 if wildcards.backend == "ascend" else 0
+
+
 rule compile:
     input:
         onnx=lambda wc: P.onnx_fp16(wc.arch),
@@ -28,6 +34,8 @@ rule compile:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/compile.py"
 
@@ -45,6 +53,9 @@ rule infer:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
+        npu=npu,
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/infer.py"
 
@@ -67,5 +78,8 @@ rule benchmark:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "benchmark"),
+        npu=npu,
+    conda:
+        "../envs/cnclip.yaml"
     script:
         "../scripts/benchmark.py"

@@ -98,19 +98,19 @@ def render_markdown(r: dict) -> str:
         lines += [f"## Target {name}", "", "### Gates", "", "| a | b | threshold | cosine min | worst image | result |",
                   "|---|---|---|---|---|---|"]
         for g in t["accuracy"]["gates"]:
-            lines.append(f"| {g['a']} | {g['b']} | {g['threshold']} | {g['cosine_min']:.6f} | {g['worst_image']} | "
+            lines.append(f"| {g['a']} | {g['b']} | {g['threshold']} | {g['cosine_min']:.8f} | {g['worst_image']} | "
                          f"{'PASS' if g['passed'] else '**FAIL**'} |")
         lines += ["", "### Accuracy", "", "| a | b | cosine min | cosine mean | max abs err | max rel err |",
                   "|---|---|---|---|---|---|"]
         for p in t["accuracy"]["pairs"]:
-            lines.append(f"| {p['a']} | {p['b']} | {p['cosine_min']:.6f} | {p['cosine_mean']:.6f} | "
+            lines.append(f"| {p['a']} | {p['b']} | {p['cosine_min']:.8f} | {p['cosine_mean']:.8f} | "
                          f"{p['max_abs_err']:.3g} | {p['rel_err_max']:.3g} |")
         stems = sorted(t["accuracy"]["pairs"][0]["per_image"])
         pairs = t["accuracy"]["pairs"]
         lines += ["", "Per image cosine:", "", "| image | " + " | ".join(f"{p['a']} vs {p['b']}" for p in pairs) + " |",
                   "|---|" + "---|" * len(pairs)]
         for s in stems:
-            lines.append(f"| {s} | " + " | ".join(f"{p['per_image'][s]:.6f}" for p in pairs) + " |")
+            lines.append(f"| {s} | " + " | ".join(f"{p['per_image'][s]:.8f}" for p in pairs) + " |")
         lines += ["", "### Performance", "",
                   "| model | batch | loop | threads | images/s | mean ms | p50 ms | p90 ms | p99 ms |",
                   "|---|---|---|---|---|---|---|---|---|"]

@@ -1,0 +1,40 @@
+"""The README's configuration reference, generated from config/schema.yaml (a test keeps them equal).
+Usage: .venv/bin/python scripts/config_table.py   (prints the table to paste between the markers)"""
+import json
+from pathlib import Path
+
+import yaml
+
+SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+
+
+def _type(spec: dict) -> str:
+    if "$ref" in spec:
+        return "string"
+    if "enum" in spec:
+        return " \\| ".join(f"`{v}`" if v != "" else '`""`' for v in spec["enum"])
+    t = spec.get("type", "object")
+    if t == "array":
+        return f"list of {_type(spec['items'])}"
+    return " or ".join(t) if isinstance(t, list) else t
+
+
+def rows(properties: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, spec in properties.items():
+        default = json.dumps(spec.get("default"), ensure_ascii=False)
+        if spec.get("type") == "object" and "properties" in spec:
+            out.append(f"| `{prefix}{key}` | mapping | | {spec.get('description', '')} |")
+            out += rows(spec["properties"], prefix=f"{prefix}{key}.")
+        else:
+            out.append(f"| `{prefix}{key}` | {_type(spec)} | `{default}` | {spec.get('description', '')} |")
+    return out
+
+
+def config_table(schema_path: Path = SCHEMA) -> str:
+    schema = yaml.safe_load(schema_path.read_text())
+    return "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *rows(schema["properties"])])
+
+
+if __name__ == "__main__":
+    print(config_table())

@@ -1,0 +1,103 @@
+"""The real workflow, end to end, on ViT-B-16 synthetic weights and two images (session fixture)."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import E2E_ARCH
+
+pytestmark = pytest.mark.e2e
+
+CONTRACT_PERF_KEYS = {"batch_size", "loop", "throughput_fps", "latency_ms"}
+
+
+def test_report_has_every_contract_key_and_gates_pass(e2e_workflow):
+    r = e2e_workflow.report()
+    assert set(r["model"]) >= {"arch", "checkpoint", "checkpoint_sha256", "synthetic"}
+    assert r["model"]["arch"] == E2E_ARCH and r["model"]["synthetic"] is True and r["verdict"] == "PASS"
+    assert r["warnings"], "synthetic weights must be called out"
+    (target,) = [t for t in r["targets"] if t["backend"] == "onnxruntime"]
+    assert target["device"] == "cpu"
+    for a in target["artifacts"]:
+        assert set(a) >= {"path", "bytes", "sha256", "batch_size"} and (e2e_workflow.root / a["path"]).is_file()
+    pairs = {(p["a"], p["b"]): p for p in target["accuracy"]["pairs"]}
+    assert set(pairs) == {("offline", "onnx_fp16"), ("offline", "torch_fp32"), ("onnx_fp16", "torch_fp32"),
+                          ("onnx_fp32", "torch_fp32")}
+    for p in pairs.values():
+        assert set(p) >= {"cosine_min", "cosine_mean", "max_abs_err", "per_image"}
+        assert sorted(p["per_image"]) == ["chelsea", "rocket"]
+    assert min(pairs[("offline", "onnx_fp16")]["per_image"].values()) >= 0.999
+    assert all(g["passed"] and set(g) >= {"a", "b", "threshold", "passed"} for g in target["accuracy"]["gates"])
+    (perf,) = target["performance"]
+    assert set(perf) >= CONTRACT_PERF_KEYS and perf["loop"] == 3 and perf["throughput_fps"] > 0
+    assert set(perf["latency_ms"]) >= {"mean", "p50", "p90", "p99"}
+    (base,) = r["baseline"]["torch_fp32"]
+    assert base["batch_size"] == 1 and base["throughput_fps"] > 0 and set(base["latency_ms"]) >= {"mean", "p99"}
+    assert {"torch", "onnx", "onnxruntime", "cn-clip", "snakemake"} <= set(r["environment"]["versions"])
+    for fmt in ("md", "html"):
+        text = (e2e_workflow.root / "results" / f"report.{fmt}").read_text()
+        assert "PASS" in text and "SYNTHETIC" in text
+
+
+def test_onnx_models_follow_the_contract(e2e_workflow):
+    onnx_dir = e2e_workflow.root / "results" / E2E_ARCH / "onnx"
+    names = sorted(p.name for p in onnx_dir.iterdir())
+    assert names == ["vit-b-16.img.fp16.onnx", "vit-b-16.img.fp32.onnx", "vit-b-16.img.fp32.onnx.extra_file"]
+    fp32 = onnx.load(str(onnx_dir / names[1]), load_external_data=False)
+    locations = {e.value for t in fp32.graph.initializer for e in t.external_data if e.key == "location"}
+    assert locations == {"vit-b-16.img.fp32.onnx.extra_file"}, "all fp32 weights in one external data file"
+    for name in names[:2]:
+        sess = ort.InferenceSession(str(onnx_dir / name), providers=["CPUExecutionProvider"])
+        (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+        assert (inp.name, inp.type, out.name, out.type) == ("image", "tensor(float)", "unnorm_image_features",
+                                                             "tensor(float)")
+        assert isinstance(inp.shape[0], str), "batch axis is symbolic"
+        x = np.load(e2e_workflow.root / "results" / E2E_ARCH / "npy" / "chelsea.npy")
+        assert sess.run(None, {"image": np.concatenate([x, x])})[0].shape == (2, 512)
+
+
+def test_npy_and_dst_layout(e2e_workflow):
+    arch_dir = e2e_workflow.root / "results" / E2E_ARCH
+    for stem in ("chelsea", "rocket"):
+        x = np.load(arch_dir / "npy" / f"{stem}.npy")
+        assert x.dtype == np.float32 and x.shape == (1, 3, 224, 224)
+        assert np.load(arch_dir / "onnxruntime" / "cpu" / "dst" / f"{stem}_0.npy").shape == (1, 512)
+
+
+def test_nothing_to_do_after_a_complete_run(e2e_workflow):
+    assert e2e_workflow.plan("report") == {}
+
+
+def test_loop_change_plans_only_benchmark_and_report(e2e_workflow):
+    plan = e2e_workflow.plan("report", config={"loop": 20})
+    plan.pop("all", None)
+    assert plan == {"benchmark": 1, "report": 1}
+
+
+def test_new_image_plans_only_its_own_jobs_and_aggregates(e2e_workflow, tmp_path):
+    from sample_images import sample_image_source
+
+    images = tmp_path / "images"
+    shutil.copytree(e2e_workflow.config["images"], images)
+    shutil.copyfile(sample_image_source("coffee.png"), images / "coffee.png")
+    plan = e2e_workflow.plan("report", config={"images": str(images)})
+    plan.pop("all", None)
+    assert plan == {"preprocess": 1, "reference": 3, "infer": 1, "similarity": 1, "benchmark": 1, "report": 1}
+
+
+def test_missed_gate_fails_the_run_but_writes_the_report(e2e_workflow):
+    strict = {"gates": {"offline_vs_onnx_fp16": 1.0, "vs_torch_fp32": 1.0}}
+    try:
+        result = e2e_workflow.run("report", config=strict, check=False)
+        assert result.returncode != 0
+        assert "FAIL" in result.stdout + result.stderr
+        r = e2e_workflow.report()
+        assert r["verdict"] == "FAIL"
+        assert "FAIL" in (e2e_workflow.root / "results" / "report.md").read_text()
+    finally:
+        e2e_workflow.run("report")
+    assert e2e_workflow.report()["verdict"] == "PASS"

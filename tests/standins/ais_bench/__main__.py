@@ -1,0 +1,228 @@
+"""Stand-in for `python3 -m ais_bench` (tests only, never the product).
+
+Same arguments as the real tool (argparse, so an unknown argument exits 2), same files, same lines:
+- inference (`--input <dir|files>`): input files (.npy/.bin, natural order; symbolic links refused like
+  recent ais_bench) are grouped by byte size into batches of the model input, as the real tool does;
+  outputs go to <output>/<output_dirname>/<name>_<i>.npy where <name> is the input's file name cut at
+  its first dot (`a.b.npy` -> `a_0.npy`), and <output>/<output_dirname>_summary.json beside them;
+- pure inference (no --input): zeros, `--warmup_count` untimed then `--loop` timed runs;
+- both print `NPU_compute_time (ms): min = .., max = .., mean = .., median = .., percentile(99%) = ..` and
+  `throughput 1000*batchsize.mean(<bs>)/NPU_compute_time.mean(<ms>): <fps>` via `[INFO]` log lines, and
+  the summary JSON holds NPU_compute_time, throughput, npu_compute_time_list, filesinfo, args.
+Environment: STANDIN_LOG=<file.jsonl> records each call; STANDIN_AIS_BENCH_FAIL=1 fails after loading.
+"""
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+import standin_om  # noqa: E402
+
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="[%(levelname)s] %(message)s")
+logger = logging.getLogger("ais_bench")
+SCALE = 99
+
+
+def positive(value):
+    ivalue = int(value)
+    if ivalue <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is an invalid positive int value")
+    return ivalue
+
+
+def nonnegative(value):
+    ivalue = int(value)
+    if ivalue < 0:
+        raise argparse.ArgumentTypeError(f"{value} is an invalid nonnegative int value")
+    return ivalue
+
+
+def device(value):
+    ivalue = int(value)
+    if not 0 <= ivalue <= 255:
+        raise argparse.ArgumentTypeError(f"device:{value} is invalid. valid value range is [0, 255]")
+    return ivalue
+
+
+def str2bool(v):
+    if v.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if v.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError("Boolean value expected true, 1, false, 0 with case insensitive.")
+
+
+def get_args(argv):
+    parser = argparse.ArgumentParser(prog="ais_bench")
+    parser.add_argument("--model", "-m", required=True)
+    parser.add_argument("--input", "-i", default=None)
+    parser.add_argument("--output", "-o", default=None)
+    parser.add_argument("--output_dirname", type=str, default=None)
+    parser.add_argument("--outfmt", default="BIN", choices=["NPY", "BIN", "TXT"])
+    parser.add_argument("--loop", "-l", type=positive, default=1)
+    parser.add_argument("--debug", type=str2bool, default=False)
+    parser.add_argument("--device", "-d", type=device, default=0)
+    parser.add_argument("--batchsize", type=positive, default=None)
+    parser.add_argument("--pure_data_type", type=str, default="zero", choices=["zero", "random"])
+    parser.add_argument("--display_all_summary", type=str2bool, default=False)
+    parser.add_argument("--warmup_count", type=nonnegative, default=1)
+    parser.add_argument("--output_batchsize_axis", type=nonnegative, default=0)
+    args = parser.parse_args(argv)
+    if args.output is None and args.output_dirname is not None:
+        logger.error("parameter --output_dirname cann't be used alone. Please use it together with the parameter --output!\n")
+        raise RuntimeError("error bad parameters --output_dirname")
+    return args
+
+
+def natural_sort(names):
+    return sorted(names, key=lambda t: [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", t)])
+
+
+def input_files(spec):
+    files = []
+    for item in spec.split(","):
+        if os.path.islink(item):
+            raise RuntimeError(f"path :{item} is a soft link, not supported, please import file(or directory) directly")
+        if os.path.isdir(item):
+            for name in os.listdir(item):
+                path = os.path.join(item, name)
+                if os.path.islink(path):
+                    raise RuntimeError(f"path :{path} is a soft link, not supported, please import file(or directory) directly")
+                if name.lower().endswith((".npy", ".bin")) and os.path.isfile(path):
+                    files.append(path)
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            raise RuntimeError(f"error {item} not file or dir")
+    if not files:
+        raise RuntimeError(f"{spec} of input args not find valid file,valid file format:[*.npy *.NPY *.bin *.BIN]")
+    return natural_sort(files)
+
+
+def load_bytes(path, np):
+    if path.lower().endswith(".npy"):
+        return np.load(path).tobytes()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def stats(times, np):
+    if not times:
+        return {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, f"percentile({SCALE}%)": 0.0, "count": 0}
+    a = np.asarray(times, dtype=np.float64)
+    return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()), "median": float(np.median(a)),
+            f"percentile({SCALE}%)": float(np.percentile(a, SCALE)), "count": len(times)}
+
+
+def main(argv):
+    standin_om.record("ais_bench")
+    args = get_args(argv)
+    import numpy as np
+    import onnxruntime as ort
+
+    header, onnx_bytes = standin_om.read_om(args.model)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    session = ort.InferenceSession(onnx_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+    logger.info("acl init success")
+    logger.info(f"open device {args.device} success")
+    logger.info(f"load model {args.model} success")
+    logger.info("create model description success")
+    (inp,) = session.get_inputs()
+    shape = [int(d) for d in inp.shape]
+    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+    realsize = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if args.batchsize is None:
+        args.batchsize = shape[0]
+        logger.info(f"try get model batchsize:{args.batchsize}")
+    if os.environ.get("STANDIN_AIS_BENCH_FAIL") == "1":
+        logger.error("aclmdlExecute failed, ret[507011] (stand-in: STANDIN_AIS_BENCH_FAIL=1)")
+        return 1
+
+    output_prefix = None
+    if args.output is not None:
+        dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
+        output_prefix = os.path.join(args.output, dirname)
+        os.makedirs(output_prefix, 0o755, exist_ok=True)
+        logger.info(f"output path:{output_prefix}")
+
+    # batches: lists of files whose bytes together fill one model input (the real grouping, by size)
+    if args.input is None:
+        batches = [(None, np.zeros(shape, dtype) if args.pure_data_type == "zero"
+                    else np.random.default_rng(0).random(shape).astype(dtype))]
+    else:
+        batches, group, filled = [], [], b""
+        for path in input_files(args.input):
+            data = load_bytes(path, np)
+            if realsize % len(data):
+                raise RuntimeError(f"file:{path} size:{len(data)} not match model input size:{realsize}")
+            group.append(path)
+            filled += data
+            if len(filled) == realsize:
+                batches.append((group, np.frombuffer(filled, dtype=dtype).reshape(shape)))
+                group, filled = [], b""
+        if group:  # the real tool pads the last batch with the last file
+            while len(filled) < realsize:
+                filled += load_bytes(group[-1], np)
+            batches.append((group, np.frombuffer(filled, dtype=dtype).reshape(shape)))
+
+    for _ in range(args.warmup_count):
+        session.run(None, {inp.name: batches[0][1]})
+    logger.info(f"warm up {args.warmup_count} done")
+
+    times, filesinfo = [], {}
+    for i, (files, batch) in enumerate(batches):
+        for _ in range(args.loop):
+            start = time.perf_counter()
+            outputs = session.run(None, {inp.name: batch})
+            times.append((time.perf_counter() - start) * 1000.0)
+        if output_prefix is None:
+            continue
+        infiles = files or ["pure_infer_data"]
+        filesinfo[i] = {"infiles": infiles, "outfiles": []}
+        for j, out in enumerate(outputs):
+            parts = np.split(out, len(infiles), axis=args.output_batchsize_axis) if len(infiles) > 1 else [out]
+            for name, part in zip(infiles, parts):
+                stem = os.path.basename(name).split(".")[0]  # everything from the first dot is dropped
+                path = os.path.join(output_prefix, f"{stem}_{j}")
+                if args.outfmt == "NPY":
+                    np.save(path + ".npy", part)
+                    path += ".npy"
+                elif args.outfmt == "BIN":
+                    part.tofile(path + ".bin")
+                    path += ".bin"
+                else:
+                    np.savetxt(path + ".txt", part.reshape(-1))
+                    path += ".txt"
+                filesinfo[i]["outfiles"].append(path)
+
+    npu = stats(times, np)
+    throughput = 0 if npu["mean"] == 0 else 1000 * args.batchsize / npu["mean"]
+    logger.info("-----------------Performance Summary------------------")
+    logger.info("NPU_compute_time (ms): min = {0}, max = {1}, mean = {2}, median = {3}, percentile({4}%) = {5}".format(
+        npu["min"], npu["max"], npu["mean"], npu["median"], SCALE, npu[f"percentile({SCALE}%)"]))
+    logger.info("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
+        args.batchsize, npu["mean"], throughput))
+    logger.info("------------------------------------------------------")
+    if output_prefix is not None:
+        summary = {"filesinfo": filesinfo, "args": [sys.argv[0], *argv], "NPU_compute_time": npu,
+                   "H2D_latency": stats([], np), "D2H_latency": stats([], np), "throughput": throughput,
+                   "npu_compute_time_list": times, "pid": os.getpid()}
+        with open(output_prefix + "_summary.json", "w") as f:
+            json.dump(summary, f)
+    logger.info("unload model success, model Id is 1")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (RuntimeError, ValueError) as exc:
+        logger.error(str(exc))
+        sys.exit(1)

@@ -1,0 +1,375 @@
+"""backend ascend: the exact ATC and ais_bench command lines, the parsers of ais_bench's figures, and
+compile/infer/benchmark end to end through the stand-in tools (tests/standins), on a tiny model."""
+import json
+import os
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from backends import ascend
+from conftest import STANDINS
+
+VENV_BIN = str(Path(sys.executable).parent)
+OPTIONS = {"threads": 1, "device": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "npu_device": 0}
+
+# What ais_bench prints at the end of a pure-inference run (format of ais_bench/infer/summary.py; the
+# figures are the seed's: 72.426 fps at batch 1 on a 910B4).
+AIS_BENCH_LOG = """\
+[INFO] acl init success
+[INFO] open device 0 success
+[INFO] load model ./models/vit-h-14.img.fp16.om success
+[INFO] create model description success
+[INFO] warm up 1 done
+Inference array Processing: 100%|##########| 1/1 [00:01<00:00,  1.38s/it]
+[INFO] -----------------Performance Summary------------------
+[INFO] NPU_compute_time (ms): min = 13.765, max = 13.871, mean = 13.807, median = 13.806, percentile(99%) = 13.866
+[INFO] throughput 1000*batchsize.mean(1)/NPU_compute_time.mean(13.807): 72.42703
+[INFO] ------------------------------------------------------
+[INFO] unload model success, model Id is 1
+"""
+
+SUMMARY = {
+    "filesinfo": {},
+    "args": ["ais_bench", "--model", "m.om", "--loop", "10"],
+    "NPU_compute_time": {"min": 13.765, "max": 13.871, "mean": 13.807, "median": 13.806, "percentile(99%)": 13.866,
+                         "count": 10},
+    "H2D_latency": {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0},
+    "D2H_latency": {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0},
+    "throughput": 72.42703,
+    "npu_compute_time_list": [13.765, 13.79, 13.8, 13.801, 13.805, 13.807, 13.81, 13.812, 13.82, 13.871],
+    "pid": 1234,
+}
+
+
+@pytest.fixture
+def standins(monkeypatch, tmp_path):
+    """The stand-in atc on PATH (after the venv's python3), the stand-in ais_bench on PYTHONPATH, every
+    call recorded; returns a function giving the recorded calls."""
+    log = tmp_path / "standin.jsonl"
+    monkeypatch.setenv("PATH", os.pathsep.join([VENV_BIN, str(STANDINS), os.environ.get("PATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(STANDINS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("STANDIN_LOG", str(log))
+    for var in ("STANDIN_ATC_FAIL", "STANDIN_ATC_SLEEP", "STANDIN_AIS_BENCH_FAIL"):
+        monkeypatch.delenv(var, raising=False)
+
+    def calls(tool=None):
+        if not log.exists():
+            return []
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        return [r for r in records if tool is None or r["tool"] == tool]
+
+    return calls
+
+
+def onnx_reference(model, npy):
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"image": np.load(npy)})[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# command lines
+# ---------------------------------------------------------------------------------------------
+
+def test_atc_command_is_the_seeds_command():
+    cmd = ascend.atc_command("/m/vit-h-14.img.fp16.onnx", "/r/model_bs1/model", 1, 224, "Ascend910B4")
+    assert cmd == ["atc", "--framework=5", "--model=/m/vit-h-14.img.fp16.onnx", "--output=/r/model_bs1/model",
+                   "--input_format=NCHW", "--input_shape=image:1,3,224,224", "--soc_version=Ascend910B4",
+                   "--log=error"]
+    # the seed's shell command, as the shell would split it, is the same argument list
+    seed = ('atc --framework=5 --model=models/vit-h-14.img.fp16.onnx --output=models/vit-h-14.img.fp16 '
+            '--input_format=NCHW --input_shape="image:1,3,224,224" --soc_version=Ascend910B4 --log=error')
+    assert shlex.split(seed) == ascend.atc_command("models/vit-h-14.img.fp16.onnx", "models/vit-h-14.img.fp16", 1,
+                                                   224, "Ascend910B4")
+
+
+def test_atc_command_passes_only_the_set_options_in_a_fixed_order():
+    base = ascend.atc_command("a.onnx", "o/model", 4, 336, "Ascend310P3")
+    assert base[5] == "--input_shape=image:4,3,336,336" and base[6] == "--soc_version=Ascend310P3"
+    full = ascend.atc_command("a.onnx", "o/model", 4, 336, "Ascend310P3",
+                              {"optypelist_for_implmode": "Gelu,Softmax", "op_select_implmode": "high_precision",
+                               "precision_mode": "must_keep_origin_dtype"})
+    assert full == base + ["--precision_mode=must_keep_origin_dtype", "--op_select_implmode=high_precision",
+                           "--optypelist_for_implmode=Gelu,Softmax"]
+    unset = {"precision_mode": "", "op_select_implmode": None, "optypelist_for_implmode": ""}
+    assert ascend.atc_command("a.onnx", "o/model", 4, 336, "Ascend310P3", unset) == base
+    assert ascend.atc_command("a.onnx", "o/model", 4, 336, "Ascend310P3", {"precision_mode": "force_fp32"}) == \
+        base + ["--precision_mode=force_fp32"]
+
+
+def test_atc_command_refuses_what_atc_would_refuse():
+    with pytest.raises(ValueError, match="unknown ATC option.*fusion_switch_file"):
+        ascend.atc_command("a.onnx", "o/model", 1, 224, "Ascend910B4", {"fusion_switch_file": "x.cfg"})
+    with pytest.raises(ValueError, match="optypelist_for_implmode needs op_select_implmode"):
+        ascend.atc_command("a.onnx", "o/model", 1, 224, "Ascend910B4", {"optypelist_for_implmode": "Gelu"})
+    with pytest.raises(ValueError, match="npu-smi info"):
+        ascend.atc_command("a.onnx", "o/model", 1, 224, "", {})
+
+
+def test_ais_bench_command_lines():
+    assert ascend.ais_bench_infer_command("/r/model_bs1/model.om", "/tmp/in", "/r", "dst", 3) == [
+        "python3", "-m", "ais_bench", "--model", "/r/model_bs1/model.om", "--input", "/tmp/in", "--output", "/r",
+        "--output_dirname", "dst", "--outfmt", "NPY", "--device", "3"]
+    assert ascend.ais_bench_infer_command("m.om", "in", "out", ais_bench_python="/opt/py/bin/python3.8")[0] == \
+        "/opt/py/bin/python3.8"
+    assert ascend.ais_bench_benchmark_command("m.om", 100, 8, 5, 1) == [
+        "python3", "-m", "ais_bench", "--model", "m.om", "--loop", "100", "--batchsize", "8", "--warmup_count", "5",
+        "--device", "1"]
+    assert ascend.ais_bench_benchmark_command("m.om", 100, 1, 0, output="/tmp/s", output_dirname="bench")[-4:] == [
+        "--output", "/tmp/s", "--output_dirname", "bench"]
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing ais_bench's figures
+# ---------------------------------------------------------------------------------------------
+
+def test_parse_the_real_ais_bench_log():
+    parsed = ascend.parse_ais_bench_stdout(AIS_BENCH_LOG)
+    assert parsed == {"batch_size": 1.0, "throughput_fps": 72.42703,
+                      "latency_ms": {"mean": 13.807, "min": 13.765, "max": 13.871, "p50": 13.806, "p99": 13.866}}
+
+
+def test_parse_stdout_is_tolerant_of_spacing_and_takes_the_last_summary():
+    text = ("[INFO] throughput 1000*batchsize.mean(1)/NPU_compute_time.mean(99): 10.1\n"
+            "[INFO] NPU_compute_time (ms):min=27.5,  max = 28.0,mean =27.6, median= 27.61, percentile( 99% ) = 27.9\n"
+            "[INFO]  throughput  1000 * batchsize.mean( 2.0 ) / NPU_compute_time.mean( 27.6 ) :  72.46376811594203\n")
+    parsed = ascend.parse_ais_bench_stdout(text)
+    assert parsed["batch_size"] == 2.0 and parsed["throughput_fps"] == pytest.approx(72.46376811594203)
+    assert parsed["latency_ms"] == {"mean": 27.6, "min": 27.5, "max": 28.0, "p50": 27.61, "p99": 27.9}
+
+
+def test_parse_stdout_without_the_compute_time_line_keeps_the_throughput_lines_mean():
+    parsed = ascend.parse_ais_bench_stdout("[INFO] throughput 1000*batchsize.mean(4)/NPU_compute_time.mean(1e1): 400")
+    assert parsed == {"batch_size": 4.0, "throughput_fps": 400.0, "latency_ms": {"mean": 10.0}}
+    with pytest.raises(ValueError, match="throughput"):
+        ascend.parse_ais_bench_stdout(AIS_BENCH_LOG.replace("throughput", "thruput"))
+
+
+def test_parse_summary_maps_ais_bench_keys_and_derives_p90_from_its_per_run_times():
+    parsed = ascend.parse_summary(SUMMARY)
+    assert parsed["throughput_fps"] == 72.42703 and parsed["count"] == 10 and parsed["notes"] == []
+    lat = parsed["latency_ms"]
+    assert (lat["mean"], lat["p50"], lat["p99"], lat["min"], lat["max"]) == (13.807, 13.806, 13.866, 13.765, 13.871)
+    assert lat["p90"] == pytest.approx(np.percentile(SUMMARY["npu_compute_time_list"], 90))
+    assert list(lat) == ["mean", "p50", "p90", "p99", "min", "max"]
+
+
+def test_parse_summary_without_per_run_times_gives_no_p90_and_says_so():
+    summary = {k: v for k, v in SUMMARY.items() if k != "npu_compute_time_list"}
+    parsed = ascend.parse_summary(summary)
+    assert parsed["latency_ms"]["p90"] is None and "p90 unavailable" in parsed["notes"][0]
+    with pytest.raises(ValueError, match="NPU_compute_time"):
+        ascend.parse_summary({"throughput": 1.0})
+
+
+# ---------------------------------------------------------------------------------------------
+# the stand-in atc honours the real tool's argument contract
+# ---------------------------------------------------------------------------------------------
+
+def run_standin_atc(args, cwd):
+    env = {**os.environ, "PATH": os.pathsep.join([VENV_BIN, os.environ.get("PATH", "")])}
+    return subprocess.run([str(STANDINS / "atc"), *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("change, code", [
+    ({"--bogus_flag": "1"}, "E10001"),
+    ({"--soc_version": None}, "E10054"),
+    ({"--input_shape": "image:1,3,16"}, "E10001"),  # well formed, but the model's input has 4 dimensions
+    ({"--input_shape": "image;1,3,16,16"}, "E10002"),
+    ({"--input_shape": "image:1,3,x,16"}, "E10002"),
+    ({"--framework": "3"}, "E10001"),
+    ({"--framework": None}, "E10007"),
+    ({"--model": "missing.onnx"}, "E10001"),
+    ({"--soc_version": "Ascend999"}, "E10001"),
+    ({"--input_shape": "img:1,3,16,16"}, "E10016"),
+    ({"--precision_mode": "fp8_please"}, "E10001"),
+])
+def test_standin_atc_rejects_bad_arguments_like_the_real_tool(tiny_onnx, tmp_path, change, code):
+    args = dict(arg.split("=", 1) for arg in ascend.atc_command(tiny_onnx["fp16"], tmp_path / "out" / "model", 1, 16,
+                                                                  "Ascend910B4")[1:])
+    for key, value in change.items():
+        if value is None:
+            args.pop(key)
+        else:
+            args[key] = value
+    result = run_standin_atc([f"{k}={v}" for k, v in args.items()], tmp_path)
+    assert result.returncode == 255, result.stdout + result.stderr
+    assert "ATC run failed" in result.stdout and f"{code}:" in result.stdout
+    assert not (tmp_path / "out" / "model.om").exists()
+
+
+def test_standin_atc_success_writes_om_and_fusion_result_into_its_cwd(tiny_onnx, tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    result = run_standin_atc(ascend.atc_command(tiny_onnx["fp16"], tmp_path / "model", 2, 16, "Ascend310P3")[1:], cwd)
+    assert result.returncode == 0 and "ATC run success, welcome to the next use." in result.stdout
+    assert (tmp_path / "model.om").is_file() and (cwd / "fusion_result.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# compile / infer / benchmark through the stand-ins
+# ---------------------------------------------------------------------------------------------
+
+def test_compile_runs_atc_in_a_fresh_directory_and_keeps_fusion_result(tiny_onnx, tmp_path, standins):
+    out_dir = tmp_path / "results" / "ascend" / "Ascend910B4" / "model_bs2"
+    options = {**OPTIONS, "atc": {"precision_mode": "must_keep_origin_dtype"}}
+    files = ascend.compile(tiny_onnx["fp16"], out_dir, 2, tiny_onnx["resolution"], options)
+    om = out_dir.resolve() / "model.om"
+    assert files == [str(om)] and om.is_file()
+    (call,) = standins("atc")
+    assert call["argv"] == ascend.atc_command(Path(tiny_onnx["fp16"]).resolve(), om.with_suffix(""), 2, 16,
+                                              "Ascend910B4", options["atc"])[1:]
+    cwd = Path(call["cwd"])
+    assert cwd.parent == out_dir.parent.resolve() and cwd.name.startswith(".atc-model_bs2-")
+    assert not cwd.exists(), "the scratch directory is removed"
+    assert sorted(p.name for p in out_dir.parent.iterdir()) == ["model_bs2"]
+    fusion = json.loads((out_dir / "fusion_result.json").read_text())
+    assert fusion["standin"]["output"] == str(om.with_suffix(""))
+
+
+def test_concurrent_compile_jobs_never_share_a_working_directory(tiny_onnx, tmp_path, standins, monkeypatch):
+    monkeypatch.setenv("STANDIN_ATC_SLEEP", "0.5")  # make the three ATC runs overlap
+    jobs = [("Ascend910B4", 1), ("Ascend910B4", 2), ("Ascend310P3", 1)]
+    out = {job: tmp_path / "results" / job[0] / f"model_bs{job[1]}" for job in jobs}
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(ascend.compile, tiny_onnx["fp16"], out[(soc, bs)], bs, 16, {**OPTIONS, "device": soc})
+                   for soc, bs in jobs]
+        results = [f.result() for f in futures]
+    calls = standins("atc")
+    assert len(calls) == 3 and len({c["cwd"] for c in calls}) == 3
+    for (soc, bs), files in zip(jobs, results):
+        assert Path(files[0]).is_file()
+        fusion = json.loads((out[(soc, bs)] / "fusion_result.json").read_text())
+        assert fusion["standin"]["soc_version"] == soc and fusion["standin"]["output"].endswith(f"model_bs{bs}/model")
+
+
+def test_atc_failure_shows_command_and_log_tail_and_leaves_no_om(tiny_onnx, tmp_path, standins, monkeypatch):
+    monkeypatch.setenv("STANDIN_ATC_FAIL", "1")  # writes a partial .om, then fails
+    out_dir = tmp_path / "t" / "model_bs1"
+    with pytest.raises(ascend.ToolError) as err:
+        ascend.compile(tiny_onnx["fp16"], out_dir, 1, 16, OPTIONS)
+    message = str(err.value)
+    expected = ascend.atc_command(Path(tiny_onnx["fp16"]).resolve(), out_dir.resolve() / "model", 1, 16, "Ascend910B4")
+    assert shlex.join(expected) in message
+    assert "ATC run failed" in message and "EZ3003" in message and "exit code 255" in message
+    assert not list(out_dir.glob("*.om")) and not list(out_dir.parent.glob(".atc-*"))
+
+
+def test_atc_success_without_om_is_a_failure(tiny_onnx, tmp_path, standins, monkeypatch):
+    monkeypatch.setenv("STANDIN_ATC_FAIL", "no_om")
+    with pytest.raises(ascend.ToolError, match="exit code 0 but no model.om"):
+        ascend.compile(tiny_onnx["fp16"], tmp_path / "m", 1, 16, OPTIONS)
+
+
+def test_atc_argument_error_reaches_the_user(tiny_onnx, tmp_path, standins):
+    options = {**OPTIONS, "atc": {"precision_mode": "not_a_mode"}}
+    with pytest.raises(ascend.ToolError, match=r"(?s)--precision_mode=not_a_mode.*E10001: Value \[not_a_mode\]"):
+        ascend.compile(tiny_onnx["fp16"], tmp_path / "m", 1, 16, options)
+    assert not (tmp_path / "m" / "model.om").exists()
+
+
+def test_infer_writes_ais_bench_layout_from_exactly_the_given_inputs(tiny_onnx, tmp_path, standins):
+    om = ascend.compile(tiny_onnx["fp16"], tmp_path / "t" / "model_bs1", 1, 16, OPTIONS)[0]
+    npy_dir = Path(tiny_onnx["npy"][0]).parent
+    np.save(npy_dir / "stale.npy", np.zeros((1, 3, 16, 16), np.float32))  # not an input of this run
+    (npy_dir / "x.y.npy").write_bytes(b"junk")
+    dst = tmp_path / "t" / "dst"
+    ascend.infer(om, tiny_onnx["npy"], dst, OPTIONS)
+    assert sorted(p.name for p in dst.iterdir()) == ["a_0.npy", "b_0.npy", "c_0.npy"]
+    assert (tmp_path / "t" / "dst_summary.json").is_file(), "ais_bench's summary beside dst/"
+    for npy in tiny_onnx["npy"]:
+        got = np.load(dst / f"{Path(npy).stem}_0.npy")
+        assert got.dtype == np.float32 and got.shape == (1, 16)
+        np.testing.assert_allclose(got, onnx_reference(tiny_onnx["fp16"], npy), rtol=1e-3, atol=1e-3)
+    (call,) = standins("ais_bench")
+    argv = call["argv"]
+    input_dir = argv[argv.index("--input") + 1]
+    assert ["python3", "-m", "ais_bench", *argv] == ascend.ais_bench_infer_command(om, input_dir, dst.parent.resolve(),
+                                                                                    "dst", 0)
+    assert Path(input_dir) != npy_dir and not Path(input_dir).exists(), "a scratch input folder, removed after"
+    assert not list((tmp_path / "t").glob(".ais_bench-*"))
+
+
+def test_infer_refuses_dotted_stems_and_inputs_ais_bench_would_pair(tiny_onnx, tmp_path, standins):
+    dotted = tmp_path / "cat.v2.npy"
+    np.save(dotted, np.zeros((1, 3, 16, 16), np.float32))
+    with pytest.raises(ValueError, match=r"first dot.*cat\.v2\.npy"):
+        ascend.infer("unused.om", [*tiny_onnx["npy"], str(dotted)], tmp_path / "dst", OPTIONS)
+    half = tmp_path / "half.npy"
+    np.save(half, np.zeros((1, 3, 16, 16), np.float16))
+    with pytest.raises(ValueError, match="float32"):
+        ascend.infer("unused.om", [str(half)], tmp_path / "dst", OPTIONS)
+    assert standins() == [], "refused before ais_bench runs"
+
+
+def test_infer_failure_names_the_command(tiny_onnx, tmp_path, standins, monkeypatch):
+    om = ascend.compile(tiny_onnx["fp16"], tmp_path / "t" / "model_bs1", 1, 16, OPTIONS)[0]
+    monkeypatch.setenv("STANDIN_AIS_BENCH_FAIL", "1")
+    with pytest.raises(ascend.ToolError, match=r"(?s)ais_bench failed \(exit code 1\).*-m ais_bench --model.*507011"):
+        ascend.infer(om, tiny_onnx["npy"], tmp_path / "t" / "dst", OPTIONS)
+
+
+def test_benchmark_reports_ais_bench_figures(tiny_onnx, tmp_path, standins):
+    om = ascend.compile(tiny_onnx["fp16"], tmp_path / "t" / "model_bs2", 2, 16, OPTIONS)[0]
+    result = ascend.benchmark(om, tiny_onnx["npy"], 2, loop=5, warmup=1, options=OPTIONS)
+    assert (result["batch_size"], result["loop"], result["warmup"]) == (2, 5, 1)
+    assert result["measured_by"] == "ais_bench" and result["notes"] == []
+    lat = result["latency_ms"]
+    assert set(lat) == {"mean", "p50", "p90", "p99", "min", "max"} and all(v > 0 for v in lat.values())
+    assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    printed = result["ais_bench"]["printed"]
+    assert result["throughput_fps"] == printed["throughput_fps"] == pytest.approx(1000 * 2 / lat["mean"], rel=1e-6)
+    assert result["ais_bench"]["summary_count"] == 5
+    (call,) = standins("ais_bench")
+    argv = ["python3", "-m", "ais_bench", *call["argv"]]
+    assert argv[:13] == ascend.ais_bench_benchmark_command(om, 5, 2, 1, 0)
+    assert argv[13] == "--output" and argv[15:] == ["--output_dirname", "benchmark"]
+
+
+# ---------------------------------------------------------------------------------------------
+# missing tools, versions
+# ---------------------------------------------------------------------------------------------
+
+def test_missing_tools_are_named_with_their_fix(monkeypatch, tmp_path, tiny_onnx):
+    monkeypatch.setenv("PATH", VENV_BIN)  # python3, but neither atc nor ais_bench
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    with pytest.raises(ascend.MissingToolError) as err:
+        ascend.check_tools("python3")
+    message = str(err.value)
+    assert "`atc`" in message and "set_env.sh" in message and "CANN" in message
+    assert "`ais_bench` is not installed in `python3`" in message and "pip3 install" in message
+    with pytest.raises(ascend.MissingToolError, match="`python3.99-nowhere`.*ais_bench_python"):
+        ascend.check_tools("python3.99-nowhere")
+    with pytest.raises(ascend.MissingToolError, match="`atc`.*set_env.sh"):
+        ascend.compile(tiny_onnx["fp16"], tmp_path / "m", 1, 16, OPTIONS)
+    assert not (tmp_path / "m" / "model.om").exists()
+
+
+def test_check_tools_passes_with_the_standins(standins):
+    ascend.check_tools("python3")
+
+
+def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
+    v = ascend.versions("python3")
+    assert v["atc"] == "unknown" and v["atc_path"] == str(STANDINS / "atc")
+    assert v["ais_bench"] == "0.0.2+standin"
+    # a CANN install records its version beside the toolkit; atc itself is never run for it
+    bin_dir = tmp_path / "Ascend" / "ascend-toolkit" / "latest" / "compiler" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "atc").write_text("#!/bin/sh\nexit 99\n")
+    (bin_dir / "atc").chmod(0o755)
+    info = tmp_path / "Ascend" / "ascend-toolkit" / "latest" / "aarch64-linux" / "ascend_toolkit_install.info"
+    info.parent.mkdir()
+    info.write_text("package_name=Ascend-cann-toolkit\nversion=7.0.RC1\ninnerversion=V100R001C13\n")
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), VENV_BIN]))
+    monkeypatch.delenv("PYTHONPATH")
+    monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
+    v = ascend.versions("python3")
+    assert v["atc"] == "7.0.RC1" and v["ais_bench"] is None
+    monkeypatch.setenv("PATH", VENV_BIN)
+    assert ascend.versions("python3")["atc"] is None
