@@ -1,6 +1,8 @@
 # Chinese-CLIP deployment workflow: checkpoint -> npy inputs -> fp32/fp16 ONNX -> compiled
 # model per target -> outputs, similarity, benchmarks -> results/report.{md,html,json}.
 # Rules live in rules/*.smk (one concern each), the Python for each rule in scripts/.
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -9,6 +11,13 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+import yaml
+
+sys.path.insert(0, f"{workflow.basedir}/scripts")
+from paths import coerce_cli_types
+
+# `--config KEY=VALUE` delivers numbers inside lists and mappings as strings: convert, then validate.
+config.update(coerce_cli_types(dict(config), yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml"))))
 validate(config, "config/schema.yaml")
 
 

@@ -168,3 +168,21 @@ _SIZE = {"RN50": 0.15, "ViT-B-16": 0.2, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "
 
 def mem_mb(arch: str, step: str) -> int:
     return max(1000, int(_MEM_VIT_H[step] * _SIZE.get(arch, 1.0)))
+
+
+def coerce_cli_types(value, schema: dict):
+    """`--config batch_sizes=[1,4]` or `gates={...: 0.99}` reach the workflow with the numbers as
+    strings; convert them where the schema asks for a number, so validation judges the value, not
+    how the command line spelt it. Anything that is not a clean number is left for the schema to reject."""
+    kind = schema.get("type")
+    if isinstance(value, dict) and "properties" in schema:
+        return {k: coerce_cli_types(v, schema["properties"].get(k, {})) for k, v in value.items()}
+    if isinstance(value, list) and "items" in schema:
+        return [coerce_cli_types(v, schema["items"]) for v in value]
+    if isinstance(value, str) and kind in ("integer", "number"):
+        try:
+            number = float(value) if kind == "number" else int(value)
+        except ValueError:
+            return value
+        return number
+    return value

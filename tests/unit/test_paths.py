@@ -56,3 +56,12 @@ def test_paths_follow_the_contract():
     assert paths.onnx_fp16("ViT-H-14").startswith("results/ViT-H-14/onnx/")
     assert paths.devices("onnxruntime", "Ascend910B4", []) == ["cpu"]
     assert paths.devices("ascend", "Ascend910B4", ["Ascend310P3", "Ascend910B4"]) == ["Ascend310P3", "Ascend910B4"]
+
+
+def test_command_line_numbers_are_coerced_where_the_schema_wants_numbers():
+    schema = yaml.safe_load((REPO_CONFIG / "schema.yaml").read_text())
+    config = paths.coerce_cli_types({"batch_sizes": ["1", "4"], "gates": {"vs_torch_fp32": "0.5"}, "loop": 3,
+                                     "model_arch": "ViT-B-16", "images": "1"}, schema)
+    assert config == {"batch_sizes": [1, 4], "gates": {"vs_torch_fp32": 0.5}, "loop": 3, "model_arch": "ViT-B-16",
+                      "images": "1"}
+    assert paths.coerce_cli_types({"batch_sizes": ["x"]}, schema) == {"batch_sizes": ["x"]}

@@ -1,0 +1,118 @@
+"""backend ascend end to end, with the stand-in atc and ais_bench (tests/standins) on PATH/PYTHONPATH:
+two chips in one run in the session's workflow copy (reusing its checkpoint, ONNX models and
+references), the report, and the dry-run plans after a chip change, a switch back and an ATC option
+change. The copy's onnxruntime report is restored afterwards for the other e2e tests."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends import ascend
+from conftest import E2E_ARCH, STANDINS, Workflow
+
+pytestmark = pytest.mark.e2e
+
+VENV_BIN = str(Path(sys.executable).parent)
+CHIPS = ["Ascend910B4", "Ascend310P3"]
+NEW_CHIP = "Ascend910B3"
+TARGET_JOBS = {"compile": 1, "infer": 1, "similarity": 1, "benchmark": 1, "report": 1}
+
+
+def plan(wf, **config):
+    counts = wf.plan("report", config=config)
+    counts.pop("all", None)
+    return counts
+
+
+def calls(wf, tool):
+    lines = wf.standin_log.read_text().splitlines() if wf.standin_log.exists() else []
+    return [c for c in map(json.loads, lines) if c["tool"] == tool]
+
+
+@pytest.fixture(scope="module")
+def ascend_wf(e2e_workflow, tmp_path_factory):
+    log = tmp_path_factory.mktemp("standins") / "calls.jsonl"
+    env = {"PATH": os.pathsep.join([VENV_BIN, str(STANDINS), os.environ.get("PATH", "")]),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(STANDINS), os.environ.get("PYTHONPATH")])),
+           "STANDIN_LOG": str(log)}
+    wf = Workflow(e2e_workflow.root, {**e2e_workflow.config, "backend": "ascend"}, env=env)
+    wf.standin_log = log
+    wf.run("report", config={"soc_versions": CHIPS})
+    yield wf
+    e2e_workflow.run("report")  # the onnxruntime report again, as the other e2e tests expect
+
+
+def test_report_has_one_passing_target_per_chip_with_ais_bench_figures(ascend_wf):
+    r = ascend_wf.report()
+    assert r["verdict"] == "PASS"
+    targets = {t["device"]: t for t in r["targets"] if t["backend"] == "ascend"}
+    assert sorted(targets) == sorted(CHIPS)
+    for chip, t in targets.items():
+        target_dir = ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip
+        (art,) = t["artifacts"]
+        assert art["path"] == f"results/{E2E_ARCH}/ascend/{chip}/model_bs1/model.om" and art["batch_size"] == 1
+        assert (ascend_wf.root / art["path"]).stat().st_size == art["bytes"]
+        assert (target_dir / "model_bs1" / "fusion_result.json").is_file(), "ATC's record kept beside the model"
+        pairs = {(p["a"], p["b"]): p for p in t["accuracy"]["pairs"]}
+        assert min(pairs[("offline", "onnx_fp16")]["per_image"].values()) >= 0.999
+        assert ("offline", "torch_fp32") in pairs
+        assert t["accuracy"]["gates"] and all(g["passed"] for g in t["accuracy"]["gates"])
+        for stem in ("chelsea", "rocket"):
+            assert np.load(target_dir / "dst" / f"{stem}_0.npy").shape == (1, 512)
+        assert (target_dir / "dst_summary.json").is_file(), "ais_bench's own layout"
+        (perf,) = t["performance"]
+        bench = json.loads((target_dir / "benchmark_bs1.json").read_text())
+        assert bench["measured_by"] == "ais_bench" and perf["loop"] == 3 and perf["batch_size"] == 1
+        assert perf["throughput_fps"] == bench["ais_bench"]["printed"]["throughput_fps"] > 0
+        assert perf["latency_ms"]["mean"] == bench["ais_bench"]["printed"]["latency_ms"]["mean"]
+        assert all(isinstance(perf["latency_ms"][k], float) for k in ("mean", "p50", "p90", "p99"))
+    assert "atc" in r["environment"]["backend_tools"]
+
+
+def test_tools_got_the_seeds_command_lines_one_fresh_directory_per_atc_job(ascend_wf):
+    atc_calls = [c for c in calls(ascend_wf, "atc") if any(a.split("=", 1)[1] in CHIPS for a in c["argv"]
+                                                             if a.startswith("--soc_version="))]
+    assert len(atc_calls) == 2 and len({c["cwd"] for c in atc_calls}) == 2
+    onnx = (ascend_wf.root / "results" / E2E_ARCH / "onnx" / "vit-b-16.img.fp16.onnx").resolve()
+    for call in atc_calls:
+        chip = next(a.split("=", 1)[1] for a in call["argv"] if a.startswith("--soc_version="))
+        prefix = (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "model_bs1").resolve() / "model"
+        assert call["argv"] == ascend.atc_command(onnx, prefix, 1, 224, chip)[1:]
+        assert Path(call["cwd"]).resolve() != ascend_wf.root.resolve() and not Path(call["cwd"]).exists()
+    bench_argv = [c["argv"] for c in calls(ascend_wf, "ais_bench") if "--loop" in c["argv"]]
+    assert bench_argv and all(a[a.index("--loop") + 1] == "3" and a[a.index("--batchsize") + 1] == "1"
+                              and a[a.index("--warmup_count") + 1] == "1" for a in bench_argv)
+    infer_argv = [c["argv"] for c in calls(ascend_wf, "ais_bench") if "--input" in c["argv"]]
+    assert len(infer_argv) >= 2 and all(a[a.index("--output_dirname") + 1] == "dst" for a in infer_argv)
+
+
+def test_nothing_to_do_after_the_run(ascend_wf):
+    assert plan(ascend_wf, soc_versions=CHIPS) == {}
+
+
+def test_chip_change_plans_only_the_new_chips_target_and_the_report(ascend_wf):
+    assert plan(ascend_wf, soc_versions=[], soc_version=NEW_CHIP) == TARGET_JOBS
+    assert plan(ascend_wf, soc_versions=[*CHIPS, NEW_CHIP]) == TARGET_JOBS
+
+
+def test_switching_back_and_forth_rebuilds_nothing_but_the_report(ascend_wf):
+    ascend_wf.run("report", config={"soc_versions": [], "soc_version": NEW_CHIP})
+    assert {t["device"] for t in ascend_wf.report()["targets"] if t["backend"] == "ascend"} == {NEW_CHIP}
+    assert plan(ascend_wf, soc_versions=CHIPS) == {"report": 1}
+    assert plan(ascend_wf, soc_versions=[*CHIPS, NEW_CHIP]) == {"report": 1}
+    ascend_wf.run("report", config={"soc_versions": CHIPS})
+    assert plan(ascend_wf, soc_versions=[], soc_version=NEW_CHIP) == {"report": 1}
+    for chip in [*CHIPS, NEW_CHIP]:  # side by side
+        assert (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "model_bs1" / "model.om").is_file()
+
+
+def test_precision_mode_change_recompiles_only_that_chips_models(ascend_wf):
+    keep_fp32 = {"precision_mode": "must_keep_origin_dtype"}
+    assert plan(ascend_wf, soc_versions=CHIPS[:1], atc=keep_fp32) == TARGET_JOBS
+    assert plan(ascend_wf, soc_versions=CHIPS, atc=keep_fp32) == {k: (1 if k == "report" else 2) for k in TARGET_JOBS}
+    # an ATC option is no concern of the CPU target
+    cpu = plan(ascend_wf, backend="onnxruntime", atc=keep_fp32)
+    assert not {"compile", "infer", "benchmark", "similarity"} & set(cpu)
