@@ -2,14 +2,6 @@
 # onnx_fp16 (ONNX Runtime on the CPU, the seed's online reference).
 
 
-def reference_model(wildcards):
-    if wildcards.stage == "torch_fp32":
-        return checkpoint_file(wildcards)
-    if wildcards.stage == "onnx_fp32":
-        return P.onnx_fp32(wildcards.arch)
-    return P.onnx_fp16(wildcards.arch)
-
-
 rule reference:
     input:
         npy="results/{arch}/npy/{stem}.npy",

@@ -2,23 +2,6 @@
 # Backend-agnostic: the work is done by scripts/backends/{backend}.py.
 
 
-def backend_options(wildcards):
-    """What a backend needs besides its inputs. Only the options of the target's own backend, so
-    changing an ATC option recompiles the Ascend models and nothing else."""
-    options = {"threads": THREADS, "device": wildcards.device}
-    if wildcards.backend == "ascend":
-        options["atc"] = {k: v for k, v in config["atc"].items() if v}
-        options["ais_bench_python"] = config["ais_bench_python"]
-        options["npu_device"] = config["npu_device"]
-    return options
-
-
-def npu(wildcards):
-    """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
-    -c8 never puts two of them on one device. ATC (compile) runs on the host CPU."""
-    return 1 if wildcards.backend == "ascend" else 0
-
-
 rule compile:
     input:
         onnx=lambda wc: P.onnx_fp16(wc.arch),
