@@ -71,11 +71,21 @@ def backend_options(wildcards):
     """What a backend needs besides its inputs. Only the options of the target's own backend, so
     changing an ATC option recompiles the Ascend models and nothing else."""
     options = {"threads": THREADS, "device": wildcards.device}
+    if wildcards.backend == "onnxruntime":
+        options["precision"] = config["precision"]
     if wildcards.backend == "ascend":
         options["atc"] = {k: v for k, v in config["atc"].items() if v}
         options["ais_bench_python"] = config["ais_bench_python"]
         options["npu_device"] = config["npu_device"]
     return options
+
+
+def compile_source(wildcards):
+    """The ONNX a target compiles: fp16 for Ascend (as the seed does); for ONNX Runtime the one its
+    `precision` starts from (int8 is quantised from fp32)."""
+    if wildcards.backend == "onnxruntime" and config["precision"] in ("fp32", "int8"):
+        return {"onnx": P.onnx_fp32(wildcards.arch), "data": P.onnx_fp32_data(wildcards.arch)}
+    return {"onnx": P.onnx_fp16(wildcards.arch)}
 
 
 def npu(wildcards):

@@ -4,7 +4,7 @@
 
 rule compile:
     input:
-        onnx=lambda wc: P.onnx_fp16(wc.arch),
+        unpack(compile_source),
     output:
         model=directory("results/{arch}/{backend}/{device}/model_bs{bs}"),
         manifest="results/{arch}/{backend}/{device}/compile_bs{bs}.json",

@@ -8,6 +8,58 @@ from common import log, read_json, write_json
 from timing import time_runs
 
 
+def model_gflops(model, resolution: int) -> float:
+    """GFLOPs of one image through the image tower, counted by torch's FlopCounterMode on cn_clip's
+    own model (matmuls, convolutions, attention; elementwise ops are not counted)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.encode_image(torch.zeros(1, 3, resolution, resolution))
+    return counter.get_total_flops() / 1e9
+
+
+def _best_seconds(run, repeats: int) -> float:
+    import time
+
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_ceiling(threads: int, n: int = 4096, repeats: int = 5) -> dict:
+    """This machine's fp32 ceiling, measured now: the best GFLOP/s of an n x n fp32 matmul in torch and
+    in ONNX Runtime (MLAS, the kernels the CPU offline model runs on); the ceiling is the faster one."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper
+
+    flops = 2 * n**3
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch_gflops = flops / _best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
+    spec = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "abc"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString(),
+                                so, providers=["CPUExecutionProvider"])
+    feeds = {"a": a.numpy(), "b": b.numpy()}
+    ort_gflops = flops / _best_seconds(lambda: sess.run(None, feeds), repeats) / 1e9
+    return {"matmul_n": n, "threads": threads, "torch_gflops": torch_gflops, "onnxruntime_gflops": ort_gflops,
+            "ceiling_gflops": max(torch_gflops, ort_gflops)}
+
+
+def efficiency(result: dict, gflops: float, ceiling: float) -> dict:
+    achieved = gflops * result["throughput_fps"]
+    return {"achieved_gflops": achieved, "fraction_of_ceiling": achieved / ceiling}
+
+
 def torch_baseline(checkpoint: str, arch: str, npy_files: list[str], batch_size: int, loop: int,
                    warmup: int, threads: int) -> dict:
     import torch
@@ -22,7 +74,9 @@ def torch_baseline(checkpoint: str, arch: str, npy_files: list[str], batch_size:
         with torch.inference_mode():
             return model.encode_image(torch.from_numpy(batch))
 
-    return {**time_runs(run, inputs, batch_size, loop, warmup, f"torch_fp32 bs{batch_size}"), "threads": threads}
+    result = {**time_runs(run, inputs, batch_size, loop, warmup, f"torch_fp32 bs{batch_size}"), "threads": threads}
+    result["model_gflops"] = model_gflops(model, inputs[0].shape[-1])
+    return result
 
 
 def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_files: list[str],
@@ -34,7 +88,17 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
     baseline = torch_baseline(checkpoint, arch, npy_files, batch_size, loop, warmup, options["threads"])
     log.info("torch_fp32 bs%d: %.2f images/s, p50 %.1f ms", batch_size, baseline["throughput_fps"],
              baseline["latency_ms"]["p50"])
-    return {**offline, "model": model, "baseline_torch_fp32": baseline}
+    gflops = baseline.pop("model_gflops")
+    measured = matmul_ceiling(options["threads"])
+    ceiling = measured["ceiling_gflops"]
+    log.info("fp32 ceiling (4096x4096 matmul, %d threads): torch %.0f, ONNX Runtime %.0f GFLOP/s; model %.1f GFLOPs "
+             "per image", options["threads"], measured["torch_gflops"], measured["onnxruntime_gflops"], gflops)
+    # the ceiling is this host's CPU: a fraction of it only means something for a CPU backend
+    on_cpu = getattr(backends.get(backend), "RUNS_ON_HOST_CPU", False)
+    return {**offline, **(efficiency(offline, gflops, ceiling) if on_cpu else {}), "model": model,
+            "model_gflops_per_image": gflops, "ceiling_gflops": ceiling, "ceiling": measured,
+            "speedup_vs_torch_fp32": offline["throughput_fps"] / baseline["throughput_fps"],
+            "baseline_torch_fp32": {**baseline, **efficiency(baseline, gflops, ceiling)}}
 
 
 def main(smk) -> None:

@@ -7,13 +7,13 @@ import backends
 from common import artifact, log, write_json
 
 
-def compile_target(backend: str, onnx_fp16: str, out_dir: str, manifest: str, batch_size: int,
+def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, batch_size: int,
                    resolution: int, options: dict) -> dict:
-    files = backends.get(backend).compile(onnx_fp16, out_dir, batch_size, resolution, options)
+    files = backends.get(backend).compile(onnx_model, out_dir, batch_size, resolution, options)
     record = {
         "backend": backend,
         "batch_size": batch_size,
-        "source": str(onnx_fp16),
+        "source": str(onnx_model),
         "model": files[0],
         "artifacts": [artifact(f, batch_size=batch_size) for f in files],
         "options": {k: v for k, v in options.items() if k != "threads"},

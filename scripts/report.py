@@ -47,8 +47,10 @@ def target_entry(backend: str, device: str, manifests: list[str], similarity: st
     perf = []
     for b in benchmarks:
         r = read_json(b)
-        perf.append({k: r[k] for k in ("batch_size", "loop", "warmup", "threads", "throughput_fps", "latency_ms")}
-                    | {"baseline_torch_fp32": r["baseline_torch_fp32"]})
+        keys = ("batch_size", "loop", "warmup", "threads", "throughput_fps", "latency_ms", "model_gflops_per_image",
+                "achieved_gflops", "ceiling_gflops", "fraction_of_ceiling", "speedup_vs_torch_fp32",
+                "baseline_torch_fp32")
+        perf.append({k: r[k] for k in keys if k in r})
     return {
         "backend": backend, "device": device,
         "artifacts": [a for c in compiled for a in c["artifacts"]],
@@ -82,8 +84,12 @@ def build_report(checkpoint_info: str, onnx_files: list[str], targets: list[dict
     }
 
 
+def _num(value, fmt: str, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{fmt}}{suffix}"
+
+
 def _fmt_lat(lat: dict) -> str:
-    return " | ".join(f"{lat[k]:.1f}" for k in ("mean", "p50", "p90", "p99"))
+    return " | ".join(_num(lat.get(k), ".1f") for k in ("mean", "p50", "p90", "p99"))
 
 
 def render_markdown(r: dict) -> str:
@@ -112,14 +118,20 @@ def render_markdown(r: dict) -> str:
         for s in stems:
             lines.append(f"| {s} | " + " | ".join(f"{p['per_image'][s]:.8f}" for p in pairs) + " |")
         lines += ["", "### Performance", "",
-                  "| model | batch | loop | threads | images/s | mean ms | p50 ms | p90 ms | p99 ms |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| model | batch | loop | threads | images/s | vs torch | mean ms | p50 ms | p90 ms | p99 ms | "
+                  "GFLOP/s | of ceiling |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for p in t["performance"]:
             b = p["baseline_torch_fp32"]
-            lines.append(f"| offline | {p['batch_size']} | {p['loop']} | {p['threads']} | {p['throughput_fps']:.2f} | "
-                         f"{_fmt_lat(p['latency_ms'])} |")
-            lines.append(f"| torch_fp32 | {b['batch_size']} | {b['loop']} | {b['threads']} | {b['throughput_fps']:.2f} | "
-                         f"{_fmt_lat(b['latency_ms'])} |")
+            for name, row, ratio in (("offline", p, p.get("speedup_vs_torch_fp32")), ("torch_fp32", b, 1.0)):
+                lines.append(f"| {name} | {row['batch_size']} | {row['loop']} | {row['threads']} | "
+                             f"{row['throughput_fps']:.2f} | {_num(ratio, '.2f', 'x')} | {_fmt_lat(row['latency_ms'])} | "
+                             f"{_num(row.get('achieved_gflops'), '.0f')} | {_num(row.get('fraction_of_ceiling'), '.0%')} |")
+        if t["performance"] and "ceiling_gflops" in t["performance"][0]:
+            p = t["performance"][0]
+            lines += ["", f"Model: {p['model_gflops_per_image']:.1f} GFLOPs per image (torch FlopCounterMode); "
+                          f"ceiling: {p['ceiling_gflops']:.0f} GFLOP/s (the faster of torch and ONNX Runtime on a "
+                          f"4096x4096 fp32 matmul, measured in the same job)."]
         lines += ["", "### Artifacts", "", "| path | batch | MB | sha256 |", "|---|---|---|---|"]
         for a in t["artifacts"]:
             lines.append(f"| `{a['path']}` | {a['batch_size']} | {a['bytes'] / 1e6:.1f} | `{a['sha256']}` |")

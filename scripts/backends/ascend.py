@@ -234,7 +234,8 @@ def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size
     ATC runs in a fresh scratch folder beside out_dir (its cwd-relative files never collide with another
     job's); its fusion_result.json is kept next to the model as a record. On failure: ToolError with
     the command line and the tail of ATC's output, and no .om left behind."""
-    out_dir = Path(out_dir).resolve()
+    given = Path(out_dir)  # the returned path keeps the caller's form (relative to the workflow root)
+    out_dir = given.resolve()  # ATC runs elsewhere: every path it gets is absolute
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = out_dir / MODEL_PREFIX
     om = prefix.with_name(prefix.name + ".om")
@@ -256,7 +257,7 @@ def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     log.info("ATC wrote %s (%.1f MB)", om, om.stat().st_size / 1e6)
-    return [str(om)]
+    return [str(given / om.name)]
 
 
 def _check_inputs(npy_files: list[str | os.PathLike]) -> list[Path]:

@@ -1,7 +1,8 @@
 """ONNX Runtime on the CPU: the backend that runs on every machine.
 
-compile: the graph optimised by ONNX Runtime for a fixed batch size, saved to disk, so the
-offline model loads with optimisations disabled (nothing is re-optimised at load time)."""
+compile: the graph (fp32, fp16, or int8 by ONNX Runtime's dynamic quantisation) with its batch
+size fixed, optimised by ONNX Runtime and saved to disk, so the offline model loads with
+optimisations disabled (nothing is re-optimised at load time)."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from common import log
 
+RUNS_ON_HOST_CPU = True
 MODEL_NAME = "model.onnx"
 DATA_NAME = "model.onnx.data"
 
@@ -50,16 +52,37 @@ def fix_batch(onnx_in: str | Path, onnx_out: str | Path, batch_size: int) -> Non
               location=Path(onnx_out).name + ".data", size_threshold=1024)
 
 
-def compile(onnx_fp16: str | Path, out_dir: str | Path, batch_size: int, resolution: int, options: dict) -> list[str]:
+def quantize_int8(onnx_in: str | Path, onnx_out: str | Path) -> None:
+    """Dynamic int8 quantisation with ONNX Runtime's tools. quant_pre_process first: cn_clip's
+    vision export keeps weights behind Transpose nodes (no constant folding), which hides the
+    MatMuls from quantize_dynamic unless the graph is folded and shape-inferred first."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = Path(onnx_out).with_name("prepared.onnx")
+    quant_pre_process(str(onnx_in), str(prepared), skip_symbolic_shape=True, save_as_external_data=True,
+                      all_tensors_to_one_file=True,
+                      external_data_location=prepared.name + ".data")
+    quantize_dynamic(str(prepared), str(onnx_out), weight_type=QuantType.QInt8, use_external_data_format=True)
+
+
+def compile(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolution: int, options: dict) -> list[str]:
+    """`onnx_model` is the fp32 ONNX (precision fp32 or int8) or the fp16 one (precision fp16)."""
     import tempfile
 
+    precision = options.get("precision", "fp32")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".compile-") as scratch:
         fixed = Path(scratch) / "fixed.onnx"
-        log.info("fixing batch size %d in %s", batch_size, onnx_fp16)
-        fix_batch(onnx_fp16, fixed, batch_size)
-        log.info("optimising with ONNX Runtime (level EXTENDED) into %s", out_dir / MODEL_NAME)
+        log.info("fixing batch size %d in %s", batch_size, onnx_model)
+        fix_batch(onnx_model, fixed, batch_size)
+        if precision == "int8":
+            log.info("quantising to int8 (ONNX Runtime dynamic quantisation)")
+            quantized = Path(scratch) / "int8.onnx"
+            quantize_int8(fixed, quantized)
+            fixed = quantized
+        log.info("optimising %s with ONNX Runtime (level EXTENDED) into %s", precision, out_dir / MODEL_NAME)
         session(fixed, options["threads"], optimize=True, optimized_out=out_dir / MODEL_NAME)
     files = [out_dir / MODEL_NAME] + ([out_dir / DATA_NAME] if (out_dir / DATA_NAME).exists() else [])
     return [str(f) for f in files]

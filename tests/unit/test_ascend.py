@@ -219,8 +219,9 @@ def test_compile_runs_atc_in_a_fresh_directory_and_keeps_fusion_result(tiny_onnx
     out_dir = tmp_path / "results" / "ascend" / "Ascend910B4" / "model_bs2"
     options = {**OPTIONS, "atc": {"precision_mode": "must_keep_origin_dtype"}}
     files = ascend.compile(tiny_onnx["fp16"], out_dir, 2, tiny_onnx["resolution"], options)
+    assert files == [str(out_dir / "model.om")], "the caller's form of the path"
     om = out_dir.resolve() / "model.om"
-    assert files == [str(om)] and om.is_file()
+    assert om.is_file()
     (call,) = standins("atc")
     assert call["argv"] == ascend.atc_command(Path(tiny_onnx["fp16"]).resolve(), om.with_suffix(""), 2, 16,
                                               "Ascend910B4", options["atc"])[1:]
@@ -230,6 +231,14 @@ def test_compile_runs_atc_in_a_fresh_directory_and_keeps_fusion_result(tiny_onnx
     assert sorted(p.name for p in out_dir.parent.iterdir()) == ["model_bs2"]
     fusion = json.loads((out_dir / "fusion_result.json").read_text())
     assert fusion["standin"]["output"] == str(om.with_suffix(""))
+
+
+def test_compile_returns_a_relative_path_for_a_relative_out_dir(tiny_onnx, tmp_path, standins, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as in a workflow job: cwd is the workflow root, paths relative to it
+    files = ascend.compile(tiny_onnx["fp16"], "results/ascend/Ascend910B4/model_bs1", 1, 16, OPTIONS)
+    assert files == ["results/ascend/Ascend910B4/model_bs1/model.om"] and Path(files[0]).is_file()
+    (call,) = standins("atc")
+    assert f"--output={tmp_path.resolve()}/results/ascend/Ascend910B4/model_bs1/model" in call["argv"]
 
 
 def test_concurrent_compile_jobs_never_share_a_working_directory(tiny_onnx, tmp_path, standins, monkeypatch):

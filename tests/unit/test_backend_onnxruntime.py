@@ -43,3 +43,13 @@ def test_benchmark_reports_throughput_and_latency(tiny_onnx, tmp_path):
     assert result["batch_size"] == 2 and result["loop"] == 4 and result["threads"] == 1
     assert result["throughput_fps"] > 0
     assert set(result["latency_ms"]) >= {"mean", "p50", "p90", "p99"}
+
+
+def test_int8_compile_quantises_and_stays_close(tiny_onnx, tmp_path):
+    files = backend.compile(tiny_onnx["fp32"], tmp_path / "int8", 1, 16, {**OPTIONS, "precision": "int8"})
+    ops = {n.op_type for n in onnx.load(files[0]).graph.node}
+    assert ops & {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger"}, ops
+    sess = backend.session(files[0], 1)
+    x = np.load(tiny_onnx["npy"][0])
+    got, ref = sess.run(None, {"image": x})[0].ravel(), reference(tiny_onnx["fp32"], tiny_onnx["npy"][0]).ravel()
+    assert got @ ref / np.linalg.norm(got) / np.linalg.norm(ref) > 0.99
