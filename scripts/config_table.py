@@ -1,6 +1,8 @@
 """The README's configuration reference, generated from config/schema.yaml (a test keeps them equal).
-Usage: .venv/bin/python scripts/config_table.py   (prints the table to paste between the markers)"""
+Usage: .venv/bin/python scripts/config_table.py [--write README.md]   (print, or rewrite the README's block)"""
 import json
+import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -36,5 +38,14 @@ def config_table(schema_path: Path = SCHEMA) -> str:
     return "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *rows(schema["properties"])])
 
 
+def write_readme(readme: Path) -> None:
+    text = readme.read_text()
+    block = re.compile(r"(<!-- config-table:start[^>]*-->\n).*?(\n<!-- config-table:end -->)", re.S)
+    readme.write_text(block.sub(lambda m: m.group(1) + config_table() + m.group(2), text))
+
+
 if __name__ == "__main__":
-    print(config_table())
+    if sys.argv[1:2] == ["--write"]:
+        write_readme(Path(sys.argv[2]))
+    else:
+        print(config_table())
