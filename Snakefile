@@ -11,13 +11,12 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-import yaml
-
 sys.path.insert(0, f"{workflow.basedir}/scripts")
-from paths import coerce_cli_types
+from config_check import check_config
 
-# `--config KEY=VALUE` delivers numbers inside lists and mappings as strings: convert, then validate.
-config.update(coerce_cli_types(dict(config), yaml.safe_load(open(f"{workflow.basedir}/config/schema.yaml"))))
+# Every bad key listed by name (command-line numbers coerced first), then Snakemake's own
+# validation fills the schema's defaults.
+check_config(config, f"{workflow.basedir}/config/schema.yaml")
 validate(config, "config/schema.yaml")
 
 

@@ -12,6 +12,13 @@ DEVICES = P.devices(BACKEND, config["soc_version"], config["soc_versions"])
 BATCH_SIZES = sorted(config["batch_sizes"])
 IMAGES_DIR = config["images"] or P.SAMPLE_IMAGES_DIR
 IMAGES = P.discover_images(IMAGES_DIR, sample=not config["images"])  # {stem: image path}
+SKIPPED_IMAGES = {}  # {path: why}: bad files skipped with skip_bad_images (listed in the report)
+if config["images"]:
+    from config_check import usable_images
+
+    IMAGES, SKIPPED_IMAGES = usable_images(
+        IMAGES, IMAGES_DIR, config["skip_bad_images"], ".snakemake/cnclip-image-check.json"
+    )
 STEMS = sorted(IMAGES)
 THREADS = config["threads"] or P.physical_cores()
 

@@ -123,6 +123,16 @@ def benchmark(arch: str, backend: str, device: str, bs) -> str:
     return f"{target_dir(arch, backend, device)}/benchmark_bs{bs}.json"
 
 
+def non_image_files(folder: str) -> dict[str, str]:
+    """{path: reason} for the regular, non-hidden files in `folder` that are not named as images."""
+    root = Path(folder)
+    if not root.is_dir():
+        return {}
+    return {str(p): f"not an image (extension '{p.suffix or 'none'}'; images are {', '.join(IMAGE_EXTENSIONS)})"
+            for p in sorted(root.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTENSIONS}
+
+
 def discover_images(folder: str, sample: bool = False) -> dict[str, str]:
     """{stem: path} of the images in `folder` (not recursive). Raises ConfigError naming the folder
     and the fix when it is missing or empty, or when two files share a stem."""
@@ -169,20 +179,3 @@ _SIZE = {"RN50": 0.15, "ViT-B-16": 0.2, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "
 def mem_mb(arch: str, step: str) -> int:
     return max(1000, int(_MEM_VIT_H[step] * _SIZE.get(arch, 1.0)))
 
-
-def coerce_cli_types(value, schema: dict):
-    """`--config batch_sizes=[1,4]` or `gates={...: 0.99}` reach the workflow with the numbers as
-    strings; convert them where the schema asks for a number, so validation judges the value, not
-    how the command line spelt it. Anything that is not a clean number is left for the schema to reject."""
-    kind = schema.get("type")
-    if isinstance(value, dict) and "properties" in schema:
-        return {k: coerce_cli_types(v, schema["properties"].get(k, {})) for k, v in value.items()}
-    if isinstance(value, list) and "items" in schema:
-        return [coerce_cli_types(v, schema["items"]) for v in value]
-    if isinstance(value, str) and kind in ("integer", "number"):
-        try:
-            number = float(value) if kind == "number" else int(value)
-        except ValueError:
-            return value
-        return number
-    return value

@@ -102,3 +102,21 @@ def test_missed_gate_fails_the_run_but_writes_the_report(e2e_workflow):
     finally:
         e2e_workflow.run("report")
     assert e2e_workflow.report()["verdict"] == "PASS"
+
+
+def test_shell_metacharacters_in_image_names_reach_no_shell(e2e_workflow, tmp_path):
+    from PIL import Image
+
+    from conftest import Workflow
+
+    images = tmp_path / "hostile names"
+    images.mkdir()
+    stems = ["$(touch pwned)", "a;b", "'q'", "空 格", "`touch pwned2`"]
+    for stem in stems:
+        Image.new("RGB", (32, 24), (200, 30, 30)).save(images / f"{stem}.jpg")
+    wf = Workflow(e2e_workflow.root, {**e2e_workflow.config, "images": str(images)})
+    wf.run(*[f"results/{E2E_ARCH}/npy/{stem}.npy" for stem in stems])
+    for stem in stems:
+        assert np.load(e2e_workflow.root / "results" / E2E_ARCH / "npy" / f"{stem}.npy").shape == (1, 3, 224, 224)
+    for where in (e2e_workflow.root, images, tmp_path):
+        assert not (where / "pwned").exists() and not (where / "pwned2").exists()

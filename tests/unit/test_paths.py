@@ -3,6 +3,7 @@ import yaml
 from snakemake.utils import validate
 
 import paths
+from config_check import coerce_cli_types
 from paths import ConfigError, discover_images
 
 REPO_CONFIG = paths.Path(__file__).resolve().parents[2] / "config"
@@ -60,8 +61,8 @@ def test_paths_follow_the_contract():
 
 def test_command_line_numbers_are_coerced_where_the_schema_wants_numbers():
     schema = yaml.safe_load((REPO_CONFIG / "schema.yaml").read_text())
-    config = paths.coerce_cli_types({"batch_sizes": ["1", "4"], "gates": {"vs_torch_fp32": "0.5"}, "loop": 3,
+    config = coerce_cli_types({"batch_sizes": ["1", "4"], "gates": {"vs_torch_fp32": "0.5"}, "loop": 3,
                                      "model_arch": "ViT-B-16", "images": "1"}, schema)
     assert config == {"batch_sizes": [1, 4], "gates": {"vs_torch_fp32": 0.5}, "loop": 3, "model_arch": "ViT-B-16",
                       "images": "1"}
-    assert paths.coerce_cli_types({"batch_sizes": ["x"]}, schema) == {"batch_sizes": ["x"]}
+    assert coerce_cli_types({"batch_sizes": ["x"]}, schema) == {"batch_sizes": ["x"]}

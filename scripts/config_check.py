@@ -1,0 +1,131 @@
+"""Parse-time checks, before any job runs: the config against config/schema.yaml (every problem
+listed with its key), and the input images (every file that is not a readable image listed with
+the reason). Used by the Snakefile and rules/common.smk; cheap enough for every dry run."""
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from paths import ConfigError
+
+
+def coerce_cli_types(value, schema: dict):
+    """`--config batch_sizes=[1,4]`, `gates={...: 0.99}` or `skip_bad_images=true` reach the workflow
+    with numbers and booleans as strings; convert them where the schema asks for a number, so validation judges the value, not
+    how the command line spelt it. Anything that is not a clean number is left for the schema to reject."""
+    kind = schema.get("type")
+    if isinstance(value, dict) and "properties" in schema:
+        return {k: coerce_cli_types(v, schema["properties"].get(k, {})) for k, v in value.items()}
+    if isinstance(value, list) and "items" in schema:
+        return [coerce_cli_types(v, schema["items"]) for v in value]
+    if isinstance(value, str) and kind == "boolean" and value.lower() in ("true", "false", "yes", "no"):
+        return value.lower() in ("true", "yes")
+    if isinstance(value, str) and kind in ("integer", "number"):
+        try:
+            return float(value) if kind == "number" else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _key(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def config_errors(config: dict, schema: dict) -> list[str]:
+    """One line per problem, each naming the config key."""
+    from jsonschema import Draft202012Validator
+
+    lines = []
+    for error in sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.path))):
+        if error.validator == "additionalProperties":
+            where = _key(error.path)
+            known = ", ".join(sorted(error.schema.get("properties", {})))
+            for key in sorted(set(error.instance) - set(error.schema.get("properties", {}))):
+                name = f"{where}.{key}" if error.path else key
+                lines.append(f"unknown config key '{name}' (known: {known})")
+            continue
+        spec = error.schema if isinstance(error.schema, dict) else {}
+        hint = f" ({spec['description']})" if spec.get("description") else ""
+        lines.append(f"config key '{_key(error.path)}': {error.message}{hint}")
+    return lines
+
+
+def check_config(config: dict, schema_path: str | os.PathLike) -> dict:
+    """Coerce command-line numbers, then validate; raises ConfigError listing every bad key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    config.update(coerce_cli_types(dict(config), schema))
+    errors = config_errors(config, schema)
+    if errors:
+        raise ConfigError("invalid configuration (config/config.yaml or --config):\n  " + "\n  ".join(errors))
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+def image_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a usable image, or None. Decodes it fully (a truncated JPEG opens fine and
+    fails only on decode), with PIL's decompression-bomb guard left on."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except UnidentifiedImageError:
+        return "not an image PIL can read (wrong extension, or another kind of file)"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"cannot be decoded ({str(exc).strip() or type(exc).__name__}): truncated or corrupt?"
+    except Image.DecompressionBombError as exc:
+        return f"too large to decode safely ({exc})"
+    return None
+
+
+def check_images(images: dict[str, str], cache_file: str | os.PathLike | None = None) -> dict[str, str]:
+    """{path: problem} for every bad image. Results are cached by (size, mtime) in `cache_file`, so a
+    dry run does not decode every image again."""
+    cache = {}
+    if cache_file and Path(cache_file).is_file():
+        try:
+            cache = json.loads(Path(cache_file).read_text())
+        except (OSError, ValueError):
+            cache = {}
+    problems, fresh = {}, {}
+    for path in images.values():
+        st = Path(path).stat()
+        key = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        problem = cache[key] if key in cache else image_problem(path)
+        fresh[key] = problem
+        if problem:
+            problems[path] = problem
+    if cache_file:
+        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(cache_file).with_suffix(".tmp")
+        tmp.write_text(json.dumps(fresh))
+        os.replace(tmp, cache_file)
+    return problems
+
+
+def usable_images(images: dict[str, str], folder: str, skip_bad: bool, cache_file=None) -> tuple[dict, dict]:
+    """(images to process, {path: reason} skipped). Unless `skip_bad`, any bad file stops the run
+    here, before any job, with one message listing every bad file and why."""
+    from paths import non_image_files
+
+    bad = {**non_image_files(folder), **check_images(images, cache_file)}
+    if bad and not skip_bad:
+        raise ConfigError(
+            f"{len(bad)} file(s) in images folder '{folder}' cannot be used (remove them, or set "
+            f"skip_bad_images: true to skip them and list them in the report):\n  "
+            + "\n  ".join(f"{path}: {why}" for path, why in sorted(bad.items())))
+    good = {stem: path for stem, path in images.items() if path not in bad}
+    if not good:
+        raise ConfigError(f"images folder '{folder}' holds no usable image; skipped: {sorted(bad)}")
+    return good, bad
