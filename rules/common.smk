@@ -21,6 +21,11 @@ if config["images"]:
     )
 STEMS = sorted(IMAGES)
 THREADS = config["threads"] or P.physical_cores()
+if config["checkpoint"] not in ("synthetic", "download") and not Path(config["checkpoint"]).is_file():
+    raise P.ConfigError(
+        f"checkpoint '{config['checkpoint']}' does not exist: set `checkpoint` to the path of an official "
+        f"Chinese-CLIP .pt file of {ARCH} (e.g. clip_cn_{ARCH.lower()}.pt), `synthetic` or `download`"
+    )
 
 REPORT = {fmt: f"results/report.{fmt}" for fmt in ("md", "html", "json")}
 
