@@ -37,6 +37,18 @@ rule all:
         rules.report.output,
 
 
+onstart:
+    # Runs for a real run only (never for -n): a missing atc or ais_bench stops it before any job.
+    if BACKEND == "ascend":
+        from backends import ascend
+
+        try:
+            ascend.check_tools(config["ais_bench_python"])
+        except ascend.MissingToolError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            sys.exit(1)
+
+
 onsuccess:
     # A missed accuracy gate fails the run after the report files are written.
     gates_exit_status(REPORT["json"])

@@ -116,3 +116,15 @@ def test_precision_mode_change_recompiles_only_that_chips_models(ascend_wf):
     # an ATC option is no concern of the CPU target
     cpu = plan(ascend_wf, backend="onnxruntime", atc=keep_fp32)
     assert not {"compile", "infer", "benchmark", "similarity"} & set(cpu)
+
+
+def test_missing_tools_stop_the_run_before_any_job(e2e_workflow):
+    """No stand-ins on PATH: a real run names the missing tool and the fix, and runs no job."""
+    env = {"PATH": os.pathsep.join([VENV_BIN, "/usr/bin", "/bin"])}
+    wf = Workflow(e2e_workflow.root, {**e2e_workflow.config, "backend": "ascend", "soc_version": "Ascend310B1"},
+                  env=env)
+    result = wf.run("report", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "atc" in out and "set_env.sh" in out
+    assert not (e2e_workflow.root / "results" / E2E_ARCH / "ascend" / "Ascend310B1").exists()

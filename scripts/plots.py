@@ -1,0 +1,338 @@
+"""The report's figures (matplotlib, Agg backend, PNG): the precision chain, per-image accuracy,
+throughput and latency. Each function takes the report dict (keys: ../CONTRACT.md) and a path, and
+copes with what a record may lack (no p90 from ais_bench, no benchmarks, one batch size)."""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+# File names under the report's plot folder (results/report/), in the order the report shows them.
+PLOTS = ("accuracy_chain", "throughput", "per_image", "latency")
+
+# 1 - cosine below this is float64 rounding: drawn on the floor so a log axis can show it.
+FLOOR = 1e-16
+CHAIN = ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")
+STAGE_NOTES = {"torch_fp32": "cn_clip PyTorch\n(ground truth)", "onnx_fp32": "ONNX Runtime\nfp32 ONNX",
+               "onnx_fp16": "ONNX Runtime\nfp16 ONNX", "offline": "compiled\nmodel"}
+COLORS = ("#1f6feb", "#8250df", "#bf8700", "#0a7f6f", "#cf222e", "#6e7781")
+TORCH_COLOR = "#8c959f"
+PASS_COLOR, FAIL_COLOR = "#1a7f37", "#cf222e"
+PAIR_STYLE = {  # (a, b) -> (colour, marker, label)
+    ("onnx_fp32", "torch_fp32"): ("#8250df", "o", "onnx_fp32 vs torch_fp32"),
+    ("onnx_fp16", "torch_fp32"): ("#bf8700", "s", "onnx_fp16 vs torch_fp32"),
+    ("offline", "torch_fp32"): ("#1f6feb", "D", "offline vs torch_fp32"),
+    ("offline", "onnx_fp16"): ("#0a7f6f", "^", "offline vs onnx_fp16"),
+}
+MAX_IMAGES = 30  # the per-image chart shows at most this many (the worst ones)
+
+STYLE = {
+    "font.size": 10, "axes.titlesize": 11.5, "axes.titleweight": "bold", "axes.labelsize": 10,
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.color": "#d0d7de",
+    "grid.linewidth": 0.6, "axes.axisbelow": True, "legend.fontsize": 8.5, "legend.frameon": False,
+    "figure.dpi": 100, "savefig.dpi": 130,
+}
+
+
+def drift(cosine: float) -> float:
+    """1 - cosine, floored at FLOOR (a log axis cannot show 0)."""
+    return max(1.0 - cosine, FLOOR)
+
+
+def target_name(t: dict) -> str:
+    return f"{t['backend']}/{t['device']}"
+
+
+def _pairs(t: dict) -> dict:
+    return {(p["a"], p["b"]): p for p in t["accuracy"]["pairs"]}
+
+
+def _gates(t: dict) -> dict:
+    return {(g["a"], g["b"]): g for g in t["accuracy"]["gates"]}
+
+
+def _save(fig, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", facecolor="white", metadata={"Software": None})
+    plt.close(fig)
+
+
+def _fmt_drift(value: float) -> str:
+    return f"≤{FLOOR:.0e}" if value <= FLOOR else f"{value:.1e}"
+
+
+def _log_limits(ax, values: list[float], extra: list[float]) -> None:
+    finite = [v for v in values + extra if v and v > 0]
+    lo, hi = min(finite), max(finite)
+    ax.set_ylim(10 ** math.floor(math.log10(lo) - 0.6), 10 ** math.ceil(math.log10(hi) + 0.6))
+
+
+def accuracy_chain(report: dict, path) -> None:
+    """1 - cosine against the PyTorch fp32 model at every stage of torch_fp32 -> onnx_fp32 -> onnx_fp16
+    -> offline, log axis: each stage's added drift is the step between two points. Worst image bold,
+    every image thin; the gates as red zones; offline vs onnx_fp16 (the seed's check) as its own marker."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        x = list(range(len(CHAIN)))
+        values, gate_values = [], []
+        multi = len(report["targets"]) > 1
+        handles = []
+        for i, t in enumerate(report["targets"]):
+            color = COLORS[i % len(COLORS)]
+            pairs, gates = _pairs(t), _gates(t)
+            stages = [s for s in CHAIN[1:] if (s, "torch_fp32") in pairs]
+            xs = [CHAIN.index(s) for s in stages]
+            stems = sorted(pairs[(stages[0], "torch_fp32")]["per_image"]) if stages else []
+            for stem in stems:
+                ys = [drift(pairs[(s, "torch_fp32")]["per_image"][stem]) for s in stages]
+                ax.plot(xs, ys, color=color, alpha=0.22, lw=0.9, zorder=2)
+            worst = [drift(pairs[(s, "torch_fp32")]["cosine_min"]) for s in stages]
+            values += worst
+            ax.plot(xs, worst, color=color, lw=2.4, marker="o", ms=7, zorder=4)
+            for xi, yi in zip(xs, worst):
+                ax.annotate(_fmt_drift(yi), (xi, yi), textcoords="offset points", xytext=(-10, 9), ha="right",
+                            fontsize=8.5, color=color, fontweight="bold")
+            label = f"{target_name(t)}: worst image (bold), each image (thin)" if multi else \
+                "worst image (bold), each image (thin)"
+            handles.append(Line2D([], [], color=color, lw=2.4, marker="o", label=label))
+            step = pairs.get(("offline", "onnx_fp16"))
+            if step:
+                ys = drift(step["cosine_min"])
+                values.append(ys)
+                ax.plot([3.22], [ys], marker="^", ms=9, mfc="white", mec=color, mew=1.8, ls="none", zorder=5)
+                ax.annotate(f"{_fmt_drift(ys)}\nvs onnx_fp16", (3.22, ys), textcoords="offset points",
+                            xytext=(8, -4), ha="left", va="top", fontsize=8, color=color)
+                if i == 0:
+                    handles.append(Line2D([], [], marker="^", ms=8, mfc="white", mec=color, mew=1.6, ls="none",
+                                          label="offline vs onnx_fp16 (the seed's check)"))
+                g = gates.get(("offline", "onnx_fp16"))
+                if g and i == 0:
+                    gy = 1.0 - g["threshold"]
+                    gate_values.append(gy)
+                    ax.plot([2.9, 3.55], [gy, gy], color=FAIL_COLOR, ls=":", lw=1.6, zorder=3)
+                    ax.annotate(f"gate {g['threshold']:g}", (3.55, gy), textcoords="offset points",
+                                xytext=(0, 3), ha="right", fontsize=7.5, color=FAIL_COLOR)
+            g = gates.get(("offline", "torch_fp32")) or next((g for (a, b), g in gates.items() if b == "torch_fp32"),
+                                                             None)
+            if g and i == 0:
+                gy = 1.0 - g["threshold"]
+                gate_values.append(gy)
+                ax.axhline(gy, color=FAIL_COLOR, ls="--", lw=1.4, zorder=3)
+                ax.axhspan(gy, 1e3, color=FAIL_COLOR, alpha=0.07, zorder=1)
+                ax.annotate("FAIL zone", (-0.3, gy), textcoords="offset points", xytext=(0, 4), fontsize=8,
+                            color=FAIL_COLOR, fontweight="bold")
+                handles.append(Line2D([], [], color=FAIL_COLOR, ls="--",
+                                      label=f"gate vs torch_fp32: cosine ≥ {g['threshold']:g} (red = FAIL)"))
+        ax.set_yscale("log")
+        if values:
+            _log_limits(ax, values, gate_values)
+        ax.set_xlim(-0.35, 3.75)
+        ax.set_xticks(x, [f"{s}\n{STAGE_NOTES[s]}" for s in CHAIN], fontsize=8.5)
+        ax.annotate("reference\n(drift 0)", (0, 0.5), xycoords=("data", "axes fraction"), ha="center",
+                    fontsize=9, color="#57606a")
+        ax.set_ylabel("1 − cosine vs torch_fp32  (log, lower is better)")
+        ax.set_title("Precision chain: drift from the PyTorch fp32 model per stage")
+        ax.grid(axis="x", visible=False)
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
+        _save(fig, path)
+
+
+def per_image(report: dict, path) -> None:
+    """1 - cosine per image for every pair, one row per image (worst first), one panel per target."""
+    targets = report["targets"]
+    with plt.rc_context(STYLE):
+        n_rows = max((min(len(t["accuracy"]["pairs"][0]["per_image"]), MAX_IMAGES) for t in targets
+                      if t["accuracy"]["pairs"]), default=1)
+        fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(7.2 * max(len(targets), 1) ** 0.6 + 0.5,
+                                                                   1.4 + 0.32 * n_rows + 0.4),
+                                 squeeze=False, sharex=True)
+        for ax, t in zip(axes[0], targets):
+            pairs, gates = _pairs(t), _gates(t)
+            order_pair = pairs.get(("offline", "torch_fp32")) or t["accuracy"]["pairs"][0]
+            stems = sorted(order_pair["per_image"], key=lambda s: order_pair["per_image"][s])
+            shown = stems[:MAX_IMAGES]
+            ys = list(range(len(shown)))[::-1]
+            values = []
+            for key, (color, marker, label) in PAIR_STYLE.items():
+                if key not in pairs:
+                    continue
+                xs = [drift(pairs[key]["per_image"][s]) for s in shown]
+                values += xs
+                ax.scatter(xs, ys, color=color, marker=marker, s=36, label=label, zorder=3, alpha=0.9)
+            for (a, b), g in gates.items():
+                ax.axvline(1.0 - g["threshold"], color=FAIL_COLOR, ls="--" if b == "torch_fp32" else ":", lw=1.2)
+            for th in {g["threshold"] for g in gates.values()}:
+                ax.annotate(f"gate {th:g}", (1.0 - th, 1.0), xycoords=("data", "axes fraction"), rotation=90,
+                            ha="right", va="top", fontsize=7.5, color=FAIL_COLOR, xytext=(-2, 0),
+                            textcoords="offset points")
+            thresholds = sorted({g["threshold"] for g in gates.values()})
+            ax.set_xscale("log")
+            ax.set_yticks(ys, shown)
+            ax.set_ylim(-0.7, len(shown) - 0.3)
+            ax.grid(axis="y", visible=False)
+            ax.set_xlabel("1 − cosine (log, lower is better); red lines: gates " +
+                          ", ".join(f"{th:g}" for th in thresholds))
+            more = f" ({len(shown)} worst of {len(stems)})" if len(stems) > len(shown) else ""
+            ax.set_title(f"Per image: {target_name(t)}{more}")
+            if values:
+                lo = min(values + [1 - th for th in thresholds])
+                hi = max(values + [1 - th for th in thresholds])
+                ax.set_xlim(10 ** math.floor(math.log10(lo) - 0.3), 10 ** math.ceil(math.log10(hi) + 0.3))
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02))
+        fig.tight_layout(rect=(0, 0.07 + 0.1 / n_rows, 1, 1))
+        _save(fig, path)
+
+
+def _series(report: dict) -> list[dict]:
+    """Every measured model: the offline model of each target and the PyTorch fp32 baseline measured
+    in the same job. {label, color, rows: {batch: record}}."""
+    out = []
+    multi = len(report["targets"]) > 1
+    for i, t in enumerate(report["targets"]):
+        perf = t.get("performance") or []
+        if not perf:
+            continue
+        out.append({"label": f"offline {target_name(t)}", "color": COLORS[i % len(COLORS)],
+                    "rows": {p["batch_size"]: p for p in perf}})
+        base = {p["batch_size"]: p["baseline_torch_fp32"] for p in perf if p.get("baseline_torch_fp32")}
+        if base:
+            out.append({"label": "torch_fp32 (PyTorch)" + (f", with {target_name(t)}" if multi else ""),
+                        "color": TORCH_COLOR if not multi else _lighter(COLORS[i % len(COLORS)]), "rows": base,
+                        "torch": True})
+    return out
+
+
+def speedup_vs_torch(record: dict) -> float | None:
+    """Offline throughput over the PyTorch fp32 baseline's (recorded, or computed from the two figures)."""
+    if record.get("speedup_vs_torch_fp32") is not None:
+        return record["speedup_vs_torch_fp32"]
+    base = (record.get("baseline_torch_fp32") or {}).get("throughput_fps")
+    if base and record.get("throughput_fps") is not None:
+        return record["throughput_fps"] / base
+    return None
+
+
+def _lighter(color: str) -> str:
+    r, g, b = (int(color[k:k + 2], 16) for k in (1, 3, 5))
+    return "#" + "".join(f"{int(v + (255 - v) * 0.55):02x}" for v in (r, g, b))
+
+
+def _no_data(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#57606a")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _fmt_value(v: float) -> str:
+    return f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def throughput(report: dict, path) -> None:
+    """Images per second per batch size: every offline model beside its PyTorch fp32 baseline, with the
+    speed-up written over the offline bar."""
+    series = _series(report)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        batches = sorted({b for s in series for b in s["rows"]})
+        if not batches:
+            _no_data(ax, "no benchmark records")
+            _save(fig, path)
+            return
+        width = min(0.8 / len(series), 0.3)
+        values = []
+        for k, s in enumerate(series):
+            xs, ys = [], []
+            for j, b in enumerate(batches):
+                if b in s["rows"] and s["rows"][b].get("throughput_fps") is not None:
+                    xs.append(j + width * (k + 0.5 - len(series) / 2))
+                    ys.append(s["rows"][b]["throughput_fps"])
+            values += ys
+            bars = ax.bar(xs, ys, width * 0.92, color=s["color"], label=s["label"], zorder=3)
+            for bar, y, b in zip(bars, ys, [b for b in batches if b in s["rows"]]):
+                text = _fmt_value(y)
+                speedup = speedup_vs_torch(s["rows"][b])
+                if not s.get("torch") and speedup:
+                    text += f"\n{speedup:.2f}× torch"
+                ax.annotate(text, (bar.get_x() + bar.get_width() / 2, y), textcoords="offset points",
+                            xytext=(0, 3), ha="center", va="bottom", fontsize=8.5, fontweight="bold",
+                            color="#24292f")
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) / min(positive) > 30:
+            ax.set_yscale("log")
+            ax.set_ylim(min(positive) / 3, max(positive) * 8)
+            ax.set_ylabel("images / s  (log, higher is better)")
+        else:
+            ax.set_ylim(0, max(values or [1]) * 1.3)
+            ax.set_ylabel("images / s  (higher is better)")
+        ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
+        ax.set_xlim(-0.5 - 0.25 * (len(series) > 2), len(batches) - 0.5 + 0.25 * (len(series) > 2))
+        ax.grid(axis="x", visible=False)
+        ax.set_title("Throughput vs batch size, with the PyTorch fp32 baseline")
+        ax.legend(loc="upper left")
+        _save(fig, path)
+
+
+def latency(report: dict, path) -> None:
+    """Latency per batch of every model and batch size: mean (hatched), p50, p90 and p99 bars; a
+    percentile the record lacks (ais_bench may give no p90) is marked n/a."""
+    series = _series(report)
+    stats = ("mean", "p50", "p90", "p99")
+    shades = {"mean": 0.35, "p50": 0.5, "p90": 0.75, "p99": 1.0}
+    with plt.rc_context(STYLE):
+        groups = [(b, s) for b in sorted({b for s in series for b in s["rows"]}) for s in series if b in s["rows"]]
+        fig, ax = plt.subplots(figsize=(max(7.2, 1.9 * len(groups) + 2), 4.2))
+        if not groups:
+            _no_data(ax, "no benchmark records")
+            _save(fig, path)
+            return
+        width = 0.2
+        values = []
+        for j, (b, s) in enumerate(groups):
+            lat = s["rows"][b].get("latency_ms") or {}
+            for k, q in enumerate(stats):
+                v = lat.get(q)
+                xk = j + (k - 1.5) * width
+                if v is None:
+                    ax.annotate("n/a", (xk, 0.01), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                                fontsize=7.5, color="#57606a")
+                    continue
+                values.append(v)
+                if q == "mean":
+                    ax.bar(xk, v, width * 0.9, facecolor="white", edgecolor=s["color"], hatch="///", lw=1.2,
+                           zorder=3)
+                else:
+                    ax.bar(xk, v, width * 0.9, color=s["color"], alpha=shades[q], zorder=3)
+                ax.annotate(_fmt_value(v), (xk, v), textcoords="offset points", xytext=(0, 2), ha="center",
+                            va="bottom", fontsize=7.5)
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) / min(positive) > 30:
+            ax.set_yscale("log")
+            ax.set_ylim(min(positive) / 3, max(positive) * 5)
+            ax.set_ylabel("ms per batch  (log, lower is better)")
+        else:
+            ax.set_ylim(0, max(values or [1]) * 1.18)
+            ax.set_ylabel("ms per batch  (lower is better)")
+        ax.set_xticks(range(len(groups)), [f"{s['label']}\nbatch {b}" for b, s in groups], fontsize=8.5)
+        ax.grid(axis="x", visible=False)
+        handles = [Patch(facecolor="white", edgecolor="#57606a", hatch="///", label="mean")]
+        handles += [Patch(color="#57606a", alpha=shades[q], label=q) for q in stats[1:]]
+        ax.legend(handles=handles, loc="upper left", ncol=4)
+        ax.set_title("Latency per batch: mean and percentiles")
+        _save(fig, path)
+
+
+def write_plots(report: dict, paths: dict) -> dict:
+    """Write every plot named in PLOTS whose path is given; returns {name: path}."""
+    makers = {"accuracy_chain": accuracy_chain, "per_image": per_image, "throughput": throughput,
+              "latency": latency}
+    out = {}
+    for name in PLOTS:
+        if paths.get(name):
+            makers[name](report, paths[name])
+            out[name] = str(paths[name])
+    return out
