@@ -13,6 +13,10 @@ configfile: "config/config.yaml"
 
 sys.path.insert(0, f"{workflow.basedir}/scripts")
 from config_check import check_config
+import stale_lock
+
+# After `kill -9` the plain command must go on: drop the lock of a run that is gone.
+stale_lock.clear_stale_lock()
 
 # Every bad key listed by name (command-line numbers coerced first), then Snakemake's own
 # validation fills the schema's defaults.
@@ -38,7 +42,9 @@ rule all:
 
 
 onstart:
-    # Runs for a real run only (never for -n): a missing atc or ais_bench stops it before any job.
+    # Runs for a real run only (never for -n), once Snakemake holds the directory lock.
+    stale_lock.record_owner()
+    # A missing atc or ais_bench stops the run before any job.
     if BACKEND == "ascend":
         from backends import ascend
 
@@ -50,5 +56,10 @@ onstart:
 
 
 onsuccess:
+    stale_lock.forget_owner()
     # A missed accuracy gate fails the run after the report files are written.
     gates_exit_status(REPORT["json"])
+
+
+onerror:
+    stale_lock.forget_owner()

@@ -55,6 +55,19 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def remove_stale_scratch(parent: str | os.PathLike, prefix: str) -> None:
+    """Remove scratch folders `prefix*` in `parent` left by a killed earlier run of the same job.
+    Prefixes are per job (e.g. per batch size), so a concurrent job's scratch is never touched."""
+    import shutil
+
+    parent = Path(parent)
+    if parent.is_dir():
+        for stale in parent.glob(f"{prefix}*"):
+            if stale.is_dir():
+                log.info("removing scratch left by an interrupted run: %s", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+
+
 class Progress:
     """Logs `done/total` at most every `every` seconds, and at the end."""
 

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import log
+from common import log, remove_stale_scratch
 
 
 def upstream_exporter() -> Path:
@@ -78,6 +78,9 @@ def main(smk) -> None:
         apply_patches(upstream_exporter(), list(smk.input.patches), smk.output[0])
         return
     stage = "fp32" if smk.rule == "export_onnx" else "fp16"
+    if stage == "fp32":
+        # the exporter exports into .export-* beside its outputs; a killed run leaves one behind
+        remove_stale_scratch(Path(smk.output.onnx).parent, ".export-")
     checkpoint = smk.input.get("ckpt") if stage == "fp32" else None
     run_logged(exporter_command(smk.input.exporter, stage, smk.wildcards.arch, checkpoint,
                                 onnx_prefix(smk.output.onnx), smk.params.get("opset", 14)))

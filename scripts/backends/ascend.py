@@ -242,6 +242,9 @@ def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size
     om.unlink(missing_ok=True)
     cmd = atc_command(Path(onnx_fp16).resolve(), prefix, batch_size, resolution, options["device"],
                       options.get("atc"))
+    from common import remove_stale_scratch
+
+    remove_stale_scratch(out_dir.parent, f".atc-{out_dir.name}-")  # left by a killed earlier run
     scratch = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".atc-{out_dir.name}-"))
     try:
         code, output = _run(cmd, scratch, "atc")
@@ -312,6 +315,9 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
     for f in expected:  # a stale output must never pass for a fresh one
         f.unlink(missing_ok=True)
     python = options.get("ais_bench_python", "python3")
+    from common import remove_stale_scratch
+
+    remove_stale_scratch(dst_dir.parent, f".ais_bench-{dst_dir.name}-")  # left by a killed earlier run
     scratch = Path(tempfile.mkdtemp(dir=dst_dir.parent, prefix=f".ais_bench-{dst_dir.name}-"))
     try:
         inputs = scratch / "input"

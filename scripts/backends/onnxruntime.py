@@ -73,7 +73,11 @@ def compile(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolu
     precision = options.get("precision", "fp32")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".compile-") as scratch:
+    from common import remove_stale_scratch
+
+    prefix = f".compile-{out_dir.name}-"
+    remove_stale_scratch(out_dir.parent, prefix)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=prefix) as scratch:
         fixed = Path(scratch) / "fixed.onnx"
         log.info("fixing batch size %d in %s", batch_size, onnx_model)
         fix_batch(onnx_model, fixed, batch_size)

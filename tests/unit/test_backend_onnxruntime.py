@@ -24,7 +24,7 @@ def test_compile_fixes_batch_and_loads_without_reoptimising(tiny_onnx, tmp_path,
     out = sess.run(None, {"image": x})[0]
     assert out.shape == (bs, 16) and out.dtype == np.float32
     # no scratch files left beside the model
-    assert not [p for p in (tmp_path).iterdir() if p.name.startswith(".compile-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".compile-")]
 
 
 def test_infer_writes_ais_bench_layout_matching_onnx_runtime(tiny_onnx, tmp_path):
@@ -53,3 +53,13 @@ def test_int8_compile_quantises_and_stays_close(tiny_onnx, tmp_path):
     x = np.load(tiny_onnx["npy"][0])
     got, ref = sess.run(None, {"image": x})[0].ravel(), reference(tiny_onnx["fp32"], tiny_onnx["npy"][0]).ravel()
     assert got @ ref / np.linalg.norm(got) / np.linalg.norm(ref) > 0.99
+
+
+def test_scratch_left_by_a_killed_compile_is_removed_and_others_untouched(tiny_onnx, tmp_path):
+    stale = tmp_path / ".compile-bs1-abc123"
+    other = tmp_path / ".compile-bs2-def456"  # a concurrent job's scratch (another batch size)
+    stale.mkdir()
+    other.mkdir()
+    (stale / "fixed.onnx.data").write_bytes(b"x" * 100)
+    backend.compile(tiny_onnx["fp16"], tmp_path / "bs1", 1, 16, OPTIONS)
+    assert not stale.exists() and other.exists()
