@@ -39,8 +39,11 @@ STYLE = {
 }
 
 
-def drift(cosine: float) -> float:
-    """1 - cosine, floored at FLOOR (a log axis cannot show 0)."""
+def drift(cosine: float | None) -> float:
+    """1 - cosine, floored at FLOOR (a log axis cannot show 0); a missing or NaN cosine is drawn as
+    1 (no agreement at all)."""
+    if cosine is None or not math.isfinite(cosine):
+        return 1.0
     return max(1.0 - cosine, FLOOR)
 
 
@@ -69,7 +72,22 @@ def _fmt_drift(value: float) -> str:
 def _log_limits(ax, values: list[float], extra: list[float]) -> None:
     finite = [v for v in values + extra if v and v > 0]
     lo, hi = min(finite), max(finite)
-    ax.set_ylim(10 ** math.floor(math.log10(lo) - 0.6), 10 ** math.ceil(math.log10(hi) + 0.6))
+    ax.set_ylim(10 ** math.floor(math.log10(lo) - 1.0), 10 ** math.ceil(math.log10(hi) + 0.6))
+
+
+def _offline_note(targets: list[dict]) -> str:
+    """What the offline model was compiled from: the chain reads differently when it is the fp32 ONNX."""
+    sources = set()
+    for t in targets:
+        precision = (t.get("compile_options") or {}).get("precision")
+        for c in t.get("compiled") or []:
+            name = Path(c.get("source") or "").name
+            sources.add(precision or ("fp16" if ".fp16." in name else "fp32" if ".fp32." in name else None))
+    sources.discard(None)
+    if len(sources) != 1:
+        return STAGE_NOTES["offline"]
+    source = sources.pop()
+    return f"compiled from\nthe {source} ONNX" if source in ("fp16", "fp32") else f"compiled\n({source})"
 
 
 def accuracy_chain(report: dict, path) -> None:
@@ -94,9 +112,12 @@ def accuracy_chain(report: dict, path) -> None:
             worst = [drift(pairs[(s, "torch_fp32")]["cosine_min"]) for s in stages]
             values += worst
             ax.plot(xs, worst, color=color, lw=2.4, marker="o", ms=7, zorder=4)
-            for xi, yi in zip(xs, worst):
-                ax.annotate(_fmt_drift(yi), (xi, yi), textcoords="offset points", xytext=(-10, 9), ha="right",
-                            fontsize=8.5, color=color, fontweight="bold")
+            for k, (xi, yi) in enumerate(zip(xs, worst)):
+                # above the point unless the line comes from or goes to a higher point
+                neighbours = [worst[j] for j in (k - 1, k + 1) if 0 <= j < len(worst)]
+                below = bool(neighbours) and all(n > yi * 1.5 for n in neighbours)
+                ax.annotate(_fmt_drift(yi), (xi, yi), textcoords="offset points", xytext=(0, -16 if below else 9),
+                            ha="center", fontsize=8.5, color=color, fontweight="bold")
             label = f"{target_name(t)}: worst image (bold), each image (thin)" if multi else \
                 "worst image (bold), each image (thin)"
             handles.append(Line2D([], [], color=color, lw=2.4, marker="o", label=label))
@@ -112,7 +133,7 @@ def accuracy_chain(report: dict, path) -> None:
                                           label="offline vs onnx_fp16 (the seed's check)"))
                 g = gates.get(("offline", "onnx_fp16"))
                 if g and i == 0:
-                    gy = 1.0 - g["threshold"]
+                    gy = drift(g["threshold"])
                     gate_values.append(gy)
                     ax.plot([2.9, 3.55], [gy, gy], color=FAIL_COLOR, ls=":", lw=1.6, zorder=3)
                     ax.annotate(f"gate {g['threshold']:g}", (3.55, gy), textcoords="offset points",
@@ -120,7 +141,7 @@ def accuracy_chain(report: dict, path) -> None:
             g = gates.get(("offline", "torch_fp32")) or next((g for (a, b), g in gates.items() if b == "torch_fp32"),
                                                              None)
             if g and i == 0:
-                gy = 1.0 - g["threshold"]
+                gy = drift(g["threshold"])
                 gate_values.append(gy)
                 ax.axhline(gy, color=FAIL_COLOR, ls="--", lw=1.4, zorder=3)
                 ax.axhspan(gy, 1e3, color=FAIL_COLOR, alpha=0.07, zorder=1)
@@ -132,7 +153,8 @@ def accuracy_chain(report: dict, path) -> None:
         if values:
             _log_limits(ax, values, gate_values)
         ax.set_xlim(-0.35, 3.75)
-        ax.set_xticks(x, [f"{s}\n{STAGE_NOTES[s]}" for s in CHAIN], fontsize=8.5)
+        notes = {**STAGE_NOTES, "offline": _offline_note(report["targets"])}
+        ax.set_xticks(x, [f"{s}\n{notes[s]}" for s in CHAIN], fontsize=8.5)
         ax.annotate("reference\n(drift 0)", (0, 0.5), xycoords=("data", "axes fraction"), ha="center",
                     fontsize=9, color="#57606a")
         ax.set_ylabel("1 − cosine vs torch_fp32  (log, lower is better)")
@@ -148,7 +170,7 @@ def per_image(report: dict, path) -> None:
     with plt.rc_context(STYLE):
         n_rows = max((min(len(t["accuracy"]["pairs"][0]["per_image"]), MAX_IMAGES) for t in targets
                       if t["accuracy"]["pairs"]), default=1)
-        fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(7.2 * max(len(targets), 1) ** 0.6 + 0.5,
+        fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(9.5 * max(len(targets), 1) ** 0.6,
                                                                    1.4 + 0.32 * n_rows + 0.4),
                                  squeeze=False, sharex=True)
         for ax, t in zip(axes[0], targets):
@@ -165,9 +187,9 @@ def per_image(report: dict, path) -> None:
                 values += xs
                 ax.scatter(xs, ys, color=color, marker=marker, s=36, label=label, zorder=3, alpha=0.9)
             for (a, b), g in gates.items():
-                ax.axvline(1.0 - g["threshold"], color=FAIL_COLOR, ls="--" if b == "torch_fp32" else ":", lw=1.2)
+                ax.axvline(drift(g["threshold"]), color=FAIL_COLOR, ls="--" if b == "torch_fp32" else ":", lw=1.2)
             for th in {g["threshold"] for g in gates.values()}:
-                ax.annotate(f"gate {th:g}", (1.0 - th, 1.0), xycoords=("data", "axes fraction"), rotation=90,
+                ax.annotate(f"gate {th:g}", (drift(th), 1.0), xycoords=("data", "axes fraction"), rotation=90,
                             ha="right", va="top", fontsize=7.5, color=FAIL_COLOR, xytext=(-2, 0),
                             textcoords="offset points")
             thresholds = sorted({g["threshold"] for g in gates.values()})
@@ -180,8 +202,8 @@ def per_image(report: dict, path) -> None:
             more = f" ({len(shown)} worst of {len(stems)})" if len(stems) > len(shown) else ""
             ax.set_title(f"Per image: {target_name(t)}{more}")
             if values:
-                lo = min(values + [1 - th for th in thresholds])
-                hi = max(values + [1 - th for th in thresholds])
+                lo = min(values + [drift(th) for th in thresholds])
+                hi = max(values + [drift(th) for th in thresholds])
                 ax.set_xlim(10 ** math.floor(math.log10(lo) - 0.3), 10 ** math.ceil(math.log10(hi) + 0.3))
         fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02))
         fig.tight_layout(rect=(0, 0.07 + 0.1 / n_rows, 1, 1))
@@ -197,11 +219,13 @@ def _series(report: dict) -> list[dict]:
         perf = t.get("performance") or []
         if not perf:
             continue
-        out.append({"label": f"offline {target_name(t)}", "color": COLORS[i % len(COLORS)],
+        out.append({"label": f"offline {target_name(t)}", "short": f"offline\n{target_name(t)}",
+                    "color": COLORS[i % len(COLORS)],
                     "rows": {p["batch_size"]: p for p in perf}})
         base = {p["batch_size"]: p["baseline_torch_fp32"] for p in perf if p.get("baseline_torch_fp32")}
         if base:
             out.append({"label": "torch_fp32 (PyTorch)" + (f", with {target_name(t)}" if multi else ""),
+                        "short": "torch_fp32\n" + (f"(with {target_name(t)})" if multi else "(PyTorch)"),
                         "color": TORCH_COLOR if not multi else _lighter(COLORS[i % len(COLORS)]), "rows": base,
                         "torch": True})
     return out
@@ -273,7 +297,7 @@ def throughput(report: dict, path) -> None:
         ax.set_xlim(-0.5 - 0.25 * (len(series) > 2), len(batches) - 0.5 + 0.25 * (len(series) > 2))
         ax.grid(axis="x", visible=False)
         ax.set_title("Throughput vs batch size, with the PyTorch fp32 baseline")
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2)
         _save(fig, path)
 
 
@@ -317,7 +341,7 @@ def latency(report: dict, path) -> None:
         else:
             ax.set_ylim(0, max(values or [1]) * 1.18)
             ax.set_ylabel("ms per batch  (lower is better)")
-        ax.set_xticks(range(len(groups)), [f"{s['label']}\nbatch {b}" for b, s in groups], fontsize=8.5)
+        ax.set_xticks(range(len(groups)), [f"{s['short']}\nbatch {b}" for b, s in groups], fontsize=8)
         ax.grid(axis="x", visible=False)
         handles = [Patch(facecolor="white", edgecolor="#57606a", hatch="///", label="mean")]
         handles += [Patch(color="#57606a", alpha=shades[q], label=q) for q in stats[1:]]
@@ -326,13 +350,33 @@ def latency(report: dict, path) -> None:
         _save(fig, path)
 
 
+def placeholder(path, title: str, message: str) -> None:
+    """A figure that says why the real one could not be drawn (the report is still written)."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.2, 2.2))
+        ax.set_axis_off()
+        ax.text(0.5, 0.6, f"{title}: no figure", ha="center", va="center", fontsize=12, fontweight="bold")
+        ax.text(0.5, 0.3, message[:160], ha="center", va="center", fontsize=9, color="#57606a", wrap=True)
+        _save(fig, path)
+
+
 def write_plots(report: dict, paths: dict) -> dict:
-    """Write every plot named in PLOTS whose path is given; returns {name: path}."""
+    """Write every plot named in PLOTS whose path is given; returns {name: path}. A plot that fails
+    (a record of a shape not foreseen) becomes a placeholder that names the error: the figures must
+    never cost the report itself."""
+    import logging
+
     makers = {"accuracy_chain": accuracy_chain, "per_image": per_image, "throughput": throughput,
               "latency": latency}
     out = {}
     for name in PLOTS:
-        if paths.get(name):
+        if not paths.get(name):
+            continue
+        try:
             makers[name](report, paths[name])
-            out[name] = str(paths[name])
+        except Exception as exc:  # noqa: BLE001 - logged, and drawn in place of the figure
+            logging.getLogger("cnclip-deploy").exception("plot %s failed", name)
+            plt.close("all")
+            placeholder(paths[name], name, f"{type(exc).__name__}: {exc}")
+        out[name] = str(paths[name])
     return out

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 STANDINS = REPO / "tests" / "standins"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_FILES = ("Snakefile", "config", "rules", "scripts", "patches", "profiles", "envs")
+WORKFLOW_FILES = ("Snakefile", "config", "rules", "scripts", "patches", "profiles", "envs", "report")
 E2E_ARCH = "ViT-B-16"
 E2E_IMAGES = ("chelsea.png", "rocket.jpg")  # two of the bundled sample photographs
 
