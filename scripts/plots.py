@@ -285,20 +285,25 @@ def throughput(report: dict, path) -> None:
                 ax.annotate(text, (bar.get_x() + bar.get_width() / 2, y), textcoords="offset points",
                             xytext=(0, 3), ha="center", va="bottom", fontsize=8.5, fontweight="bold",
                             color="#24292f")
-        positive = [v for v in values if v > 0]
-        if positive and max(positive) / min(positive) > 30:
-            ax.set_yscale("log")
-            ax.set_ylim(min(positive) / 3, max(positive) * 8)
-            ax.set_ylabel("images / s  (log, higher is better)")
-        else:
-            ax.set_ylim(0, max(values or [1]) * 1.3)
-            ax.set_ylabel("images / s  (higher is better)")
+        _value_axis(ax, values, "images / s", "higher is better", log_headroom=8, linear_headroom=1.3)
         ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
         ax.set_xlim(-0.5 - 0.25 * (len(series) > 2), len(batches) - 0.5 + 0.25 * (len(series) > 2))
         ax.grid(axis="x", visible=False)
         ax.set_title("Throughput vs batch size, with the PyTorch fp32 baseline")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2)
         _save(fig, path)
+
+
+def _value_axis(ax, values, unit: str, better: str, log_headroom: float, linear_headroom: float) -> None:
+    """Log y-axis when the values span more than 30x (so small bars stay readable), linear otherwise."""
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 30:
+        ax.set_yscale("log")
+        ax.set_ylim(min(positive) / 3, max(positive) * log_headroom)
+        ax.set_ylabel(f"{unit}  (log, {better})")
+    else:
+        ax.set_ylim(0, max(values or [1]) * linear_headroom)
+        ax.set_ylabel(f"{unit}  ({better})")
 
 
 def latency(report: dict, path) -> None:
@@ -333,14 +338,7 @@ def latency(report: dict, path) -> None:
                     ax.bar(xk, v, width * 0.9, color=s["color"], alpha=shades[q], zorder=3)
                 ax.annotate(_fmt_value(v), (xk, v), textcoords="offset points", xytext=(0, 2), ha="center",
                             va="bottom", fontsize=7.5)
-        positive = [v for v in values if v > 0]
-        if positive and max(positive) / min(positive) > 30:
-            ax.set_yscale("log")
-            ax.set_ylim(min(positive) / 3, max(positive) * 5)
-            ax.set_ylabel("ms per batch  (log, lower is better)")
-        else:
-            ax.set_ylim(0, max(values or [1]) * 1.18)
-            ax.set_ylabel("ms per batch  (lower is better)")
+        _value_axis(ax, values, "ms per batch", "lower is better", log_headroom=5, linear_headroom=1.18)
         ax.set_xticks(range(len(groups)), [f"{s['short']}\nbatch {b}" for b, s in groups], fontsize=8)
         ax.grid(axis="x", visible=False)
         handles = [Patch(facecolor="white", edgecolor="#57606a", hatch="///", label="mean")]
