@@ -33,6 +33,15 @@ include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 
+# Outputs a killed run's jobs left missing are made again, with everything made from them: Snakemake
+# alone would not, while what depends on them looks up to date (see scripts/stale_lock.py).
+if stale_lock.lock_is_free():
+    LOST = {f: k for f in stale_lock.lost_outputs() if (k := output_kind(f, workflow.rules))}
+    if LOST:
+        print("Making again what an interrupted run left unfinished:", *LOST, sep="\n  ")
+        stale_lock.restore_placeholders(LOST)
+
+
 # Default target (`snakemake -c1` = `snakemake -c1 report`). Defined here: Snakemake ignores
 # default_target in included files.
 rule all:
@@ -45,7 +54,7 @@ onstart:
     # Runs for a real run only (never for -n), once Snakemake holds the directory lock.
     stale_lock.record_owner()
     # A missing atc or ais_bench stops the run before any job.
-    if BACKEND == "ascend":
+    if "ascend" in BACKENDS:
         from backends import ascend
 
         try:

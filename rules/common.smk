@@ -6,9 +6,15 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 import paths as P  # noqa: E402  (scripts/paths.py: shared by rules and tests)
 
-ARCH = config["model_arch"]
-BACKEND = config["backend"]
-DEVICES = P.devices(BACKEND, config["soc_version"], config["soc_versions"])
+# The matrix this run builds: every (arch, backend, device) target, each at every batch size.
+RUN_ARCHS = config["model_archs"] or [config["model_arch"]]
+BACKENDS = config["backends"] or [config["backend"]]
+TARGETS = [
+    {"arch": arch, "backend": backend, "device": device}
+    for arch in RUN_ARCHS
+    for backend in BACKENDS
+    for device in P.devices(backend, config["soc_version"], config["soc_versions"])
+]
 BATCH_SIZES = sorted(config["batch_sizes"])
 IMAGES_DIR = config["images"] or P.SAMPLE_IMAGES_DIR
 IMAGES = P.discover_images(IMAGES_DIR, sample=not config["images"])  # {stem: image path}
@@ -21,11 +27,18 @@ if config["images"]:
     )
 STEMS = sorted(IMAGES)
 THREADS = config["threads"] or P.physical_cores()
-if config["checkpoint"] not in ("synthetic", "download") and not Path(config["checkpoint"]).is_file():
-    raise P.ConfigError(
-        f"checkpoint '{config['checkpoint']}' does not exist: set `checkpoint` to the path of an official "
-        f"Chinese-CLIP .pt file of {ARCH} (e.g. clip_cn_{ARCH.lower()}.pt), `synthetic` or `download`"
-    )
+if config["checkpoint"] not in ("synthetic", "download"):
+    if len(RUN_ARCHS) > 1:
+        raise P.ConfigError(
+            f"checkpoint '{config['checkpoint']}' is one file, but model_archs names {len(RUN_ARCHS)} "
+            f"architectures: use `checkpoint: synthetic` or `download` for a matrix, or one model_arch"
+        )
+    if not Path(config["checkpoint"]).is_file():
+        raise P.ConfigError(
+            f"checkpoint '{config['checkpoint']}' does not exist: set `checkpoint` to the path of an official "
+            f"Chinese-CLIP .pt file of {RUN_ARCHS[0]} (e.g. clip_cn_{P.prefix(RUN_ARCHS[0])}.pt), "
+            f"`synthetic` or `download`"
+        )
 
 REPORT = {fmt: f"results/report.{fmt}" for fmt in ("md", "html", "json")}
 
@@ -37,6 +50,33 @@ wildcard_constraints:
     device=r"[A-Za-z0-9_]+",
     bs=r"[0-9]+",
     stem=r"[^/]+",
+
+
+# The wildcard values this config's jobs take (others belong to another config's run).
+WILDCARD_VALUES = {
+    "arch": set(RUN_ARCHS),
+    "prefix": {P.prefix(arch) for arch in RUN_ARCHS},
+    "backend": set(BACKENDS),
+    "device": {t["device"] for t in TARGETS},
+    "bs": {str(bs) for bs in BATCH_SIZES},
+    "stem": set(STEMS),
+    "seed": {str(config["seed"])},
+}
+
+
+def output_kind(path, all_rules):
+    """"dir" or "file" when a job of this config's run makes `path` (a directory() output or not),
+    else None (the first rule with a matching output decides)."""
+    from snakemake.io import is_flagged
+
+    for producer in all_rules:
+        for out in producer.output:
+            if out.match(path):
+                wildcards = producer.get_wildcards(path)
+                if all(v in WILDCARD_VALUES.get(k, {v}) for k, v in wildcards.items()):
+                    return "dir" if is_flagged(out, "directory") else "file"
+                return None
+    return None
 
 
 def checkpoint_file(wildcards):
