@@ -13,7 +13,7 @@ rule compile:
     log:
         "logs/{arch}/{backend}/{device}/compile_bs{bs}.log",
     benchmark:
-        "benchmarks/{arch}/{backend}/{device}/compile_bs{bs}.tsv"
+        P.cost("{arch}", "{backend}", "{device}", "compile_bs{bs}")
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
@@ -33,6 +33,8 @@ rule infer:
         options=backend_options,
     log:
         "logs/{arch}/{backend}/{device}/infer.log",
+    benchmark:
+        P.cost("{arch}", "{backend}", "{device}", "infer")
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
@@ -52,12 +54,13 @@ rule benchmark:
         "results/{arch}/{backend}/{device}/benchmark_bs{bs}.json",
     params:
         loop=config["loop"],
+        baseline_loop=config["baseline_loop"],
         warmup=config["warmup"],
         options=backend_options,
     log:
         "logs/{arch}/{backend}/{device}/benchmark_bs{bs}.log",
     benchmark:
-        "benchmarks/{arch}/{backend}/{device}/benchmark_bs{bs}.tsv"
+        P.cost("{arch}", "{backend}", "{device}", "benchmark_bs{bs}")
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "benchmark"),

@@ -10,9 +10,14 @@ import yaml
 SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
 
 
+DEFS = yaml.safe_load(SCHEMA.read_text()).get("$defs", {})
+
+
 def _type(spec: dict) -> str:
     if "$ref" in spec:
-        return "string"
+        spec = DEFS[spec["$ref"].rsplit("/", 1)[-1]]
+        if "enum" not in spec:
+            return spec.get("type", "string")
     if "enum" in spec:
         return " \\| ".join(f"`{v}`" if v != "" else '`""`' for v in spec["enum"])
     t = spec.get("type", "object")
