@@ -9,7 +9,7 @@ rule synthetic_checkpoint:
     log:
         "logs/{arch}/synthetic_checkpoint.seed{seed}.log",
     benchmark:
-        "benchmarks/{arch}/synthetic_checkpoint.seed{seed}.tsv"
+        P.cost("{arch}", "synthetic_checkpoint.seed{seed}")
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "checkpoint"),
     conda:
@@ -72,7 +72,7 @@ rule export_onnx:
     log:
         "logs/{arch}/export_onnx.{prefix}.log",
     benchmark:
-        "benchmarks/{arch}/export_onnx.{prefix}.tsv"
+        P.cost("{arch}", "export_onnx.{prefix}")
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "export"),
@@ -92,7 +92,7 @@ rule fp16_onnx:
     log:
         "logs/{arch}/fp16_onnx.{prefix}.log",
     benchmark:
-        "benchmarks/{arch}/fp16_onnx.{prefix}.tsv"
+        P.cost("{arch}", "fp16_onnx.{prefix}")
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "fp16"),
     conda:

@@ -11,6 +11,8 @@ rule reference:
         "results/{arch}/reference/{stage}/{stem}.npy",
     log:
         "logs/{arch}/reference/{stage}/{stem}.log",
+    benchmark:
+        P.cost("{arch}", "reference/{stage}/{stem}")
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "reference"),

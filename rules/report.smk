@@ -2,16 +2,32 @@
 # in results/report/, all flagged for Snakemake's own report (`snakemake --report report.html`),
 # with captions and categories from report/ at the repository root.
 
-TARGETS = [
+REPORT_TARGETS = [
     {
-        "backend": BACKEND,
-        "device": device,
-        "manifests": [P.compiled_manifest(ARCH, BACKEND, device, bs) for bs in BATCH_SIZES],
-        "similarity": P.similarity(ARCH, BACKEND, device),
-        "benchmarks": [P.benchmark(ARCH, BACKEND, device, bs) for bs in BATCH_SIZES],
+        **t,
+        "manifests": [P.compiled_manifest(*t.values(), bs) for bs in BATCH_SIZES],
+        "similarity": P.similarity(*t.values()),
+        "benchmarks": [P.benchmark(*t.values(), bs) for bs in BATCH_SIZES],
     }
-    for device in DEVICES
+    for t in TARGETS
 ]
+
+# Snakemake's benchmark: record (wall time, peak RSS) of every job the report stands on, by rule.
+COSTS = {
+    "synthetic_checkpoint": [
+        P.cost(a, f"synthetic_checkpoint.seed{config['seed']}") for a in RUN_ARCHS
+    ]
+    if config["checkpoint"] == "synthetic"
+    else [],
+    "export_onnx": [P.cost(a, f"export_onnx.{P.prefix(a)}") for a in RUN_ARCHS],
+    "fp16_onnx": [P.cost(a, f"fp16_onnx.{P.prefix(a)}") for a in RUN_ARCHS],
+    "reference": [
+        P.cost(a, f"reference/{st}/{s}") for a in RUN_ARCHS for st in P.STAGES for s in STEMS
+    ],
+    "compile": [P.cost(*t.values(), f"compile_bs{bs}") for t in TARGETS for bs in BATCH_SIZES],
+    "infer": [P.cost(*t.values(), "infer") for t in TARGETS],
+    "benchmark": [P.cost(*t.values(), f"benchmark_bs{bs}") for t in TARGETS for bs in BATCH_SIZES],
+}
 
 REPORT_DIR = "results/report"
 
@@ -23,9 +39,10 @@ report: "../report/workflow.rst"
 
 rule report:
     input:
-        checkpoint=P.checkpoint_info(ARCH),
-        onnx=[P.onnx_fp32(ARCH), P.onnx_fp32_data(ARCH), P.onnx_fp16(ARCH)],
-        targets=[f for t in TARGETS for f in t["manifests"] + [t["similarity"]] + t["benchmarks"]],
+        checkpoint=[P.checkpoint_info(a) for a in RUN_ARCHS],
+        onnx=[f for a in RUN_ARCHS for f in (P.onnx_fp32(a), P.onnx_fp32_data(a), P.onnx_fp16(a))],
+        targets=[f for t in REPORT_TARGETS for f in t["manifests"] + [t["similarity"]] + t["benchmarks"]],
+        costs=[f for files in COSTS.values() for f in files],
     output:
         md=report(REPORT["md"], caption="../report/report_md.rst", category="Summary"),
         html=report(REPORT["html"], caption="../report/report_html.rst", category="Summary"),
@@ -66,7 +83,9 @@ rule report:
             category="Artifacts",
         ),
     params:
-        targets=TARGETS,
+        targets=REPORT_TARGETS,
+        skipped=SKIPPED_IMAGES,
+        costs=COSTS,
         config={k: v for k, v in config.items()},
     log:
         "logs/report.log",

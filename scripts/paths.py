@@ -12,6 +12,7 @@ Layout (docs: ../CONTRACT.md):
   results/report.{md,html,json}
 """
 
+import math
 import os
 from pathlib import Path
 
@@ -123,6 +124,12 @@ def benchmark(arch: str, backend: str, device: str, bs) -> str:
     return f"{target_dir(arch, backend, device)}/benchmark_bs{bs}.json"
 
 
+def cost(arch: str, *parts: str) -> str:
+    """Snakemake's `benchmark:` record of one job (wall time, peak RSS): benchmarks/{arch}/[{backend}/{device}/]{job}.tsv,
+    parts = ([backend, device,] job). With "{wildcard}" arguments it is the rule's pattern."""
+    return f"benchmarks/{arch}/" + "/".join(parts) + ".tsv"
+
+
 def non_image_files(folder: str) -> dict[str, str]:
     """{path: reason} for the regular, non-hidden files in `folder` that are not named as images."""
     root = Path(folder)
@@ -169,13 +176,34 @@ def discover_images(folder: str, sample: bool = False) -> dict[str, str]:
     return found
 
 
-# Peak memory (MB) per step, ViT-H-14 measured with Snakemake's benchmark: files (benchmarks/);
-# smaller architectures scale with their parameter count.
-_MEM_VIT_H = {"checkpoint": 6000, "export": 10000, "fp16": 8000, "reference": 6000, "compile": 8000,
-              "benchmark": 8000}
-_SIZE = {"RN50": 0.15, "ViT-B-16": 0.2, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "ViT-H-14": 1.0}
+# Peak RSS (MB) and wall time (s) per job, from Snakemake's benchmark: records (benchmarks/) of
+# `.venv/bin/snakemake -c1 report` on this 2-core machine, 2026-11-27: ViT-H-14 from the default run
+# (loop 100), ViT-B-16 from the test suite's run (loop 3). Other architectures are interpolated by the
+# size of their image tower between the two.
+MEASURED = {
+    "ViT-H-14": {"checkpoint": (4343, 21), "export": (6226, 38), "fp16": (4980, 30), "reference": (5000, 10),
+                 "compile": (4877, 26), "infer": (5000, 15), "benchmark": (6271, 321)},
+    "ViT-B-16": {"checkpoint": (1399, 5), "export": (2555, 15), "fp16": (1439, 6), "reference": (1799, 7),
+                 "compile": (1374, 5), "infer": (1400, 5), "benchmark": (918, 38)},
+}
+_SIZE = {"RN50": 0.0, "ViT-B-16": 0.0, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "ViT-H-14": 1.0}
+HEADROOM = 1.25  # mem_mb = measured peak x this, so a job is not killed by a scheduler at its own peak
+
+
+def _measured(arch: str, step: str) -> tuple[float, float]:
+    if arch in MEASURED:
+        return MEASURED[arch][step]
+    w = _SIZE.get(arch, 1.0)
+    (b_mb, b_s), (h_mb, h_s) = MEASURED["ViT-B-16"][step], MEASURED["ViT-H-14"][step]
+    return b_mb + w * (h_mb - b_mb), b_s + w * (h_s - b_s)
 
 
 def mem_mb(arch: str, step: str) -> int:
-    return max(1000, int(_MEM_VIT_H[step] * _SIZE.get(arch, 1.0)))
+    """`resources: mem_mb` of a job: its measured peak RSS with headroom, rounded up to 100 MB."""
+    return int(math.ceil(_measured(arch, step)[0] * HEADROOM / 100.0) * 100)
 
+
+def runtime_min(arch: str, step: str, scale: float = 1.0) -> int:
+    """`resources: runtime` (minutes) of a job: 3x its measured wall time (x `scale`, e.g. the ratio of
+    this run's benchmark loop to the measured one), at least 10 minutes: a scheduler limit, not an estimate."""
+    return max(10, int(math.ceil(3 * _measured(arch, step)[1] * scale / 60.0)))

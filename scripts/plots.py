@@ -48,7 +48,7 @@ def drift(cosine: float | None) -> float:
 
 
 def target_name(t: dict) -> str:
-    return f"{t['backend']}/{t['device']}"
+    return t.get("name") or f"{t['backend']}/{t['device']}"
 
 
 def _pairs(t: dict) -> dict:

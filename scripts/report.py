@@ -28,7 +28,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(backend_names: list[str]) -> dict:
+def environment(backend_names: list[str], ais_bench_python: str = "python3") -> dict:
+    """Versions of the packages and of each backend's tools (ais_bench probed in the Python that runs it)."""
     from paths import physical_cores
 
     versions = {}
@@ -40,7 +41,8 @@ def environment(backend_names: list[str]) -> dict:
             versions[package] = None
     tools = {}
     for name in backend_names:
-        tools.update(backends.get(name).versions())
+        module = backends.get(name)
+        tools.update(module.versions(ais_bench_python) if name == "ascend" else module.versions())
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
             "physical_cores": physical_cores(), "logical_cores": os.cpu_count(),
             "versions": versions, "backend_tools": tools}
@@ -58,7 +60,8 @@ def _command(value) -> str | None:
     return shlex.join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
-def target_entry(backend: str, device: str, manifests: list[str], similarity: str, benchmarks: list[str]) -> dict:
+def target_entry(backend: str, device: str, manifests: list[str], similarity: str, benchmarks: list[str],
+                 arch: str | None = None) -> dict:
     compiled = [read_json(m) for m in manifests]
     perf = []
     for b in benchmarks:
@@ -70,6 +73,7 @@ def target_entry(backend: str, device: str, manifests: list[str], similarity: st
             entry["command"] = command
         perf.append(entry)
     return {
+        **({"arch": arch} if arch else {}),
         "backend": backend, "device": device,
         "artifacts": [a for c in compiled for a in c["artifacts"]],
         "compile_options": compiled[0]["options"] if compiled else {},
@@ -105,12 +109,14 @@ def _yaml_flow(value) -> str:
 def config_args(config: dict) -> list[str]:
     """`--config` pairs that pin every setting of this run that matters for its backend: empty values
     (meaning the default) and the other backend's keys are left out."""
-    backend = config.get("backend", "onnxruntime")
+    backends = config.get("backends") or [config.get("backend", "onnxruntime")]
     args = []
     for key, value in config.items():
-        if backend != "ascend" and key in ASCEND_ONLY:
+        if "ascend" not in backends and key in ASCEND_ONLY:
             continue
-        if backend == "ascend" and key == "precision":
+        if "onnxruntime" not in backends and key == "precision":
+            continue
+        if (key == "model_arch" and config.get("model_archs")) or (key == "backend" and config.get("backends")):
             continue
         if key == "seed" and config.get("checkpoint") != "synthetic":
             continue
@@ -139,7 +145,7 @@ def reproduce(report: dict) -> dict:
         steps.append({"what": "fp32 and fp16 ONNX (rules export_onnx, fp16_onnx)", "artifacts": onnx,
                       "command": snakemake_command(onnx, config)})
     for t in report["targets"]:
-        name = f"{t['backend']}/{t['device']}"
+        name = target_name(t)
         for c in t.get("compiled", []):
             steps.append({"what": f"{name}: compiled model, batch {c['batch_size']} (rule compile)",
                           "artifacts": [c["manifest"]], "command": snakemake_command([c["manifest"]], config),
@@ -156,8 +162,56 @@ def reproduce(report: dict) -> dict:
     return {"report": snakemake_command(["report"], config), "steps": steps}
 
 
-def build_report(checkpoint_info: str, onnx_files: list[str], targets: list[dict], config: dict) -> dict:
+def skipped_warning(skipped: dict) -> str:
+    return (f"{len(skipped)} input file(s) skipped (skip_bad_images: true), not in any figure here: "
+            + "; ".join(f"{path}: {why}" for path, why in sorted(skipped.items())))
+
+
+def workflow_costs(costs: dict[str, list[str]]) -> dict:
+    """Per rule, from Snakemake's `benchmark:` records ({rule: [tsv files]}): jobs, summed and longest
+    wall time, and the largest peak RSS of any of its jobs (the figure `resources: mem_mb` must cover)."""
+    import csv
+
+    rows = []
+    for rule, files in costs.items():
+        seconds, rss = [], []
+        for f in files:
+            with open(f, newline="") as handle:
+                records = list(csv.DictReader(handle, delimiter="\t"))
+            if not records:
+                continue
+            last = records[-1]
+            seconds.append(float(last["s"]))
+            try:
+                rss.append(float(last["max_rss"]))
+            except (KeyError, ValueError):
+                pass  # "NA" when the job was too short to be sampled
+        if seconds:
+            rows.append({"rule": rule, "jobs": len(seconds), "wall_s": sum(seconds), "longest_s": max(seconds),
+                         "peak_rss_mb": max(rss) if rss else None})
+    return {"rules": rows, "wall_s": sum(r["wall_s"] for r in rows),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in rows if r["peak_rss_mb"] is not None), default=None),
+            "measured_by": "Snakemake's benchmark: directive (psutil), last run of each job"}
+
+
+def model_entry(checkpoint_info: str) -> dict:
     ckpt = read_json(checkpoint_info)
+    return {"arch": ckpt["arch"], "checkpoint": ckpt["checkpoint"], "checkpoint_path": ckpt["path"],
+            "checkpoint_sha256": ckpt["checkpoint_sha256"], "checkpoint_bytes": ckpt["bytes"],
+            "synthetic": ckpt["synthetic"]}
+
+
+def build_report(checkpoint_info: str | list[str], onnx_files: list[str], targets: list[dict], config: dict,
+                 skipped: dict | None = None, costs: dict | None = None) -> dict:
+    """`checkpoint_info`: one checkpoint.json per architecture (a matrix run has several: `model` is the
+    first, `models` all of them, and each target's name starts with its arch); `skipped`: {path: why} of
+    the input files left out by skip_bad_images; `costs`: {rule: [benchmark tsv files]} (workflow_costs)."""
+    infos = [checkpoint_info] if isinstance(checkpoint_info, (str, os.PathLike)) else list(checkpoint_info)
+    models = [model_entry(f) for f in infos]
+    if len(models) > 1:
+        for t in targets:
+            t["name"] = f"{t.get('arch')} {t['backend']}/{t['device']}"
+    skipped = dict(skipped or {})
     baseline = []
     for t in targets:
         for p in t["performance"]:
@@ -166,22 +220,24 @@ def build_report(checkpoint_info: str, onnx_files: list[str], targets: list[dict
                 continue
             baseline.append({"batch_size": b["batch_size"], "loop": b.get("loop"), "threads": b.get("threads"),
                              "throughput_fps": b["throughput_fps"], "latency_ms": b["latency_ms"],
-                             "measured_with": f"{t['backend']}/{t['device']}"})
+                             "measured_with": target_name(t)})
     gates = [g for t in targets for g in t["accuracy"]["gates"]]
     passed = all(g["passed"] for g in gates)
     report = {
         "verdict": "PASS" if passed else "FAIL",
         "gates_passed": sum(bool(g["passed"]) for g in gates),
         "gates_total": len(gates),
-        "model": {"arch": ckpt["arch"], "checkpoint": ckpt["checkpoint"], "checkpoint_path": ckpt["path"],
-                  "checkpoint_sha256": ckpt["checkpoint_sha256"], "checkpoint_bytes": ckpt["bytes"],
-                  "synthetic": ckpt["synthetic"]},
-        "warnings": [SYNTHETIC_WARNING] if ckpt["synthetic"] else [],
+        "model": models[0],
+        "models": models,
+        "warnings": ([SYNTHETIC_WARNING] if any(m["synthetic"] for m in models) else [])
+        + ([skipped_warning(skipped)] if skipped else []),
+        "inputs": {"skipped": [{"path": path, "reason": why} for path, why in sorted(skipped.items())]},
         "onnx": [artifact(f) for f in onnx_files],
         "targets": targets,
         "baseline": {"torch_fp32": baseline},
         "config": config,
-        "environment": environment(sorted({t["backend"] for t in targets})),
+        "workflow": workflow_costs(costs or {}),
+        "environment": environment(sorted({t["backend"] for t in targets}), config.get("ais_bench_python", "python3")),
     }
     report["reproduce"] = reproduce(report)
     return report
@@ -223,8 +279,16 @@ def _drift(cosine: float | None) -> str:
     return "0" if d <= 0 else f"{d:.1e}"
 
 
+def _models(r: dict) -> list[dict]:
+    return r.get("models") or [r["model"]]
+
+
+def _archs(r: dict) -> str:
+    return ", ".join(m["arch"] for m in _models(r))
+
+
 def target_name(t: dict) -> str:
-    return f"{t['backend']}/{t['device']}"
+    return t.get("name") or f"{t['backend']}/{t['device']}"
 
 
 def target_passed(t: dict) -> bool:
@@ -291,9 +355,13 @@ def render_markdown(r: dict, plots: dict | None = None, base: str | os.PathLike 
     """The report as markdown tables. `plots` ({name: path}) are linked relative to `base` (the
     folder the markdown is written to)."""
     m = r["model"]
-    lines = [f"# Chinese-CLIP deployment report: {m['arch']}", "", f"**Verdict: {r['verdict']}**", "",
+    lines = [f"# Chinese-CLIP deployment report: {_archs(r)}", "", f"**Verdict: {r['verdict']}**", "",
              verdict_line(r), ""]
     lines += [f"> WARNING: {w}" for w in r["warnings"]] + ([""] if r["warnings"] else [])
+    skipped = (r.get("inputs") or {}).get("skipped") or []
+    if skipped:
+        lines += ["## Skipped input files", "", "| file | why |", "|---|---|"]
+        lines += [f"| `{s['path']}` | {s['reason']} |" for s in skipped] + [""]
     lines += ["## Verdicts", "", "| target | a | b | threshold | cosine min | 1 − cosine | worst image | result |",
               "|---|---|---|---|---|---|---|---|"]
     for g in gate_rows(r):
@@ -315,9 +383,9 @@ def render_markdown(r: dict, plots: dict | None = None, base: str | os.PathLike 
                             ("per_image", "Per image"), ("latency", "Latency")):
             if plots.get(name):
                 lines.append(f"![{title}]({Path(os.path.relpath(plots[name], base)).as_posix()})")
-    lines += ["", "## Model", "", "| arch | checkpoint | sha256 | synthetic |", "|---|---|---|---|",
-              f"| {m['arch']} | {m['checkpoint']} (`{m['checkpoint_path']}`) | `{m['checkpoint_sha256']}` | "
-              f"{'yes' if m['synthetic'] else 'no'} |", ""]
+    lines += ["", "## Model", "", "| arch | checkpoint | sha256 | synthetic |", "|---|---|---|---|"]
+    lines += [f"| {m['arch']} | {m['checkpoint']} (`{m['checkpoint_path']}`) | `{m['checkpoint_sha256']}` | "
+              f"{'yes' if m['synthetic'] else 'no'} |" for m in _models(r)] + [""]
     for t in r["targets"]:
         name = target_name(t)
         lines += [f"## Target {name}", ""]
@@ -380,6 +448,7 @@ def render_markdown(r: dict, plots: dict | None = None, base: str | os.PathLike 
         if step.get("tool_command"):
             lines += ["# the tool command line it ran:", step["tool_command"]]
     lines += ["```"]
+    lines += _cost_markdown(r)
     env = r["environment"]
     lines += ["", "## Environment", "", f"- CPU: {env['cpu']} ({env['physical_cores']} physical cores)",
               f"- Python {env['python']} on {env['platform']}"]
@@ -505,8 +574,9 @@ def _image_count(r: dict) -> int:
 
 def _run_summary(r: dict) -> str:
     c = r.get("config") or {}
-    parts = [f"backend {c['backend']}" if c.get("backend") else None,
-             f"precision {c['precision']}" if c.get("precision") and c.get("backend") != "ascend" else None,
+    backends = c.get("backends") or ([c["backend"]] if c.get("backend") else [])
+    parts = [("backend " if len(backends) == 1 else "backends ") + ", ".join(backends) if backends else None,
+             f"precision {c['precision']}" if c.get("precision") and "onnxruntime" in backends else None,
              "batch sizes " + ", ".join(str(b) for b in c["batch_sizes"]) if c.get("batch_sizes") else None,
              f"loop {c['loop']}" + (f" (+{c['warmup']} warm-up)" if c.get("warmup") is not None else "")
              if c.get("loop") is not None else None,
@@ -536,7 +606,7 @@ def _summary_cards(r: dict) -> str:
         '<span class="badge pass">real weights</span>'
     cards = [
         '<div class="card"><h3>Model</h3><dl class="kv">'
-        f"<dt>architecture</dt><dd><b>{_e(m['arch'])}</b></dd>"
+        f"<dt>architecture</dt><dd><b>{_e(_archs(r))}</b></dd>"
         f"<dt>checkpoint</dt><dd>{_e(m['checkpoint'])} {ckpt_badge}</dd>"
         f"<dt>file</dt><dd class=\"mono\">{_e(m.get('checkpoint_path'))} ({_size(m.get('checkpoint_bytes'))})</dd>"
         f"<dt>sha256</dt><dd class=\"mono hash\">{_e(m['checkpoint_sha256'])}</dd>"
@@ -635,9 +705,9 @@ def _performance_section(r: dict, images: dict) -> str:
 
 
 def _artifacts_section(r: dict) -> str:
-    m = r["model"]
     rows = [["checkpoint", f"<span class=\"mono\">{_e(m.get('checkpoint_path'))}</span>", "",
-             _size(m.get("checkpoint_bytes")), f"<span class=\"mono hash\">{_e(m['checkpoint_sha256'])}</span>"]]
+             _size(m.get("checkpoint_bytes")), f"<span class=\"mono hash\">{_e(m['checkpoint_sha256'])}</span>"]
+            for m in _models(r)]
     rows += [["ONNX", f"<span class=\"mono\">{_e(a['path'])}</span>", "", _size(a["bytes"]),
               f"<span class=\"mono hash\">{_e(a['sha256'])}</span>"] for a in r["onnx"]]
     for t in r["targets"]:
@@ -659,6 +729,32 @@ def _reproduce_section(r: dict) -> str:
         if step.get("tool_command"):
             out.append(f'<p class="note">The tool command line it ran:</p><pre>{_e(step["tool_command"])}</pre>')
     return "".join(out)
+
+
+def _cost_rows(r: dict) -> list[list[str]]:
+    return [[row["rule"], str(row["jobs"]), _num(row["wall_s"], ".1f"), _num(row["longest_s"], ".1f"),
+             _num(row["peak_rss_mb"], ",.0f")] for row in (r.get("workflow") or {}).get("rules", [])]
+
+
+COST_HEAD = ["rule", "jobs", "wall s (all jobs)", "longest job s", "peak RSS MB"]
+COST_NOTE = ("Each job's wall time and peak resident memory as Snakemake's benchmark: directive recorded them "
+             "(benchmarks/); one job at a time with -c1, so the run's peak is the largest job's.")
+
+
+def _cost_markdown(r: dict) -> list[str]:
+    rows = _cost_rows(r)
+    if not rows:
+        return []
+    return (["", "## Workflow cost", "", COST_NOTE, "", "| " + " | ".join(COST_HEAD) + " |",
+             "|---|---|---|---|---|"] + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _cost_section(r: dict) -> str:
+    rows = _cost_rows(r)
+    if not rows:
+        return ""
+    return ('<h2 id="cost">Workflow cost</h2>' + f'<p class="note">{_e(COST_NOTE)}</p>'
+            + _table(COST_HEAD, [[_e(c) for c in row] for row in rows], numeric={1, 2, 3, 4}))
 
 
 def _environment_section(r: dict) -> str:
@@ -683,7 +779,7 @@ def render_html(r: dict, plots: dict | None = None) -> str:
     images = _embed(plots)
     m = r["model"]
     ok = r["verdict"] == "PASS"
-    title = f"Chinese-CLIP deployment report: {m['arch']}"
+    title = f"Chinese-CLIP deployment report: {_archs(r)}"
     names = ", ".join(target_name(t) for t in r["targets"])
     head = (f'<div class="top"><div><h1>{_e(title)}</h1><div class="sub">checkpoint <b>{_e(m["checkpoint"])}</b>'
             f"{' (synthetic weights)' if m['synthetic'] else ''} · target{'s' * (len(r['targets']) != 1)} "
@@ -698,10 +794,10 @@ def render_html(r: dict, plots: dict | None = None) -> str:
             f"{_e(g['threshold'])} (worst image {_e(g.get('worst_image'))})" for g in failed) + "</div>")
     figures = f'<div class="figs">{_figure(images, "accuracy_chain")}{_figure(images, "throughput")}</div>'
     nav = ('<nav><a href="#accuracy">Accuracy</a><a href="#performance">Performance</a>'
-           '<a href="#artifacts">Artifacts</a><a href="#reproduce">Reproduce</a>'
+           '<a href="#artifacts">Artifacts</a><a href="#cost">Cost</a><a href="#reproduce">Reproduce</a>'
            '<a href="#environment">Environment</a><a href="#configuration">Configuration</a></nav>')
     body = (head + banners + _summary_cards(r) + figures + nav + _accuracy_section(r, images)
-            + _performance_section(r, images) + _artifacts_section(r) + _reproduce_section(r)
+            + _performance_section(r, images) + _artifacts_section(r) + _cost_section(r) + _reproduce_section(r)
             + _environment_section(r))
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
@@ -731,8 +827,8 @@ def table_rows(r: dict) -> dict[str, list[dict]]:
                                         "loop": row.get("loop"), "threads": row.get("threads"),
                                         "throughput_fps": row.get("throughput_fps"),
                                         **{f"latency_{k}_ms": lat.get(k) for k in ("mean", "p50", "p90", "p99")}})
-    artifacts = [{"kind": "checkpoint", "path": r["model"].get("checkpoint_path"), "batch_size": None,
-                  "bytes": r["model"].get("checkpoint_bytes"), "sha256": r["model"]["checkpoint_sha256"]}]
+    artifacts = [{"kind": "checkpoint", "path": m.get("checkpoint_path"), "batch_size": None,
+                  "bytes": m.get("checkpoint_bytes"), "sha256": m["checkpoint_sha256"]} for m in _models(r)]
     artifacts += [{"kind": "onnx", "path": a["path"], "batch_size": None, "bytes": a["bytes"], "sha256": a["sha256"]}
                   for a in r["onnx"]]
     artifacts += [{"kind": f"offline {target_name(t)}", "path": a["path"], "batch_size": a.get("batch_size"),
@@ -768,9 +864,10 @@ def write_report(report: dict, out_json: str, out_md: str, out_html: str, plots:
 
 
 def main(smk) -> None:
-    targets = [target_entry(t["backend"], t["device"], t["manifests"], t["similarity"], t["benchmarks"])
+    targets = [target_entry(t["backend"], t["device"], t["manifests"], t["similarity"], t["benchmarks"], t["arch"])
                for t in smk.params.targets]
-    report = build_report(smk.input.checkpoint, list(smk.input.onnx), targets, dict(smk.params.config))
+    report = build_report(list(smk.input.checkpoint), list(smk.input.onnx), targets, dict(smk.params.config),
+                          dict(smk.params.skipped), {rule: list(files) for rule, files in smk.params.costs.items()})
     out = smk.output
     write_report(report, out.json, out.md, out.html,
                  plots={name: getattr(out, name) for name in ("accuracy_chain", "throughput", "per_image", "latency")},

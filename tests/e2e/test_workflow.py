@@ -120,3 +120,41 @@ def test_shell_metacharacters_in_image_names_reach_no_shell(e2e_workflow, tmp_pa
         assert np.load(e2e_workflow.root / "results" / E2E_ARCH / "npy" / f"{stem}.npy").shape == (1, 3, 224, 224)
     for where in (e2e_workflow.root, images, tmp_path):
         assert not (where / "pwned").exists() and not (where / "pwned2").exists()
+
+
+def test_bad_files_stop_the_run_or_are_skipped_and_listed_in_the_report(e2e_workflow):
+    images = Path(e2e_workflow.config["images"])
+    (images / "zero.jpg").write_bytes(b"")
+    (images / "page.png").write_text("<html><body>not a picture</body></html>")
+    try:
+        stopped = e2e_workflow.run("report", check=False)
+        out = stopped.stdout + stopped.stderr
+        assert stopped.returncode != 0 and "zero.jpg" in out and "page.png" in out and "skip_bad_images" in out
+        assert e2e_workflow.plan("report", config={"skip_bad_images": True}) == {"report": 1}
+        e2e_workflow.run("report", config={"skip_bad_images": True})
+        r = e2e_workflow.report()
+        assert sorted(Path(s["path"]).name for s in r["inputs"]["skipped"]) == ["page.png", "zero.jpg"]
+        assert any("skipped" in w for w in r["warnings"])
+        md = (e2e_workflow.root / "results" / "report.md").read_text()
+        html = (e2e_workflow.root / "results" / "report.html").read_text()
+        assert "## Skipped input files" in md and "zero.jpg" in md and "page.png" in html
+    finally:
+        (images / "zero.jpg").unlink()
+        (images / "page.png").unlink()
+        e2e_workflow.run("report")
+    assert e2e_workflow.report()["inputs"]["skipped"] == []
+
+
+def test_report_shows_each_rules_time_and_peak_memory(e2e_workflow):
+    costs = {row["rule"]: row for row in e2e_workflow.report()["workflow"]["rules"]}
+    assert {"synthetic_checkpoint", "export_onnx", "fp16_onnx", "reference", "compile", "infer", "benchmark"} <= set(costs)
+    assert costs["reference"]["jobs"] == 3 * 2  # three stages, two images
+    assert costs["export_onnx"]["peak_rss_mb"] > 300 and costs["export_onnx"]["wall_s"] > 0
+    assert "## Workflow cost" in (e2e_workflow.root / "results" / "report.md").read_text()
+
+
+def test_a_second_architecture_plans_only_its_own_jobs_and_the_report(e2e_workflow):
+    plan = e2e_workflow.plan("report", config={"model_archs": [E2E_ARCH, "ViT-L-14"]})
+    assert plan == {"synthetic_checkpoint": 1, "checkpoint_info": 1, "preprocess": 2, "export_onnx": 1, "fp16_onnx": 1,
+                    "reference": 3 * 2, "compile": 1, "infer": 1, "similarity": 1, "benchmark": 1, "report": 1}
+    assert e2e_workflow.plan("report", config={"model_archs": [E2E_ARCH]}) == {}

@@ -299,3 +299,46 @@ def test_a_failing_plot_becomes_a_placeholder(failing, tmp_path, monkeypatch):
     page, _ = write_all(failing, tmp_path)
     assert (tmp_path / "report" / "latency.png").read_bytes()[:4] == b"\x89PNG"
     assert page.count("data:image/png;base64,") == len(PLOT_NAMES)
+
+
+def test_workflow_cost_per_rule_from_snakemake_benchmark_records(tmp_path):
+    from report import workflow_costs
+
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    files = {}
+    for name, s, rss in (("export", "38.4", "6225.61"), ("ref_a", "4.0", "2000.5"), ("ref_b", "6.0", "NA")):
+        f = tmp_path / f"{name}.tsv"
+        f.write_text(head + f"{s}\t0:00:38\t{rss}\t1\t1\t1\t0\t0\t90\t70\n")
+        files[name] = str(f)
+    costs = workflow_costs({"export_onnx": [files["export"]], "reference": [files["ref_a"], files["ref_b"]],
+                            "infer": []})
+    rows = {r["rule"]: r for r in costs["rules"]}
+    assert set(rows) == {"export_onnx", "reference"}, "a rule with no record is left out, not shown as zero"
+    assert rows["reference"] == {"rule": "reference", "jobs": 2, "wall_s": 10.0, "longest_s": 6.0, "peak_rss_mb": 2000.5}
+    assert costs["peak_rss_mb"] == 6225.61 and costs["wall_s"] == 48.4
+
+
+def test_a_matrix_report_has_one_row_per_arch_backend_device_and_batch_size(tmp_path):
+    """model_archs x backends x chips x batch sizes: one report, every target named by its arch."""
+    targets, infos = [], []
+    for arch in ("ViT-B-16", "ViT-L-14"):
+        write_json(tmp_path / f"{arch}.json", {"arch": arch, "checkpoint": "synthetic", "path": f"{arch}.pt",
+                                               "bytes": 1, "checkpoint_sha256": "ab" * 32, "synthetic": True})
+        infos.append(str(tmp_path / f"{arch}.json"))
+        for backend, device in (("onnxruntime", "cpu"), ("ascend", "Ascend910B4")):
+            t = write_target(tmp_path / arch / device, device, 0.99999, batch_sizes=(1, 2), ascend=backend == "ascend")
+            targets.append({**t, "arch": arch})
+    config = {**CONFIG, "model_archs": ["ViT-B-16", "ViT-L-14"], "backends": ["onnxruntime", "ascend"],
+              "batch_sizes": [1, 2]}
+    r = build_report(infos, [], targets, config)
+    assert r["model"]["arch"] == "ViT-B-16" and [m["arch"] for m in r["models"]] == ["ViT-B-16", "ViT-L-14"]
+    rows = {(t["arch"], t["backend"], t["device"], p["batch_size"]) for t in r["targets"] for p in t["performance"]}
+    assert len(rows) == 2 * 2 * 2
+    names = [t["name"] for t in r["targets"]]
+    assert names == ["ViT-B-16 onnxruntime/cpu", "ViT-B-16 ascend/Ascend910B4", "ViT-L-14 onnxruntime/cpu",
+                     "ViT-L-14 ascend/Ascend910B4"]
+    md, page = render_markdown(r), render_html(r)
+    assert md.startswith("# Chinese-CLIP deployment report: ViT-B-16, ViT-L-14")
+    assert all(f"Target {n}" in md for n in names) and all(html.escape(n) in page for n in names)
+    args = config_args(config)
+    assert "model_archs=[ViT-B-16, ViT-L-14]" in args and not any(a.startswith(("model_arch=", "backend=")) for a in args)
