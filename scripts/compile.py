@@ -9,12 +9,16 @@ from common import artifact, log, write_json
 
 def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, batch_size: int,
                    resolution: int, options: dict) -> dict:
-    files = backends.get(backend).compile(onnx_model, out_dir, batch_size, resolution, options)
+    module = backends.get(backend)
+    files = module.compile(onnx_model, out_dir, batch_size, resolution, options)
     record = {
         "backend": backend,
         "batch_size": batch_size,
         "source": str(onnx_model),
         "model": files[0],
+        # the tool command line, for backends that run one (ATC); the report prints it under "Reproduce"
+        "command": (module.compile_command(onnx_model, out_dir, batch_size, resolution, options)
+                    if hasattr(module, "compile_command") else None),
         "artifacts": [artifact(f, batch_size=batch_size) for f in files],
         "options": {k: v for k, v in options.items() if k != "threads"},
     }

@@ -228,6 +228,14 @@ def _missing_message(tool: str, what: str) -> str:
     return f"`{tool}` (the Python that runs ais_bench, config `ais_bench_python`) was not found: {AIS_BENCH_FIX}"
 
 
+def compile_command(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
+                    options: dict) -> list[str]:
+    """The exact ATC command line compile() runs (absolute paths: ATC runs in a scratch folder)."""
+    prefix = Path(out_dir).resolve() / MODEL_PREFIX
+    return atc_command(Path(onnx_fp16).resolve(), prefix, batch_size, resolution, options["device"],
+                       options.get("atc"))
+
+
 def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
             options: dict) -> list[str]:
     """ATC: <out_dir>/model.om for options["device"] (the soc_version) at a fixed batch size.
@@ -237,11 +245,9 @@ def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size
     given = Path(out_dir)  # the returned path keeps the caller's form (relative to the workflow root)
     out_dir = given.resolve()  # ATC runs elsewhere: every path it gets is absolute
     out_dir.mkdir(parents=True, exist_ok=True)
-    prefix = out_dir / MODEL_PREFIX
-    om = prefix.with_name(prefix.name + ".om")
+    om = out_dir / f"{MODEL_PREFIX}.om"
     om.unlink(missing_ok=True)
-    cmd = atc_command(Path(onnx_fp16).resolve(), prefix, batch_size, resolution, options["device"],
-                      options.get("atc"))
+    cmd = compile_command(onnx_fp16, out_dir, batch_size, resolution, options)
     from common import remove_stale_scratch
 
     remove_stale_scratch(out_dir.parent, f".atc-{out_dir.name}-")  # left by a killed earlier run

@@ -4,6 +4,8 @@ references), the report, and the dry-run plans after a chip change, a switch bac
 change. The copy's onnxruntime report is restored afterwards for the other e2e tests."""
 import json
 import os
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from backends import ascend
-from conftest import E2E_ARCH, STANDINS, Workflow
+from conftest import E2E_ARCH, SNAKEMAKE, STANDINS, Workflow
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +83,9 @@ def test_tools_got_the_seeds_command_lines_one_fresh_directory_per_atc_job(ascen
         chip = next(a.split("=", 1)[1] for a in call["argv"] if a.startswith("--soc_version="))
         prefix = (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "model_bs1").resolve() / "model"
         assert call["argv"] == ascend.atc_command(onnx, prefix, 1, 224, chip)[1:]
+        # and the report's "Reproduce" section prints that very line
+        (target,) = [t for t in ascend_wf.report()["targets"] if t["device"] == chip]
+        assert target["compiled"][0]["command"] == shlex.join(["atc", *call["argv"]])
         assert Path(call["cwd"]).resolve() != ascend_wf.root.resolve() and not Path(call["cwd"]).exists()
     bench_argv = [c["argv"] for c in calls(ascend_wf, "ais_bench") if "--loop" in c["argv"]]
     assert bench_argv and all(a[a.index("--loop") + 1] == "3" and a[a.index("--batchsize") + 1] == "1"
@@ -96,6 +101,19 @@ def test_nothing_to_do_after_the_run(ascend_wf):
 def test_chip_change_plans_only_the_new_chips_target_and_the_report(ascend_wf):
     assert plan(ascend_wf, soc_versions=[], soc_version=NEW_CHIP) == TARGET_JOBS
     assert plan(ascend_wf, soc_versions=[*CHIPS, NEW_CHIP]) == TARGET_JOBS
+
+
+def test_both_backends_in_one_report(ascend_wf):
+    """backends: [onnxruntime, ascend] puts the CPU target beside the chips; all were built, so only the
+    report is made, with a row per (backend, device, batch size)."""
+    both = {"backends": ["onnxruntime", "ascend"], "soc_versions": CHIPS}
+    assert plan(ascend_wf, **both) == {"report": 1}
+    ascend_wf.run("report", config=both)
+    r = ascend_wf.report()
+    assert sorted((t["backend"], t["device"]) for t in r["targets"]) == sorted(
+        [("onnxruntime", "cpu")] + [("ascend", chip) for chip in CHIPS])
+    assert r["verdict"] == "PASS" and plan(ascend_wf, **both) == {}
+    ascend_wf.run("report", config={"soc_versions": CHIPS})
 
 
 def test_switching_back_and_forth_rebuilds_nothing_but_the_report(ascend_wf):
@@ -128,3 +146,60 @@ def test_missing_tools_stop_the_run_before_any_job(e2e_workflow):
     assert result.returncode != 0
     assert "atc" in out and "set_env.sh" in out
     assert not (e2e_workflow.root / "results" / E2E_ARCH / "ascend" / "Ascend310B1").exists()
+
+
+def target_files(wf, chip):
+    """{path: sha256} of everything in one chip's target folder."""
+    from common import sha256
+
+    folder = wf.root / "results" / E2E_ARCH / "ascend" / chip
+    return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fault,env,shown", [
+    ("atc crash", {"STANDIN_ATC_FAIL": "1"}, "ATC run failed"),
+    ("runtime crash", {"STANDIN_AIS_BENCH_FAIL": "1"}, "aclmdlExecute failed"),
+])
+def test_a_failing_step_shows_its_log_tail_leaves_no_partial_artifact_and_touches_no_other_target(
+        ascend_wf, fault, env, shown):
+    chip = "Ascend910B2"
+    before = {c: target_files(ascend_wf, c) for c in CHIPS}
+    wf = Workflow(ascend_wf.root, ascend_wf.config, env={**ascend_wf.env, **env})
+    if fault == "runtime crash":  # the model compiles; ais_bench then crashes at run time
+        wf.run(f"results/{E2E_ARCH}/ascend/{chip}/compile_bs1.json", config={"soc_versions": [chip]})
+    result = wf.run("report", config={"soc_versions": [*CHIPS, chip]}, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert shown in out, "the failed job's log tail reaches the terminal"
+    folder = ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip
+    if fault == "atc crash":
+        assert "command: atc --framework=5" in out
+        assert not (folder / "model_bs1" / "model.om").exists(), "no partial .om survives"
+        assert not (folder / "compile_bs1.json").exists()
+    else:
+        assert not list((folder / "dst").glob("*.npy")) if (folder / "dst").exists() else True
+        assert not (folder / "benchmark_bs1.json").exists()
+    assert not list(folder.parent.glob(".atc-*")) and not list(folder.glob(".ais_bench-*")), "no scratch left"
+    assert {c: target_files(ascend_wf, c) for c in CHIPS} == before, "other targets untouched"
+    assert not (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "similarity.json").exists()
+
+
+def test_two_cores_two_chips_two_batch_sizes_give_the_one_core_results(ascend_wf):
+    """-c2 runs jobs of both chips and both batch sizes side by side: the compiled models and outputs
+    equal those of a -c1 run (no shared scratch, no crossed files); only timings differ."""
+    config = {"soc_versions": CHIPS, "batch_sizes": [1, 2]}
+    ascend_wf.run("report", config=config)  # -c2 (Workflow.run's default)
+    parallel = {c: target_files(ascend_wf, c) for c in CHIPS}
+    result = subprocess.run([SNAKEMAKE, "-c1", "report", "--forcerun", "compile", *ascend_wf.args(config)],
+                            cwd=ascend_wf.root, env={**os.environ, **ascend_wf.env}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    serial = {c: target_files(ascend_wf, c) for c in CHIPS}
+    for chip in CHIPS:
+        # per-run records: timings, and ATC's fusion_result.json (it names the session of the build)
+        timed = {f for f in parallel[chip] if f.startswith("benchmark_bs") or f.endswith("_summary.json")
+                 or f.endswith("fusion_result.json")}
+        assert {f: h for f, h in serial[chip].items() if f not in timed} == \
+               {f: h for f, h in parallel[chip].items() if f not in timed}
+        assert {f for f in parallel[chip]} == {f for f in serial[chip]}
+        assert (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "model_bs2" / "model.om").is_file()
+    ascend_wf.run("report", config={"soc_versions": CHIPS})
