@@ -51,10 +51,19 @@ def load_state_dict(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file and the reason
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        if text.startswith("Weights only load failed"):
+            # torch's own advice (load with weights_only=False) is exactly what must not be done here
+            detail = next((line.strip() for line in text.splitlines()[1:] if line.strip() and
+                           not line.startswith("Check the documentation")), "")
+            raise ConfigError(
+                f"checkpoint '{path}' holds Python objects besides tensors, and unpickling them could run "
+                f"code: refused ({detail or 'not weights only'}). Use an official Chinese-CLIP checkpoint "
+                f"from a trusted source"
+            ) from exc
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise ConfigError(
-            f"checkpoint '{path}' cannot be loaded as weights only ({first}); it may be truncated, or "
-            f"contain code, which is refused"
+            f"checkpoint '{path}' cannot be loaded ({first}): it may be truncated; re-download it"
         ) from exc
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise ConfigError(

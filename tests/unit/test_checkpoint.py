@@ -74,8 +74,10 @@ class RunsCode:
 def test_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"state_dict": {"module.x": RunsCode(marker)}}, tmp_path / "evil.pt")
-    with pytest.raises(ConfigError, match="weights only"):
+    with pytest.raises(ConfigError, match="could run code: refused") as err:
         load_state_dict(tmp_path / "evil.pt")
+    assert "posix.system" in str(err.value), "names what it refused"
+    assert "weights_only` set to `False`" not in str(err.value), "never suggests the unsafe way out"
     assert not marker.exists()
 
 
