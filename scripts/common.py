@@ -87,6 +87,7 @@ class Progress:
 def run_entry(main, smk) -> None:
     """Thin entry for `script:` rules: logging to snakemake.log[0], errors as one clear line."""
     setup_logging(smk.log[0] if smk.log else None)
+    if os.environ.get("SLURM_JOB_ID"): log.info("SLURM_JOB_ID=%s", os.environ["SLURM_JOB_ID"])  # noqa: E701
     try:
         main(smk)
     except Exception as exc:  # noqa: BLE001 - logged with traceback, then re-raised for Snakemake
