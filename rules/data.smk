@@ -6,6 +6,10 @@ rule sample_images:
         [f"{P.SAMPLE_IMAGES_DIR}/{name}" for name in P.SAMPLE_IMAGES.values()],
     log:
         "logs/sample_images.log",
+    threads: 1
+    resources:
+        mem_mb=P.LIGHT["mem_mb"],
+        runtime=P.LIGHT["runtime"],
     conda:
         "../envs/cnclip.yaml"
     script:
@@ -19,6 +23,10 @@ rule preprocess:
         "results/{arch}/npy/{stem}.npy",
     log:
         "logs/{arch}/preprocess/{stem}.log",
+    threads: 1
+    resources:
+        mem_mb=P.LIGHT["mem_mb"],
+        runtime=P.LIGHT["runtime"],
     conda:
         "../envs/cnclip.yaml"
     script:

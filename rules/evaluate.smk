@@ -13,6 +13,10 @@ rule similarity:
         gates=config["gates"],
     log:
         "logs/{arch}/{backend}/{device}/similarity.log",
+    threads: 1
+    resources:
+        mem_mb=P.LIGHT["mem_mb"],
+        runtime=P.LIGHT["runtime"],
     conda:
         "../envs/cnclip.yaml"
     script:

@@ -12,6 +12,7 @@ rule synthetic_checkpoint:
         P.cost("{arch}", "synthetic_checkpoint.seed{seed}")
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "checkpoint"),
+        runtime=lambda wc: P.runtime_min(wc.arch, "checkpoint"),
     conda:
         "../envs/cnclip.yaml"
     script:
@@ -25,6 +26,10 @@ rule download_checkpoint:
         "logs/download_checkpoint/{filename}.log",
     wildcard_constraints:
         filename="clip_cn_[a-z0-9-]+",
+    threads: 1
+    resources:
+        mem_mb=P.LIGHT["mem_mb"],
+        runtime=60,
     conda:
         "../envs/cnclip.yaml"
     script:
@@ -40,6 +45,10 @@ rule checkpoint_info:
         source=config["checkpoint"],
     log:
         "logs/{arch}/checkpoint_info.log",
+    threads: 1
+    resources:
+        mem_mb=P.LIGHT["mem_mb"],
+        runtime=P.LIGHT["runtime"],
     conda:
         "../envs/cnclip.yaml"
     script:
@@ -53,6 +62,10 @@ rule patch_exporter:
         "results/exporter/pytorch_to_onnx.py",
     log:
         "logs/patch_exporter.log",
+    threads: 1
+    resources:
+        mem_mb=P.LIGHT["mem_mb"],
+        runtime=P.LIGHT["runtime"],
     conda:
         "../envs/cnclip.yaml"
     script:
@@ -76,6 +89,7 @@ rule export_onnx:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "export"),
+        runtime=lambda wc: P.runtime_min(wc.arch, "export"),
     conda:
         "../envs/cnclip.yaml"
     script:
@@ -95,6 +109,7 @@ rule fp16_onnx:
         P.cost("{arch}", "fp16_onnx.{prefix}")
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "fp16"),
+        runtime=lambda wc: P.runtime_min(wc.arch, "fp16"),
     conda:
         "../envs/cnclip.yaml"
     script:

@@ -16,6 +16,7 @@ rule reference:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "reference"),
+        runtime=lambda wc: P.runtime_min(wc.arch, "reference"),
     conda:
         "../envs/cnclip.yaml"
     script:

@@ -89,6 +89,10 @@ rule report:
         config={k: v for k, v in config.items()},
     log:
         "logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=P.LIGHT["mem_mb"],
+        runtime=P.LIGHT["runtime"],
     conda:
         "../envs/cnclip.yaml"
     script:

@@ -17,6 +17,7 @@ rule compile:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
+        runtime=lambda wc: P.runtime_min(wc.arch, "compile"),
     conda:
         "../envs/cnclip.yaml"
     script:
@@ -37,7 +38,8 @@ rule infer:
         P.cost("{arch}", "{backend}", "{device}", "infer")
     threads: P.physical_cores()
     resources:
-        mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
+        mem_mb=lambda wc: P.mem_mb(wc.arch, "infer"),
+        runtime=lambda wc: P.runtime_min(wc.arch, "infer", scale=len(STEMS) / 6),
         npu=npu,
     conda:
         "../envs/cnclip.yaml"
@@ -64,6 +66,8 @@ rule benchmark:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: P.mem_mb(wc.arch, "benchmark"),
+        # measured at loop 100, batch 1: scales with the images timed
+        runtime=lambda wc: P.runtime_min(wc.arch, "benchmark", scale=int(wc.bs) * config["loop"] / 100),
         npu=npu,
     conda:
         "../envs/cnclip.yaml"

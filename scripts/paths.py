@@ -178,13 +178,14 @@ def discover_images(folder: str, sample: bool = False) -> dict[str, str]:
 
 # Peak RSS (MB) and wall time (s) per job, from Snakemake's benchmark: records (benchmarks/) of
 # `.venv/bin/snakemake -c1 report` on this 2-core machine, 2026-11-27: ViT-H-14 from the default run
-# (loop 100), ViT-B-16 from the test suite's run (loop 3). Other architectures are interpolated by the
-# size of their image tower between the two.
+# (loop 100; reference and infer peaks from a rerun under load, their times from the quiet run's logs),
+# ViT-B-16 from the test suite's run (loop 3). Reference is the largest job of its rule (torch_fp32).
+# Other architectures are interpolated by the size of their image tower between the two.
 MEASURED = {
-    "ViT-H-14": {"checkpoint": (4343, 21), "export": (6226, 38), "fp16": (4980, 30), "reference": (5000, 10),
-                 "compile": (4877, 26), "infer": (5000, 15), "benchmark": (6271, 321)},
+    "ViT-H-14": {"checkpoint": (4343, 21), "export": (6226, 38), "fp16": (4980, 30), "reference": (6226, 10),
+                 "compile": (4877, 26), "infer": (2554, 20), "benchmark": (6271, 321)},
     "ViT-B-16": {"checkpoint": (1399, 5), "export": (2555, 15), "fp16": (1439, 6), "reference": (1799, 7),
-                 "compile": (1374, 5), "infer": (1400, 5), "benchmark": (918, 38)},
+                 "compile": (1374, 5), "infer": (427, 2), "benchmark": (918, 38)},
 }
 _SIZE = {"RN50": 0.0, "ViT-B-16": 0.0, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "ViT-H-14": 1.0}
 HEADROOM = 1.25  # mem_mb = measured peak x this, so a job is not killed by a scheduler at its own peak
@@ -207,3 +208,8 @@ def runtime_min(arch: str, step: str, scale: float = 1.0) -> int:
     """`resources: runtime` (minutes) of a job: 3x its measured wall time (x `scale`, e.g. the ratio of
     this run's benchmark loop to the measured one), at least 10 minutes: a scheduler limit, not an estimate."""
     return max(10, int(math.ceil(3 * _measured(arch, step)[1] * scale / 60.0)))
+
+
+# Jobs that read images, JSON or a checkpoint's header only (preprocess, similarity, report, ...):
+# Snakemake's own default memory floor, one thread, a 10-minute limit; a download gets an hour.
+LIGHT = {"mem_mb": 1000, "runtime": 10}
