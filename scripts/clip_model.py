@@ -91,13 +91,19 @@ def check_architecture(sd: dict, arch: str, path: str | Path = "checkpoint") -> 
         raise ConfigError(f"checkpoint '{path}' is not a {arch} checkpoint: unexpected tensor '{extra[0]}'")
 
 
-def load_model(path: str | Path, arch: str):
+def load_model(path: str | Path, arch: str, text_tower: bool = False):
     """cn_clip CLIP for `arch` with the checkpoint's weights, fp32, eval mode. Built on the meta
-    device and filled from the memory-mapped checkpoint, so no time goes into random init."""
+    device and filled from the memory-mapped checkpoint, so no time goes into random init. Without
+    `text_tower` the text encoder (cn_clip's `bert`, `text_projection`) is dropped before the fp32
+    copy is made: encode_image needs none of it, and ViT-H-14's text tower is ~1.3 GB in fp32."""
     sd = load_state_dict(path)
     check_architecture(sd, arch, path)
     model = new_model(arch, meta=True)
     model.load_state_dict(sd, strict=True, assign=True)
+    del sd
+    if not text_tower:
+        model.bert = None
+        model.text_projection = None
     model = model.float().eval()
     meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if meta:

@@ -41,6 +41,11 @@ def test_loaded_model_equals_cn_clip_create_model(rn50_checkpoint):
     x = torch.randn(1, 3, 224, 224)
     with torch.inference_mode():
         assert torch.equal(ours.encode_image(x), theirs.encode_image(x))
+    assert ours.bert is None, "the image path holds no copy of the text tower"
+    both = load_model(rn50_checkpoint, "RN50", text_tower=True)
+    text = torch.randint(1, 100, (1, 52))
+    with torch.inference_mode():
+        assert torch.equal(both.encode_text(text), theirs.encode_text(text))
 
 
 def test_wrong_architecture_names_the_first_mismatched_tensor(rn50_checkpoint):
