@@ -1,4 +1,5 @@
 # Every artifact path, derived from config in one place; image discovery; input functions.
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +40,13 @@ if config["checkpoint"] not in ("synthetic", "download"):
             f"Chinese-CLIP .pt file of {RUN_ARCHS[0]} (e.g. clip_cn_{P.prefix(RUN_ARCHS[0])}.pt), "
             f"`synthetic` or `download`"
         )
+
+# The text tower (config towers: [image, text]): label prompts tokenised by cn_clip, and the zero-shot check.
+TOWERS = config["towers"]
+TEXT = "text" in TOWERS
+LABELS = list(config["labels"])
+# the cosine gates similarity applies (the zero-shot bound is zero_shot's own: changing it reruns only that)
+COSINE_GATES = {k: v for k, v in config["gates"].items() if k != "zero_shot_max_prob_change"}
 
 REPORT = {fmt: f"results/report.{fmt}" for fmt in ("md", "html", "json")}
 
@@ -140,6 +148,26 @@ def compile_source(wildcards):
     return {"onnx": P.onnx_fp16(wildcards.arch)}
 
 
+def text_reference_model(wildcards):
+    if wildcards.stage == "torch_fp32":
+        return checkpoint_file(wildcards)
+    if wildcards.stage == "onnx_fp32":
+        return P.text_onnx_fp32(wildcards.arch)
+    return P.text_onnx_fp16(wildcards.arch)
+
+
+def text_compile_source(wildcards):
+    """The text ONNX a target compiles, by the same choice as compile_source makes for the image."""
+    if wildcards.backend == "onnxruntime" and config["precision"] in ("fp32", "int8"):
+        return {"onnx": P.text_onnx_fp32(wildcards.arch), "data": P.text_onnx_fp32_data(wildcards.arch)}
+    return {"onnx": P.text_onnx_fp16(wildcards.arch)}
+
+
+def text_backend_options(wildcards):
+    """backend_options plus the tower (the ascend backend's ATC input shape depends on it)."""
+    return {**backend_options(wildcards), "tower": "text"}
+
+
 def npu(wildcards):
     """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
     -c8 never puts two of them on one device. ATC (compile) runs on the host CPU."""
@@ -149,13 +177,9 @@ def npu(wildcards):
 def gates_exit_status(report_json):
     import json
 
-    summary = json.loads(Path(report_json).read_text())
-    failed = [
-        f"{t['backend']}/{t['device']}: {g['a']} vs {g['b']} below {g['threshold']}"
-        for t in summary["targets"]
-        for g in t["accuracy"]["gates"]
-        if not g["passed"]
-    ]
+    from report import failed_gates
+
+    failed = failed_gates(json.loads(Path(report_json).read_text()))
     if failed:
         print("FAIL: accuracy gates missed (see results/report.md):", *failed, sep="\n  ")
         sys.exit(1)

@@ -57,7 +57,10 @@ rule checkpoint_info:
 
 rule patch_exporter:
     input:
-        patches=sorted(str(p) for p in Path(workflow.basedir, "patches").glob("*.patch")),
+        # relative to the working directory, so a copy of the repository does not see new inputs
+        patches=sorted(
+            os.path.relpath(p) for p in Path(workflow.basedir, "patches").glob("*.patch")
+        ),
     output:
         "results/exporter/pytorch_to_onnx.py",
     log:
