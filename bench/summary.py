@@ -1,10 +1,10 @@
-"""One table of what the last run cost and achieved: per-rule wall time and peak RSS (from
-Snakemake's benchmark: files under benchmarks/), and per target and batch size the throughput,
-latency, ratio to the PyTorch baseline and fraction of the measured ceiling (from results/report.json).
+"""One table of what the last run cost and achieved, from results/report.json: per rule the jobs,
+wall time and peak RSS (Snakemake's benchmark: records of exactly the jobs the report stands on),
+and per target and batch size the throughput, latency, ratio to the PyTorch baseline measured in
+the same job, and fraction of the fp32 ceiling measured on this machine in the same job.
 
-    .venv/bin/python bench/summary.py            # after .venv/bin/snakemake -c1 report
+    .venv/bin/python bench/summary.py [results/report.json]     # after .venv/bin/snakemake -c1 report
 """
-import csv
 import json
 import sys
 from pathlib import Path
@@ -12,36 +12,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rule_costs(bench_dir: Path) -> list[tuple[str, float, float]]:
-    rows = []
-    for tsv in sorted(bench_dir.rglob("*.tsv")):
-        with tsv.open() as f:
-            records = list(csv.DictReader(f, delimiter="\t"))
-        if records:
-            last = records[-1]
-            rows.append((str(tsv.relative_to(bench_dir).with_suffix("")), float(last["s"]),
-                         float(last["max_rss"]) if last["max_rss"] not in ("", "-") else float("nan")))
-    return rows
+def _f(value, fmt: str, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def summary(r: dict) -> str:
+    lines = ["| rule | jobs | wall s (all jobs) | longest job s | peak RSS MB |", "|---|---|---|---|---|"]
+    cost = r.get("workflow") or {}
+    for row in cost.get("rules", []):
+        lines.append(f"| {row['rule']} | {row['jobs']} | {row['wall_s']:.1f} | {row['longest_s']:.1f} | "
+                     f"{_f(row['peak_rss_mb'], ',.0f')} |")
+    lines.append(f"| all | | {_f(cost.get('wall_s'), '.1f')} | | {_f(cost.get('peak_rss_mb'), ',.0f')} |")
+    archs = ", ".join(m["arch"] for m in r.get("models") or [r["model"]])
+    lines += ["", f"{archs} ({'synthetic' if r['model']['synthetic'] else 'real'} weights), verdict {r['verdict']}",
+              "| target | batch | images/s | p50 ms | p99 ms | torch_fp32 images/s | vs torch_fp32 | GFLOP/s | of ceiling |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for t in r["targets"]:
+        for p in t["performance"]:
+            base = p.get("baseline_torch_fp32") or {}
+            lines.append(f"| {t.get('name') or t['backend'] + '/' + t['device']} | {p['batch_size']} | "
+                         f"{p['throughput_fps']:.3f} | {_f(p['latency_ms'].get('p50'), '.1f')} | "
+                         f"{_f(p['latency_ms'].get('p99'), '.1f')} | {_f(base.get('throughput_fps'), '.3f')} | "
+                         f"{_f(p.get('speedup_vs_torch_fp32'), '.2f', 'x')} | {_f(p.get('achieved_gflops'), '.0f')} | "
+                         f"{_f(p.get('fraction_of_ceiling'), '.0%')} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    bench_dir = ROOT / "benchmarks"
-    print("| job | wall s | peak RSS MB |\n|---|---|---|")
-    for name, seconds, rss in rule_costs(bench_dir):
-        print(f"| {name} | {seconds:.1f} | {rss:.0f} |")
-    report = ROOT / "results" / "report.json"
+    report = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "results" / "report.json"
     if not report.is_file():
         sys.exit("no results/report.json yet: run .venv/bin/snakemake -c1 report first")
-    r = json.loads(report.read_text())
-    print(f"\n{r['model']['arch']} ({'synthetic' if r['model']['synthetic'] else 'real'} weights), verdict {r['verdict']}")
-    print("| target | batch | images/s | p50 ms | p99 ms | vs torch_fp32 | GFLOP/s | of ceiling |\n|---|---|---|---|---|---|---|---|")
-    for t in r["targets"]:
-        for p in t["performance"]:
-            frac = p.get("fraction_of_ceiling")
-            print(f"| {t['backend']}/{t['device']} | {p['batch_size']} | {p['throughput_fps']:.3f} | "
-                  f"{p['latency_ms']['p50']:.1f} | {p['latency_ms']['p99']:.1f} | "
-                  f"{p.get('speedup_vs_torch_fp32', float('nan')):.2f}x | {p.get('achieved_gflops') or float('nan'):.0f} | "
-                  f"{'n/a' if frac is None else f'{frac:.0%}'} |")
+    print(summary(json.loads(report.read_text())))
 
 
 if __name__ == "__main__":

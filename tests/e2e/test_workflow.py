@@ -159,3 +159,16 @@ def test_a_second_architecture_plans_only_its_own_jobs_and_the_report(e2e_workfl
                     "reference": 3 * 2, "compile": 1, "infer": 1, "similarity": 1, "benchmark": 1, "report": 1}
     # the same single arch spelt as a list: nothing is rebuilt, the report only records the new spelling
     assert e2e_workflow.plan("report", config={"model_archs": [E2E_ARCH]}) == {"report": 1}
+
+
+def test_bench_summary_prints_rule_costs_and_speed_per_batch_size(e2e_workflow):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "summary.py"), str(e2e_workflow.root / "results" / "report.json")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "| export_onnx | 1 |" in out and "| reference | 6 |" in out
+    row = next(line for line in out.splitlines() if line.startswith("| onnxruntime/cpu | 1 |"))
+    assert row.count("|") == 10 and "x |" in row and "%" in row
