@@ -30,6 +30,7 @@ include: "rules/model.smk"
 include: "rules/reference.smk"
 include: "rules/target.smk"
 include: "rules/evaluate.smk"
+include: "rules/text.smk"
 include: "rules/report.smk"
 
 

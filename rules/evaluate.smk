@@ -10,7 +10,7 @@ rule similarity:
     output:
         "results/{arch}/{backend}/{device}/similarity.json",
     params:
-        gates=config["gates"],
+        gates=COSINE_GATES,
     log:
         "logs/{arch}/{backend}/{device}/similarity.log",
     threads: 1

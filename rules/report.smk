@@ -8,9 +8,16 @@ REPORT_TARGETS = [
         "manifests": [P.compiled_manifest(*t.values(), bs) for bs in BATCH_SIZES],
         "similarity": P.similarity(*t.values()),
         "benchmarks": [P.benchmark(*t.values(), bs) for bs in BATCH_SIZES],
+        # the text tower (compiled at batch 1: infer's) and the zero-shot check of the pair
+        "text": {"manifests": [P.text_compiled_manifest(*t.values(), 1)],
+                 "similarity": P.text_similarity(*t.values())} if TEXT else None,
+        "zero_shot": P.zero_shot(*t.values()) if TEXT else None,
     }
     for t in TARGETS
 ]
+TEXT_ONNX = [
+    f for a in RUN_ARCHS for f in (P.text_onnx_fp32(a), P.text_onnx_fp32_data(a), P.text_onnx_fp16(a))
+] if TEXT else []
 
 # Snakemake's benchmark: record (wall time, peak RSS) of every job the report stands on, by rule.
 COSTS = {
@@ -40,8 +47,10 @@ report: "../report/workflow.rst"
 rule report:
     input:
         checkpoint=[P.checkpoint_info(a) for a in RUN_ARCHS],
-        onnx=[f for a in RUN_ARCHS for f in (P.onnx_fp32(a), P.onnx_fp32_data(a), P.onnx_fp16(a))],
+        onnx=[f for a in RUN_ARCHS for f in (P.onnx_fp32(a), P.onnx_fp32_data(a), P.onnx_fp16(a))] + TEXT_ONNX,
         targets=[f for t in REPORT_TARGETS for f in t["manifests"] + [t["similarity"]] + t["benchmarks"]],
+        text=[f for t in REPORT_TARGETS if t["text"] for f in t["text"]["manifests"] + [t["text"]["similarity"]]],
+        zero_shot=[t["zero_shot"] for t in REPORT_TARGETS if t["zero_shot"]],
         costs=[f for files in COSTS.values() for f in files],
     output:
         md=report(REPORT["md"], caption="../report/report_md.rst", category="Summary"),

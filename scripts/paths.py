@@ -9,6 +9,11 @@ Layout (docs: ../CONTRACT.md):
   results/{arch}/reference/{stage}/{stem}.npy    torch_fp32, onnx_fp32, onnx_fp16 features
   results/{arch}/{backend}/{device}/             one compiled target: model_bs{bs}/, compile_bs{bs}.json,
                                                  dst/{stem}_0.npy, similarity.json, benchmark_bs{bs}.json
+  results/{arch}/text/                           the text tower (config towers: [image, text]), beside the image paths:
+                                                 npy/{label}.npy (token ids), onnx/{prefix}.txt.fp32.onnx (+ .extra_file)
+                                                 and .txt.fp16.onnx, reference/{stage}/{label}.npy,
+                                                 {backend}/{device}/ (model_bs1/, compile_bs1.json, dst/, similarity.json)
+  results/{arch}/{backend}/{device}/zero_shot.json   zero-shot and retrieval agreement of the pair of towers
   results/report.{md,html,json}
 """
 
@@ -18,6 +23,8 @@ from pathlib import Path
 
 ARCHS = ("RN50", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")
 STAGES = ("torch_fp32", "onnx_fp32", "onnx_fp16")
+TOWERS = ("image", "text")
+CONTEXT_LENGTH = 52  # cn_clip's default text context (tokens per prompt), the text ONNX input's second axis
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 SAMPLE_IMAGES_DIR = "resources/images"
@@ -122,6 +129,51 @@ def similarity(arch: str, backend: str, device: str) -> str:
 
 def benchmark(arch: str, backend: str, device: str, bs) -> str:
     return f"{target_dir(arch, backend, device)}/benchmark_bs{bs}.json"
+
+
+def text_dir(arch: str) -> str:
+    return f"results/{arch}/text"
+
+
+def tokens(arch: str, label: str) -> str:
+    """Token ids of one label's prompt: int64, shape 1 x CONTEXT_LENGTH."""
+    return f"{text_dir(arch)}/npy/{label}.npy"
+
+
+def text_onnx_fp32(arch: str) -> str:
+    return f"{text_dir(arch)}/onnx/{prefix(arch)}.txt.fp32.onnx"
+
+
+def text_onnx_fp32_data(arch: str) -> str:
+    return text_onnx_fp32(arch) + ".extra_file"
+
+
+def text_onnx_fp16(arch: str) -> str:
+    return f"{text_dir(arch)}/onnx/{prefix(arch)}.txt.fp16.onnx"
+
+
+def text_reference(arch: str, stage: str, label: str) -> str:
+    return f"{text_dir(arch)}/reference/{stage}/{label}.npy"
+
+
+def text_target_dir(arch: str, backend: str, device: str) -> str:
+    return f"{text_dir(arch)}/{backend}/{device}"
+
+
+def text_compiled_manifest(arch: str, backend: str, device: str, bs) -> str:
+    return f"{text_target_dir(arch, backend, device)}/compile_bs{bs}.json"
+
+
+def text_dst(arch: str, backend: str, device: str, label: str) -> str:
+    return f"{text_target_dir(arch, backend, device)}/dst/{label}_0.npy"
+
+
+def text_similarity(arch: str, backend: str, device: str) -> str:
+    return f"{text_target_dir(arch, backend, device)}/similarity.json"
+
+
+def zero_shot(arch: str, backend: str, device: str) -> str:
+    return f"{target_dir(arch, backend, device)}/zero_shot.json"
 
 
 def cost(arch: str, *parts: str) -> str:

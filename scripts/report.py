@@ -18,6 +18,10 @@ SYNTHETIC_WARNING = ("Weights are SYNTHETIC (seeded random): features and simila
                      "chain only; they carry no meaning about images.")
 
 
+ZERO_SHOT_SYNTHETIC = ("Zero-shot with SYNTHETIC weights: only the agreement of every stage with PyTorch fp32 "
+                       "is checked (same top-1 label, same ranking); the labels predicted mean nothing.")
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -60,8 +64,20 @@ def _command(value) -> str | None:
     return shlex.join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
+def text_entry(text: dict | None) -> dict | None:
+    """The text tower of a target ({"manifests", "similarity"} files), or None when it is not deployed."""
+    if not text:
+        return None
+    compiled = [read_json(m) for m in text["manifests"]]
+    return {"artifacts": [a for c in compiled for a in c["artifacts"]],
+            "compiled": [{"batch_size": c.get("batch_size"), "source": c.get("source"), "model": c.get("model"),
+                          "manifest": str(m), "command": _command(c.get("command"))}
+                         for m, c in zip(text["manifests"], compiled)],
+            "accuracy": read_json(text["similarity"]), "similarity_record": str(text["similarity"])}
+
+
 def target_entry(backend: str, device: str, manifests: list[str], similarity: str, benchmarks: list[str],
-                 arch: str | None = None) -> dict:
+                 arch: str | None = None, text: dict | None = None, zero_shot: str | None = None) -> dict:
     compiled = [read_json(m) for m in manifests]
     perf = []
     for b in benchmarks:
@@ -84,7 +100,37 @@ def target_entry(backend: str, device: str, manifests: list[str], similarity: st
         "accuracy": read_json(similarity),
         "similarity_record": str(similarity),
         "performance": sorted(perf, key=lambda p: p["batch_size"]),
+        **({"text": text_entry(text)} if text else {}),
+        **({"zero_shot": {**read_json(zero_shot), "record": str(zero_shot)}} if zero_shot else {}),
     }
+
+
+def target_gates(t: dict) -> list[dict]:
+    """Every gate of one target: the image tower's cosine gates (accuracy.gates), the text tower's
+    (tower "text"), and the zero-shot gates (kind "zero_shot")."""
+    gates = [{**g, "tower": "image"} for g in t["accuracy"]["gates"]]
+    if t.get("text"):
+        gates += [{**g, "tower": "text"} for g in t["text"]["accuracy"]["gates"]]
+    if t.get("zero_shot"):
+        gates += [{**g, "kind": "zero_shot"} for g in t["zero_shot"]["gates"]]
+    return gates
+
+
+def failed_gates(report: dict) -> list[str]:
+    """One line per missed gate of every target (what fails the run after the report is written)."""
+    out = []
+    for t in report["targets"]:
+        name = t.get("name") or f"{t['backend']}/{t['device']}"
+        for g in target_gates(t):
+            if g["passed"]:
+                continue
+            if g.get("kind") == "zero_shot":
+                out.append(f"{name}: zero-shot {g['a']} vs {g['b']}: top-1 agreement {g['top1_agreement']:.0%} "
+                           f"(needs 100%), largest probability change {g['max_prob_change']:.3g} "
+                           f"(bound {g['threshold']})")
+            else:
+                out.append(f"{name}: {g.get('tower', 'image')} tower {g['a']} vs {g['b']} below {g['threshold']}")
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,7 +267,7 @@ def build_report(checkpoint_info: str | list[str], onnx_files: list[str], target
             baseline.append({"batch_size": b["batch_size"], "loop": b.get("loop"), "threads": b.get("threads"),
                              "throughput_fps": b["throughput_fps"], "latency_ms": b["latency_ms"],
                              "measured_with": target_name(t)})
-    gates = [g for t in targets for g in t["accuracy"]["gates"]]
+    gates = [g for t in targets for g in target_gates(t)]
     passed = all(g["passed"] for g in gates)
     report = {
         "verdict": "PASS" if passed else "FAIL",
@@ -230,6 +276,8 @@ def build_report(checkpoint_info: str | list[str], onnx_files: list[str], target
         "model": models[0],
         "models": models,
         "warnings": ([SYNTHETIC_WARNING] if any(m["synthetic"] for m in models) else [])
+        + ([ZERO_SHOT_SYNTHETIC] if any(m["synthetic"] for m in models) and any(t.get("zero_shot") for t in targets)
+           else [])
         + ([skipped_warning(skipped)] if skipped else []),
         "inputs": {"skipped": [{"path": path, "reason": why} for path, why in sorted(skipped.items())]},
         "onnx": [artifact(f) for f in onnx_files],
@@ -292,12 +340,57 @@ def target_name(t: dict) -> str:
 
 
 def target_passed(t: dict) -> bool:
-    return all(g["passed"] for g in t["accuracy"]["gates"])
+    return all(g["passed"] for g in target_gates(t))
 
 
 def gate_rows(r: dict) -> list[dict]:
-    """Every gate of every target, flattened: what the verdict is made of."""
-    return [{"target": target_name(t), **g} for t in r["targets"] for g in t["accuracy"]["gates"]]
+    """Every cosine gate of every target (image, then text tower), flattened."""
+    return [{"target": target_name(t) + (" text" if g["tower"] == "text" else ""), **g}
+            for t in r["targets"] for g in target_gates(t) if g.get("kind") != "zero_shot"]
+
+
+def zero_shot_rows(r: dict) -> list[dict]:
+    """Per target and stage: the zero-shot and retrieval agreement with torch_fp32 and its gate."""
+    rows = []
+    for t in r["targets"]:
+        z = t.get("zero_shot")
+        if not z:
+            continue
+        gates = {g["a"]: g for g in z["gates"]}
+        for stage, m in z["stages"].items():
+            g = gates.get(stage, {})
+            rows.append({"target": target_name(t), "stage": stage, "reference": z["reference"],
+                         "top1_agreement": m["top1_agreement"], "max_prob_change": m["max_prob_change"],
+                         "spearman_min": m["spearman_min"],
+                         "i2t": m["image_to_text_recall1_agreement"], "t2i": m["text_to_image_recall1_agreement"],
+                         "threshold": g.get("threshold"), "passed": g.get("passed")})
+    return rows
+
+
+ZERO_SHOT_HEAD = ["target", "stage vs torch_fp32", "top-1 agreement", "largest prob change", "bound",
+                  "Spearman min", "image→text R@1 agreement", "text→image R@1 agreement", "result"]
+
+
+def _zero_shot_cells(z: dict) -> list[str]:
+    return [z["target"], z["stage"], f"{z['top1_agreement']:.0%}", f"{z['max_prob_change']:.2e}",
+            _num(z["threshold"], "g"), f"{z['spearman_min']:.4f}", f"{z['i2t']:.0%}", f"{z['t2i']:.0%}",
+            "PASS" if z["passed"] else "FAIL"]
+
+
+def predictions(r: dict) -> list[dict]:
+    """With real weights: the label torch_fp32 predicts for each image, and the deployed (offline) one."""
+    if any(m["synthetic"] for m in _models(r)):
+        return []
+    rows = []
+    for t in r["targets"]:
+        z = t.get("zero_shot")
+        if not z:
+            continue
+        offline = (z["stages"].get("offline") or {}).get("per_image", {})
+        for stem, p in z["predictions"].items():
+            rows.append({"target": target_name(t), "image": stem, "label": p["label"], "prob": p["prob"],
+                         "offline": (offline.get(stem) or {}).get("top1")})
+    return rows
 
 
 def chain_rows(t: dict) -> list[dict]:
@@ -368,6 +461,23 @@ def render_markdown(r: dict, plots: dict | None = None, base: str | os.PathLike 
         lines.append(f"| {g['target']} | {g['a']} | {g['b']} | {g['threshold']} | {_num(g.get('cosine_min'), '.8f')} | "
                      f"{_drift(g.get('cosine_min'))} | {g.get('worst_image', 'n/a')} | "
                      f"{'PASS' if g['passed'] else '**FAIL**'} |")
+    zs = zero_shot_rows(r)
+    if zs:
+        lines += ["", "## Zero-shot and retrieval (both towers)", "",
+                  f"Labels: {', '.join(next(t['zero_shot']['labels'] for t in r['targets'] if t.get('zero_shot')))}; "
+                  "softmax over the labels of 100 x cosine, every stage against torch_fp32. "
+                  + ("Synthetic weights: only agreement is checked, not meaning." if not predictions(r) else ""), "",
+                  "| " + " | ".join(ZERO_SHOT_HEAD) + " |", "|---" * len(ZERO_SHOT_HEAD) + "|"]
+        for z in zs:
+            cells = _zero_shot_cells(z)
+            cells[-1] = cells[-1] if z["passed"] else "**FAIL**"
+            lines.append("| " + " | ".join(cells) + " |")
+        preds = predictions(r)
+        if preds:
+            lines += ["", "| target | image | predicted label (torch_fp32) | probability | offline |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {p['target']} | {p['image']} | {p['label']} | {p['prob']:.3f} | {p['offline']} |"
+                      for p in preds]
     lines += ["", "## At a glance", "",
               "| target | batch | offline images/s | torch_fp32 images/s | speed-up | offline p50 ms | "
               "torch_fp32 p50 ms |",
@@ -670,6 +780,24 @@ def _accuracy_section(r: dict, images: dict) -> str:
     return "".join(out)
 
 
+def _zero_shot_section(r: dict) -> str:
+    zs = zero_shot_rows(r)
+    if not zs:
+        return ""
+    out = ['<h2 id="zero-shot">Zero-shot and retrieval (both towers)</h2>',
+           '<div class="note">Softmax over the labels of 100 × cosine, every stage against torch_fp32. '
+           + ("Synthetic weights: only agreement is checked, not meaning." if not predictions(r) else "") + "</div>"]
+    rows = [[_e(c) for c in _zero_shot_cells(z)[:-1]] + [_badge(z["passed"])] for z in zs]
+    out.append(_table(ZERO_SHOT_HEAD, rows, numeric={2, 3, 4, 5, 6, 7},
+                      row_class=["" if z["passed"] else "fail" for z in zs]))
+    preds = predictions(r)
+    if preds:
+        out.append(_table(["target", "image", "predicted label (torch_fp32)", "probability", "offline"],
+                          [[_e(p["target"]), _e(p["image"]), f"<b>{_e(p['label'])}</b>", f"{p['prob']:.3f}",
+                            _e(p["offline"])] for p in preds], numeric={3}))
+    return "".join(out)
+
+
 def _performance_section(r: dict, images: dict) -> str:
     out = ['<h2 id="performance">Performance</h2>']
     for t in r["targets"]:
@@ -792,11 +920,16 @@ def render_html(r: dict, plots: dict | None = None) -> str:
         banners += ('<div class="banner fail">FAIL: ' + "; ".join(
             f"{_e(g['target'])}: {_e(g['a'])} vs {_e(g['b'])} cosine {_num(g.get('cosine_min'), '.6f')} below "
             f"{_e(g['threshold'])} (worst image {_e(g.get('worst_image'))})" for g in failed) + "</div>")
+    failed_zs = [z for z in zero_shot_rows(r) if not z["passed"]]
+    if failed_zs:
+        banners += ('<div class="banner fail">FAIL (zero-shot): ' + "; ".join(
+            f"{_e(z['target'])}: {_e(z['stage'])} top-1 agreement {z['top1_agreement']:.0%}, largest probability "
+            f"change {z['max_prob_change']:.3g} (bound {_e(z['threshold'])})" for z in failed_zs) + "</div>")
     figures = f'<div class="figs">{_figure(images, "accuracy_chain")}{_figure(images, "throughput")}</div>'
     nav = ('<nav><a href="#accuracy">Accuracy</a><a href="#performance">Performance</a>'
            '<a href="#artifacts">Artifacts</a><a href="#cost">Cost</a><a href="#reproduce">Reproduce</a>'
            '<a href="#environment">Environment</a><a href="#configuration">Configuration</a></nav>')
-    body = (head + banners + _summary_cards(r) + figures + nav + _accuracy_section(r, images)
+    body = (head + banners + _summary_cards(r) + figures + nav + _accuracy_section(r, images) + _zero_shot_section(r)
             + _performance_section(r, images) + _artifacts_section(r) + _cost_section(r) + _reproduce_section(r)
             + _environment_section(r))
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -864,7 +997,8 @@ def write_report(report: dict, out_json: str, out_md: str, out_html: str, plots:
 
 
 def main(smk) -> None:
-    targets = [target_entry(t["backend"], t["device"], t["manifests"], t["similarity"], t["benchmarks"], t["arch"])
+    targets = [target_entry(t["backend"], t["device"], t["manifests"], t["similarity"], t["benchmarks"], t["arch"],
+                            t.get("text"), t.get("zero_shot"))
                for t in smk.params.targets]
     report = build_report(list(smk.input.checkpoint), list(smk.input.onnx), targets, dict(smk.params.config),
                           dict(smk.params.skipped), {rule: list(files) for rule, files in smk.params.costs.items()})

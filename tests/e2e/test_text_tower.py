@@ -1,0 +1,73 @@
+"""Both towers: `towers: [image, text]` on the session's ViT-B-16 synthetic run (onnxruntime) adds only
+the text jobs, the zero-shot check and the report, and report.json carries the zero-shot figures."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import E2E_ARCH
+
+pytestmark = pytest.mark.e2e
+
+TEXT = {"towers": ["image", "text"]}
+LABELS = ["猫", "咖啡", "宇航员", "火箭", "摩托车", "星空"]
+
+
+def _image_artifacts(root: Path) -> dict[str, tuple[int, int]]:
+    arch = root / "results" / E2E_ARCH
+    return {str(p.relative_to(arch)): (p.stat().st_mtime_ns, p.stat().st_size) for p in arch.rglob("*")
+            if p.is_file() and "text" not in p.relative_to(arch).parts and p.name != "zero_shot.json"}
+
+
+def test_text_tower_adds_only_text_jobs_and_zero_shot_figures(e2e_workflow):
+    wf = e2e_workflow
+    before = _image_artifacts(wf.root)
+    plan = wf.plan("report", config=TEXT)
+    plan.pop("all", None)
+    assert plan == {"tokenize": 1, "export_text_onnx": 1, "fp16_text_onnx": 1, "text_reference": 3,
+                    "text_compile": 1, "text_infer": 1, "text_similarity": 1, "zero_shot": 1, "report": 1}
+    try:
+        wf.run("report", config=TEXT)
+        assert _image_artifacts(wf.root) == before, "image artifacts untouched"
+        assert wf.plan("report", config=TEXT) == {}
+        text_dir = wf.root / "results" / E2E_ARCH / "text"
+        assert sorted(p.name for p in (text_dir / "onnx").iterdir()) == [
+            "vit-b-16.txt.fp16.onnx", "vit-b-16.txt.fp32.onnx", "vit-b-16.txt.fp32.onnx.extra_file"]
+        ids = np.load(text_dir / "npy" / "猫.npy")
+        assert ids.dtype == np.int64 and ids.shape == (1, 52)
+        assert np.load(text_dir / "onnxruntime" / "cpu" / "dst" / "猫_0.npy").shape == (1, 512)
+
+        r = wf.report()
+        assert r["verdict"] == "PASS"
+        assert any("only the agreement" in w for w in r["warnings"])
+        (target,) = r["targets"]
+        assert all(g["passed"] for g in target["text"]["accuracy"]["gates"])
+        assert min(p["cosine_min"] for p in target["text"]["accuracy"]["pairs"]) >= 0.99
+        assert any(a["path"].endswith("text/onnxruntime/cpu/model_bs1/model.onnx") for a in target["text"]["artifacts"])
+        z = target["zero_shot"]
+        assert z["labels"] == LABELS and z["images"] == ["chelsea", "rocket"] and z["reference"] == "torch_fp32"
+        assert set(z["stages"]) == {"onnx_fp16", "offline"}
+        for stage, m in z["stages"].items():
+            assert m["top1_agreement"] == 1.0 and m["image_to_text_recall1_agreement"] == 1.0
+            assert m["text_to_image_recall1_agreement"] == 1.0 and m["spearman_min"] >= 0.99
+            assert 0 <= m["max_prob_change"] <= 0.01, (stage, m["max_prob_change"])
+        assert all(g["passed"] and g["threshold"] == 0.01 for g in z["gates"])
+        assert {p["label"] for p in z["predictions"].values()} <= set(LABELS)
+        md = (wf.root / "results" / "report.md").read_text()
+        html = (wf.root / "results" / "report.html").read_text()
+        assert "## Zero-shot and retrieval" in md and "only agreement is checked" in md
+        assert 'id="zero-shot"' in html and "predicted label" not in md  # labels shown for real weights only
+
+        # a bound below the measured change fails the run (report still written); only zero_shot reruns
+        strict = {**TEXT, "gates": {"zero_shot_max_prob_change": 1e-12}}
+        plan = wf.plan("report", config=strict)
+        plan.pop("all", None)
+        assert plan == {"zero_shot": 1, "report": 1}
+        failed = wf.run("report", config=strict, check=False)
+        assert failed.returncode != 0 and "zero-shot" in failed.stdout + failed.stderr
+        assert wf.report()["verdict"] == "FAIL"
+    finally:
+        wf.run("report")
+    r = wf.report()
+    assert r["verdict"] == "PASS" and "zero_shot" not in r["targets"][0]
+
