@@ -24,8 +24,10 @@ def test_lock_of_a_dead_run_is_removed(tmp_path):
 
 
 def test_lock_of_a_live_snakemake_is_kept(tmp_path):
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "snakemake"])
+    live = subprocess.Popen([sys.executable, "-c", "import sys, time; print(flush=True); time.sleep(30)", "snakemake"],
+                            stdout=subprocess.PIPE)
     try:
+        live.stdout.readline()  # the child has exec'd: its command line is its own, not pytest's
         make_lock(tmp_path, live.pid)
         assert not stale_lock.clear_stale_lock(tmp_path)
         assert (tmp_path / ".snakemake" / "locks" / "0.output.lock").exists()
