@@ -21,7 +21,11 @@ def _ort():
     return ort
 
 
-def session(model: str | Path, threads: int, optimize: bool = False, optimized_out: str | Path | None = None):
+LEVELS = ("basic", "extended", "all")
+
+
+def session(model: str | Path, threads: int, optimize: bool = False, optimized_out: str | Path | None = None,
+            level: str = "extended", disabled_optimizers: list[str] | None = None):
     """An ONNX Runtime CPU session. optimize=False for compiled models: load as saved."""
     ort = _ort()
     so = ort.SessionOptions()
@@ -29,16 +33,25 @@ def session(model: str | Path, threads: int, optimize: bool = False, optimized_o
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     if optimize:
-        # EXTENDED: ONNX Runtime's fusions that any CPU can run; ALL would add layout changes
-        # tied to this CPU's instruction set, wrong for a file that may move to another host.
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        # EXTENDED (the default, chosen by measurement in docs/performance.md): ONNX Runtime's fusions
+        # that any CPU can run. ALL adds the NCHWc layout transformer, whose saved graph is tied to
+        # this CPU's vector width (ONNX Runtime warns so), and here it only touches the patch
+        # embedding Conv: no measurable gain.
+        so.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[level]
     else:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if optimized_out is not None:
         so.optimized_model_filepath = str(optimized_out)
-        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", DATA_NAME)
+        # model.onnx -> model.onnx.data (DATA_NAME)
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                    Path(optimized_out).name + ".data")
         so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-    return ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=disabled_optimizers or [])
 
 
 def fix_batch(onnx_in: str | Path, onnx_out: str | Path, batch_size: int) -> None:
@@ -52,18 +65,33 @@ def fix_batch(onnx_in: str | Path, onnx_out: str | Path, batch_size: int) -> Non
               location=Path(onnx_out).name + ".data", size_threshold=1024)
 
 
-def quantize_int8(onnx_in: str | Path, onnx_out: str | Path) -> None:
-    """Dynamic int8 quantisation with ONNX Runtime's tools. quant_pre_process first: cn_clip's
-    vision export keeps weights behind Transpose nodes (no constant folding), which hides the
-    MatMuls from quantize_dynamic unless the graph is folded and shape-inferred first."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, per_channel: bool = False,
+                  recipe: str = "matmul") -> None:
+    """Dynamic int8 quantisation of every weight MatMul with ONNX Runtime's tools (weights int8,
+    activations quantised per run; the attention's activation x activation MatMuls stay fp32).
 
+    First ONNX Runtime's BASIC optimisation folds the constants: cn_clip's vision export keeps the
+    weights behind Transpose nodes, which hides them from quantize_dynamic. MatMulAddFusion is
+    disabled there: on a fixed-batch graph it turns each MatMul + bias into Reshape + Gemm + Reshape,
+    which quantize_dynamic then has to turn back into a MatMul; without it the int8 graph has fewer
+    nodes and compiles faster, at the same speed and cosine (docs/performance.md).
+    recipe="pre_process" is the previous recipe (quant_pre_process, then quantize_dynamic), kept so
+    that bench/ort_variants.py can compare the two."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folded = Path(onnx_out).with_name("folded.onnx")
     prepared = Path(onnx_out).with_name("prepared.onnx")
-    quant_pre_process(str(onnx_in), str(prepared), skip_symbolic_shape=True, save_as_external_data=True,
-                      all_tensors_to_one_file=True,
-                      external_data_location=prepared.name + ".data")
-    quantize_dynamic(str(prepared), str(onnx_out), weight_type=QuantType.QInt8, use_external_data_format=True)
+    if recipe == "pre_process":
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        quant_pre_process(str(onnx_in), str(prepared), skip_symbolic_shape=True, save_as_external_data=True,
+                          all_tensors_to_one_file=True, external_data_location=prepared.name + ".data")
+    else:
+        session(onnx_in, 1, optimize=True, optimized_out=folded, level="basic",
+                disabled_optimizers=["MatMulAddFusion"])
+        prepared = folded
+    quantize_dynamic(str(prepared), str(onnx_out), weight_type=QuantType.QInt8, per_channel=per_channel,
+                     use_external_data_format=True)
 
 
 def compile(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolution: int, options: dict) -> list[str]:
@@ -84,10 +112,12 @@ def compile(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolu
         if precision == "int8":
             log.info("quantising to int8 (ONNX Runtime dynamic quantisation)")
             quantized = Path(scratch) / "int8.onnx"
-            quantize_int8(fixed, quantized)
+            quantize_int8(fixed, quantized, per_channel=options.get("per_channel", False),
+                          recipe=options.get("int8_recipe", "matmul"))
             fixed = quantized
-        log.info("optimising %s with ONNX Runtime (level EXTENDED) into %s", precision, out_dir / MODEL_NAME)
-        session(fixed, options["threads"], optimize=True, optimized_out=out_dir / MODEL_NAME)
+        level = options.get("graph_optimization", "extended")
+        log.info("optimising %s with ONNX Runtime (level %s) into %s", precision, level, out_dir / MODEL_NAME)
+        session(fixed, options["threads"], optimize=True, optimized_out=out_dir / MODEL_NAME, level=level)
     files = [out_dir / MODEL_NAME] + ([out_dir / DATA_NAME] if (out_dir / DATA_NAME).exists() else [])
     return [str(f) for f in files]
 

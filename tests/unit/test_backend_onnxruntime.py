@@ -63,3 +63,58 @@ def test_scratch_left_by_a_killed_compile_is_removed_and_others_untouched(tiny_o
     (stale / "fixed.onnx.data").write_bytes(b"x" * 100)
     backend.compile(tiny_onnx["fp16"], tmp_path / "bs1", 1, 16, OPTIONS)
     assert not stale.exists() and other.exists()
+
+
+@pytest.fixture
+def tiny_vit_onnx(tmp_path):
+    """A tiny pre-LN transformer block exported like cn_clip's vision tower: 3-D tokens, symbolic batch,
+    no constant folding (weights reach MatMul through Transpose), nn.MultiheadAttention (out_proj as Gemm)."""
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self, width=32, heads=4):
+            super().__init__()
+            self.ln_1, self.ln_2 = torch.nn.LayerNorm(width), torch.nn.LayerNorm(width)
+            self.attn = torch.nn.MultiheadAttention(width, heads)
+            self.c_fc, self.c_proj = torch.nn.Linear(width, 4 * width), torch.nn.Linear(4 * width, width)
+
+        def forward(self, image):  # image: batch x 8 x 32 (tokens x width), tokens first inside
+            x = image.permute(1, 0, 2)
+            y = self.ln_1(x)
+            x = x + self.attn(y, y, y, need_weights=False)[0]
+            y = self.ln_2(x)
+            x = x + self.c_proj(torch.nn.functional.gelu(self.c_fc(y)))
+            return x.permute(1, 0, 2)[:, 0, :]
+
+    torch.manual_seed(0)
+    path = tmp_path / "vit.img.fp32.onnx"
+    torch.onnx.export(Block().eval(), (torch.randn(1, 8, 32),), str(path), input_names=["image"],
+                      output_names=["unnorm_image_features"], dynamic_axes={"image": {0: "batch"}},
+                      opset_version=14, do_constant_folding=False, dynamo=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("recipe", ["matmul", "pre_process"])
+def test_int8_quantises_every_weight_matmul_of_a_fixed_batch_transformer(tiny_vit_onnx, tmp_path, recipe):
+    """Every weight product of a cn_clip-like block (in_proj, out_proj, c_fc, c_proj) must run in int8,
+    none left as an fp32 MatMul/Gemm, and the result must stay close to the fp32 model."""
+    files = backend.compile(tiny_vit_onnx, tmp_path / "int8", 1, 8,
+                            {**OPTIONS, "precision": "int8", "int8_recipe": recipe})
+    graph = onnx.load(files[0]).graph
+    weights = {i.name for i in graph.initializer}
+    fp32_weight_products = [n.name for n in graph.node if n.op_type in ("MatMul", "FusedMatMul", "Gemm")
+                            and n.input[1] in weights]
+    assert not fp32_weight_products
+    integer = [n for n in graph.node if n.op_type in ("DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat")]
+    assert len(integer) == 4
+    x = np.random.default_rng(0).standard_normal((1, 8, 32)).astype(np.float32)
+    got = backend.session(files[0], 1).run(None, {"image": x})[0].ravel()
+    ref = ort.InferenceSession(tiny_vit_onnx, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0].ravel()
+    assert got @ ref / np.linalg.norm(got) / np.linalg.norm(ref) > 0.99
+
+
+@pytest.mark.parametrize("level", ["basic", "extended", "all"])
+def test_compile_at_each_optimisation_level_keeps_the_result(tiny_onnx, tmp_path, level):
+    files = backend.compile(tiny_onnx["fp32"], tmp_path / level, 1, 16, {**OPTIONS, "graph_optimization": level})
+    got = backend.session(files[0], 1).run(None, {"image": np.load(tiny_onnx["npy"][0])})[0]
+    np.testing.assert_allclose(got, reference(tiny_onnx["fp32"], tiny_onnx["npy"][0]), rtol=1e-4, atol=1e-4)
