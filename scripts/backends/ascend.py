@@ -18,7 +18,8 @@ Facts about the real tools this module relies on:
   precision_mode=must_keep_origin_dtype.
 - ais_bench names each output after its input file cut at the first dot (`a.b.npy` -> `a_0.npy`),
   so stems with a dot are refused. It groups input files by byte size, not by shape, so every input
-  must be exactly one float32 batch-1 tensor. Recent versions refuse symbolic links as inputs, so
+  must be exactly one batch-1 tensor: float32 1xCxHxW for the image tower, int64 1x52 token ids
+  (416 bytes) for the text tower (compiled with --input_format=ND --input_shape=text:<bs>,52). Recent versions refuse symbolic links as inputs, so
   the input folder holds hard links (or copies), never symlinks.
 - ais_bench writes `<output>/<output_dirname>_summary.json` beside the output folder, with
   NPU_compute_time {min, max, mean, median, percentile(99%), count}, throughput and
@@ -42,6 +43,7 @@ from common import log
 
 ATC = "atc"
 INPUT_NAME = "image"  # cn_clip's exported input (CONTRACT.md)
+TEXT_INPUT_NAME, CONTEXT_LENGTH = "text", 52  # the text tower's input: int64 token ids (paths.CONTEXT_LENGTH)
 MODEL_PREFIX = "model"  # the .om is <out_dir>/model.om
 # The ATC options users tune (config `atc:`), in the order they are appended to the command line.
 ATC_OPTIONS = ("precision_mode", "op_select_implmode", "optypelist_for_implmode")
@@ -68,9 +70,12 @@ class ToolError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 
 def atc_command(onnx_fp16: str | os.PathLike, output_prefix: str | os.PathLike, batch_size: int,
-                resolution: int, soc_version: str, atc_options: dict | None = None) -> list[str]:
+                resolution: int, soc_version: str, atc_options: dict | None = None,
+                tower: str = "image") -> list[str]:
     """The ATC command line, as an argument list for subprocess (no shell, so no quoting).
-    Only the options in `atc_options` that are set (non-empty) are passed, in ATC_OPTIONS order."""
+    Only the options in `atc_options` that are set (non-empty) are passed, in ATC_OPTIONS order.
+    tower="text": the text encoder, `--input_format=ND --input_shape=text:<bs>,52` (int64 token ids;
+    `resolution` is not used)."""
     atc_options = dict(atc_options or {})
     unknown = sorted(set(atc_options) - set(ATC_OPTIONS))
     if unknown:
@@ -92,6 +97,8 @@ def atc_command(onnx_fp16: str | os.PathLike, output_prefix: str | os.PathLike, 
         f"--soc_version={soc_version}",
         "--log=error",
     ]
+    if tower == "text":
+        cmd[4:6] = ["--input_format=ND", f"--input_shape={TEXT_INPUT_NAME}:{int(batch_size)},{CONTEXT_LENGTH}"]
     cmd += [f"--{key}={atc_options[key]}" for key in ATC_OPTIONS if atc_options.get(key)]
     return cmd
 
@@ -233,7 +240,7 @@ def compile_command(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, ba
     """The exact ATC command line compile() runs (absolute paths: ATC runs in a scratch folder)."""
     prefix = Path(out_dir).resolve() / MODEL_PREFIX
     return atc_command(Path(onnx_fp16).resolve(), prefix, batch_size, resolution, options["device"],
-                       options.get("atc"))
+                       options.get("atc"), options.get("tower", "image"))
 
 
 def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
@@ -270,7 +277,8 @@ def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size
 
 
 def _check_inputs(npy_files: list[str | os.PathLike]) -> list[Path]:
-    """Every input: a stem without a dot, unique, one float32 batch-1 tensor, all the same shape."""
+    """Every input: a stem without a dot, unique, one batch-1 tensor (float32 1xCxHxW images, or int64
+    1xL token ids of the text tower), all the same shape."""
     import numpy as np
 
     paths = [Path(f) for f in npy_files]
@@ -290,10 +298,12 @@ def _check_inputs(npy_files: list[str | os.PathLike]) -> list[Path]:
     shapes = set()
     for p in paths:
         arr = np.load(p, mmap_mode="r")
-        if arr.dtype != np.float32 or arr.ndim != 4 or arr.shape[0] != 1:
+        image = arr.dtype == np.float32 and arr.ndim == 4
+        tokens = arr.dtype == np.int64 and arr.ndim == 2
+        if not (image or tokens) or arr.shape[0] != 1:
             # ais_bench groups files by byte size: a float16 or batch-2 file would silently be paired.
             raise ValueError(f"{p}: {arr.dtype} {tuple(arr.shape)}; ais_bench needs each input to be one float32 "
-                             f"1xCxHxW tensor")
+                             f"1xCxHxW tensor (or, for the text tower, one int64 1xL tensor of token ids)")
         shapes.add(tuple(arr.shape))
     if len(shapes) > 1:
         raise ValueError(f"inputs have different shapes {sorted(shapes)}")

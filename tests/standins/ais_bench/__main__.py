@@ -136,7 +136,8 @@ def main(argv):
     logger.info("create model description success")
     (inp,) = session.get_inputs()
     shape = [int(d) for d in inp.shape]
-    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+    dtype = {"tensor(float16)": np.float16, "tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(
+        inp.type, np.float32)
     realsize = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if args.batchsize is None:
         args.batchsize = shape[0]
