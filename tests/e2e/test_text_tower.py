@@ -24,8 +24,11 @@ def test_text_tower_adds_only_text_jobs_and_zero_shot_figures(e2e_workflow):
     before = _image_artifacts(wf.root)
     plan = wf.plan("report", config=TEXT)
     plan.pop("all", None)
-    assert plan == {"tokenize": 1, "export_text_onnx": 1, "fp16_text_onnx": 1, "text_reference": 3,
-                    "text_compile": 1, "text_infer": 1, "text_similarity": 1, "zero_shot": 1, "report": 1}
+    target_jobs = {"text_compile": 1, "text_infer": 1, "text_similarity": 1, "zero_shot": 1, "report": 1}
+    arch_jobs = {"tokenize": 1, "export_text_onnx": 1, "fp16_text_onnx": 1, "text_reference": 3}
+    # the arch's text jobs are planned unless another test of this session made them already (ascend)
+    assert plan == {**arch_jobs, **target_jobs} or (
+        plan == target_jobs and (wf.root / "results" / E2E_ARCH / "text" / "onnx").is_dir())
     try:
         wf.run("report", config=TEXT)
         assert _image_artifacts(wf.root) == before, "image artifacts untouched"
