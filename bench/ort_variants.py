@@ -193,7 +193,7 @@ def main() -> None:
             elif variant == "fp16":
                 source, options["precision"] = paths.onnx_fp16(args.arch), "fp16"
             else:
-                options.update(precision="int8", per_channel=variant == "int8-perchannel",
+                options.update(precision="int8", per_channel=variant == "int8-perchannel",  # explicit either way
                                int8_recipe="pre_process" if variant == "int8-preprocess" else "matmul")
             files = ort_backend.compile(source, Path(scratch) / "m", 1, inputs[0].shape[-1], options)
             compile_s = time.perf_counter() - start

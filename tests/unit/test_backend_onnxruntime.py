@@ -118,3 +118,13 @@ def test_compile_at_each_optimisation_level_keeps_the_result(tiny_onnx, tmp_path
     files = backend.compile(tiny_onnx["fp32"], tmp_path / level, 1, 16, {**OPTIONS, "graph_optimization": level})
     got = backend.session(files[0], 1).run(None, {"image": np.load(tiny_onnx["npy"][0])})[0]
     np.testing.assert_allclose(got, reference(tiny_onnx["fp32"], tiny_onnx["npy"][0]), rtol=1e-4, atol=1e-4)
+
+
+def test_int8_weights_have_per_channel_scales_by_default(tiny_vit_onnx, tmp_path):
+    from onnx import numpy_helper
+
+    files = backend.compile(tiny_vit_onnx, tmp_path / "int8", 1, 8, {**OPTIONS, "precision": "int8"})
+    graph = onnx.load(files[0]).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    scales = [inits[n.input[2]] for n in graph.node if n.op_type == "DynamicQuantizeMatMul"]
+    assert scales and all(s.size > 1 for s in scales)  # one scale per output channel, not one per tensor
