@@ -229,13 +229,13 @@ def discover_images(folder: str, sample: bool = False) -> dict[str, str]:
 
 
 # Peak RSS (MB) and wall time (s) per job, from Snakemake's benchmark: records (benchmarks/) of
-# `.venv/bin/snakemake -c1 report` on this 2-core machine, 2026-11-27: ViT-H-14 from the default run
-# (loop 100; reference and infer peaks from a rerun under load, their times from the quiet run's logs),
-# ViT-B-16 from the test suite's run (loop 3). Reference is the largest job of its rule (torch_fp32).
+# `.venv/bin/snakemake -c1 report` on this 2-core machine, 2026-11-27: ViT-H-14 from the default run on a
+# fresh clone with nothing else running (loop 100, baseline_loop 20; 6 min 31 s in all, 7.2 GB max RSS),
+# ViT-B-16 from the test suite's run (loop 3). Reference: the largest job of its rule (torch_fp32).
 # Other architectures are interpolated by the size of their image tower between the two.
 MEASURED = {
-    "ViT-H-14": {"checkpoint": (4343, 21), "export": (6226, 38), "fp16": (4980, 30), "reference": (6226, 10),
-                 "compile": (4877, 26), "infer": (2554, 20), "benchmark": (6271, 321)},
+    "ViT-H-14": {"checkpoint": (4343, 14), "export": (6226, 30), "fp16": (6729, 24), "reference": (4673, 9),
+                 "compile": (5613, 18), "infer": (2554, 8), "benchmark": (4415, 155)},
     "ViT-B-16": {"checkpoint": (1399, 5), "export": (2555, 15), "fp16": (1439, 6), "reference": (1799, 7),
                  "compile": (1374, 5), "infer": (427, 2), "benchmark": (918, 38)},
 }
