@@ -1,5 +1,6 @@
 """similarity: per-image cosine, max abs and relative error between every pair of stages, paired
-by image name (never by listing order), and the accuracy gates."""
+by image name (never by listing order), the ranking each stage keeps against torch_fp32 (scripts/ranking.py:
+image-to-image, and image-to-label when text features are given), and the accuracy gates of both."""
 
 from pathlib import Path
 
@@ -58,7 +59,17 @@ def compare(a: dict[str, Path], b: dict[str, Path], name_a: str, name_b: str) ->
     }
 
 
-def evaluate(outputs: dict[str, dict[str, Path]], thresholds: dict[str, float]) -> dict:
+def stack(files: dict[str, Path], stems: list[str]) -> np.ndarray:
+    """(n x d) float64 rows of one stage's feature files, in `stems` order."""
+    return np.concatenate([np.load(files[s]).astype(np.float64).reshape(1, -1) for s in stems])
+
+
+def evaluate(outputs: dict[str, dict[str, Path]], thresholds: dict[str, float],
+             text: dict[str, dict[str, Path]] | None = None, labels: list[str] | None = None) -> dict:
+    """Cosine pairs and gates, then the ranking section and its gates (same gates list, kind "ranking").
+    `text` ({stage: {label: path}}) adds the image-to-label ranking."""
+    import ranking
+
     pairs, gates = [], []
     for a, b, key in PAIRS:
         pair = compare(outputs[a], outputs[b], a, b)
@@ -69,14 +80,24 @@ def evaluate(outputs: dict[str, dict[str, Path]], thresholds: dict[str, float]) 
                       "worst_image": worst, "cosine_min": pair["cosine_min"]})
         log.info("%s vs %s: cosine min %.6f mean %.6f, max abs err %.3g -> %s", a, b, pair["cosine_min"],
                  pair["cosine_mean"], pair["max_abs_err"], "PASS" if gates[-1]["passed"] else "FAIL")
-    return {"pairs": pairs, "gates": gates}
+    stems = sorted(outputs["torch_fp32"])  # compare() above checked every stage covers the same images
+    stages = ("torch_fp32",) + ranking.STAGES
+    text_rows = {st: stack(text[st], labels) for st in stages} if text else None
+    ranked = ranking.evaluate({st: stack(outputs[st], stems) for st in stages}, stems, thresholds,
+                              text=text_rows, labels=labels)
+    return {"pairs": pairs, "gates": gates + ranked["gates"], "ranking": ranked}
 
 
 def main(smk) -> None:
     outputs = {"offline": by_stem(smk.input.offline, suffix="_0")}
     for stage in ("torch_fp32", "onnx_fp32", "onnx_fp16"):
         outputs[stage] = by_stem(smk.input[stage])
-    write_json(smk.output[0], evaluate(outputs, dict(smk.params.gates)))
+    text, labels = None, None
+    if "text_torch_fp32" in smk.input.keys():  # optional: label features of every stage, for image-to-label ranking
+        text = {st: by_stem(smk.input[f"text_{st}"], "_0" if st == "offline" else "")
+                for st in ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")}
+        labels = list(text["torch_fp32"])
+    write_json(smk.output[0], evaluate(outputs, dict(smk.params.gates), text, labels))
 
 
 if __name__ == "__main__" and "snakemake" in globals():

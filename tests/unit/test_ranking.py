@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from ranking import DEFAULT_GATES, image_to_image, image_to_label
+from similarity import evaluate
+
+GATES = {"offline_vs_onnx_fp16": 0.999, "vs_torch_fp32": 0.99, **DEFAULT_GATES}
+
+
+def cone(rng, n, d, spread, common):
+    """n unit-ish features in a narrow cone around `common`: common + spread x random unit vectors."""
+    u = rng.standard_normal((n, d))
+    u -= np.outer(u @ common, common)  # orthogonal to the common direction
+    return common + spread * u / np.linalg.norm(u, axis=1, keepdims=True)
+
+
+def write_stages(folder, stems, features: dict[str, np.ndarray]):
+    out = {}
+    for stage, rows in features.items():
+        (folder / stage).mkdir(parents=True)
+        suffix = "_0" if stage == "offline" else ""
+        out[stage] = {s: folder / stage / f"{s}{suffix}.npy" for s in stems}
+        for s, row in zip(stems, rows):
+            np.save(out[stage][s], row.astype(np.float32).reshape(1, -1))
+    return out
+
+
+def test_collapsed_features_pass_every_cosine_gate_but_fail_the_ranking_gate(tmp_path):
+    """ncnn #6978's failure: every image's feature stays within cosine 0.99 of its reference, but the
+    features lost what told the images apart, so nearest neighbours change. Cosine gates pass, ranking fails."""
+    rng = np.random.default_rng(0)
+    n, d = 8, 64
+    common = np.zeros(d)
+    common[0] = 1.0
+    truth = cone(rng, n, d, 0.07, common)        # a narrow cone: images differ by small directions
+    collapsed = cone(rng, n, d, 0.07, common)    # same cone, but those directions are lost (random)
+    stems = [f"img{i}" for i in range(n)]
+    near = truth + 1e-6 * rng.standard_normal(truth.shape)
+    feats = {"torch_fp32": truth, "onnx_fp32": near, "onnx_fp16": near, "offline": collapsed}
+    result = evaluate(write_stages(tmp_path, stems, feats), GATES)
+
+    offline_vs_torch = next(p for p in result["pairs"] if (p["a"], p["b"]) == ("offline", "torch_fp32"))
+    assert offline_vs_torch["cosine_min"] > 0.99
+    cosine_gates = [g for g in result["gates"] if g.get("kind") != "ranking"]
+    assert [(g["a"], g["b"]) for g in cosine_gates if not g["passed"]] == [("offline", "onnx_fp16")]
+    assert next(g for g in cosine_gates if (g["a"], g["b"]) == ("offline", "torch_fp32"))["passed"]
+
+    ranking_gates = {(g["a"], g["measure"]): g for g in result["gates"] if g.get("kind") == "ranking"}
+    assert not ranking_gates[("offline", "image_to_image_spearman_min")]["passed"]
+    assert not ranking_gates[("offline", "image_to_image_top1_agreement")]["passed"]
+    assert ranking_gates[("onnx_fp16", "image_to_image_spearman_min")]["passed"]
+    assert ranking_gates[("onnx_fp32", "image_to_image_top1_agreement")]["passed"]
+    i2i = result["ranking"]["stages"]["offline"]["image_to_image"]
+    assert i2i["spearman_min"] < 0.5 and i2i["informative"]
+    assert i2i["mean_pairwise_cosine"] > 0.99  # the collapse itself is visible in the record
+
+
+def test_small_noise_keeps_the_ranking(tmp_path):
+    rng = np.random.default_rng(1)
+    truth = rng.standard_normal((6, 32))
+    stems = list("abcdef")
+    feats = {st: truth + 1e-3 * rng.standard_normal(truth.shape) for st in ("onnx_fp32", "onnx_fp16", "offline")}
+    result = evaluate(write_stages(tmp_path, stems, {"torch_fp32": truth, **feats}), GATES)
+    assert all(g["passed"] for g in result["gates"])
+    assert result["ranking"]["stages"]["offline"]["image_to_image"]["spearman_min"] > 0.99
+
+
+def test_nearest_neighbour_values_on_a_hand_made_case():
+    # reference cosines: a-b 0.8, b-c 0.6, a-c 0; deployed (a and c swapped): a-b 0.6, b-c 0.8, a-c 0
+    ref = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    dep = np.array([[0.0, 1.0], [0.8, 0.6], [1.0, 0.0]])
+    r = image_to_image(ref, dep, ["a", "b", "c"])
+    assert r["per_item"]["a"]["nearest_reference"] == "b" and r["per_item"]["a"]["nearest"] == "b"
+    assert r["per_item"]["b"]["nearest_reference"] == "a" and r["per_item"]["b"]["nearest"] == "c"
+    assert r["top1_agreement"] == pytest.approx(2 / 3)
+    assert r["per_item"]["b"]["spearman"] == pytest.approx(-1.0)
+    assert r["per_item"]["a"]["spearman"] == pytest.approx(1.0)
+    assert r["max_similarity_change"] == pytest.approx(0.2)
+
+
+def test_two_images_cannot_fail_and_say_so():
+    rng = np.random.default_rng(2)
+    r = image_to_image(rng.standard_normal((2, 4)), rng.standard_normal((2, 4)), ["x", "y"])
+    assert r["informative"] is False and r["spearman_min"] == 1.0 and r["top1_agreement"] == 1.0
+
+
+def test_image_to_label_ranking_catches_a_changed_top_label(tmp_path):
+    rng = np.random.default_rng(3)
+    images, labels = rng.standard_normal((4, 16)), rng.standard_normal((3, 16))
+    stems, names = ["p", "q", "r", "s"], ["cat", "dog", "car"]
+    same = image_to_label(images, labels, images, labels, stems, names)
+    assert same["top1_agreement"] == 1.0 and same["spearman_min"] == pytest.approx(1.0)
+    swapped = image_to_label(images, labels, images, labels[::-1], stems, names)
+    ref_top = (images @ labels.T).argmax(axis=1)
+    assert swapped["top1_agreement"] == pytest.approx(np.mean(ref_top == 1))  # only 'dog' stays in place
+    # through similarity.evaluate: label features of each stage add image_to_label gates
+    stage_imgs = {st: images for st in ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")}
+    stage_txts = {st: labels for st in ("torch_fp32", "onnx_fp32", "onnx_fp16")} | {"offline": labels[::-1]}
+    outs = write_stages(tmp_path / "img", stems, stage_imgs)
+    txts = write_stages(tmp_path / "txt", names, stage_txts)
+    result = evaluate(outs, GATES, txts, names)
+    failed = {(g["a"], g["measure"]) for g in result["gates"] if not g["passed"]}
+    assert ("offline", "image_to_label_top1_agreement") in failed
+    assert not any(a == "onnx_fp16" for a, _ in failed)
