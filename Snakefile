@@ -60,7 +60,9 @@ onstart:
 
         try:
             ascend.check_tools(config["ais_bench_python"])
-        except ascend.MissingToolError as exc:
+            # ais_bench refuses unsafe paths: TMPDIR must allow a private scratch folder it accepts
+            ascend.preflight()
+        except (ascend.MissingToolError, ascend.UnsafePathError) as exc:
             print(f"ERROR: {exc}", file=sys.stderr)
             sys.exit(1)
 

@@ -16,14 +16,26 @@ Facts about the real tools this module relies on:
   with debug options, kernel_meta/) into its working directory, so every job runs in a fresh one.
 - ATC computes in fp16 by default (precision_mode force_fp16), even for an fp32 graph, unless
   precision_mode=must_keep_origin_dtype.
-- ais_bench names each output after its input file cut at the first dot (`a.b.npy` -> `a_0.npy`),
-  so stems with a dot are refused. It groups input files by byte size, not by shape, so every input
-  must be exactly one batch-1 tensor: float32 1xCxHxW for the image tower, int64 1x52 token ids
-  (416 bytes) for the text tower (compiled with --input_format=ND --input_shape=text:<bs>,52). Recent versions refuse symbolic links as inputs, so
-  the input folder holds hard links (or copies), never symlinks.
+- ais_bench names each output after its input file cut at the first dot (`a.b.npy` -> `a_0.npy`).
+  It groups input files by byte size, not by shape, so every input must be exactly one batch-1 tensor:
+  float32 1xCxHxW for the image tower, int64 1x52 token ids (416 bytes) for the text tower (compiled
+  with --input_format=ND --input_shape=text:<bs>,52).
 - ais_bench writes `<output>/<output_dirname>_summary.json` beside the output folder, with
   NPU_compute_time {min, max, mean, median, percentile(99%), count}, throughput and
   npu_compute_time_list (one device compute time per run, ms).
+- ais_bench's path rules (ais_bench/infer/common/path_security_check.py and args_check.py of gitee
+  Ascend/tools, December 2025): every path it is given (the .om, --input and each file in it, --output,
+  --output_dirname relative to its working directory) may hold only [_A-Za-z0-9/.-], at most 32 levels, no
+  symbolic link, owned by the user or the user's group; the .om and the inputs must not be group- or
+  other-writable; an existing --output must be 0750 or stricter (the mid-2024 copy chmod-s it to 0750
+  itself). The C++ runtime checks the .om again (at most 1024 characters). Bounds (args_check.py,
+  utils.py): --loop 1..100000, --warmup_count <= 10000, --batchsize <= 4096.
+  So ais_bench never sees the user's names or folders: every run works in a private scratch folder
+  (tempfile.mkdtemp under TMPDIR: mode 0700, ASCII name) holding a copy of each input named
+  in_000000.npy..., the .om (a hard link when the workflow's file is already safe, else a 0600 copy),
+  and an --output folder made 0750; the outputs are then written back under the user's own stems and
+  the mapping recorded as dst_names.json beside dst/. preflight() stops the run before any job when
+  TMPDIR itself cannot be such a folder.
 """
 
 from __future__ import annotations
@@ -35,8 +47,10 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from common import log
@@ -46,7 +60,22 @@ INPUT_NAME = "image"  # cn_clip's exported input (CONTRACT.md)
 TEXT_INPUT_NAME, CONTEXT_LENGTH = "text", 52  # the text tower's input: int64 token ids (paths.CONTEXT_LENGTH)
 MODEL_PREFIX = "model"  # the .om is <out_dir>/model.om
 # The ATC options users tune (config `atc:`), in the order they are appended to the command line.
-ATC_OPTIONS = ("precision_mode", "op_select_implmode", "optypelist_for_implmode")
+# Their allowed values live in config/schema.yaml (checked at parse time), from CANN's ATC documentation:
+# https://www.hiascend.com/document/detail/en/canncommercial/850/devaids/atctool/atlasatcparam_16_0067.html
+# (--precision_mode), .../atlasatcparam_16_0069.html (--precision_mode_v2, "cannot be used together with
+# --precision_mode") and .../atlasatcparam_16_0072.html (--op_select_implmode).
+ATC_OPTIONS = ("precision_mode", "precision_mode_v2", "op_select_implmode", "optypelist_for_implmode")
+
+# ais_bench's rules (see the module docstring for where each comes from)
+AIS_PATH_ILLEGAL = re.compile(r"[^_A-Za-z0-9/.-]")  # PATH_WHITE_LIST_REGEX
+AIS_CHARS = "A-Z a-z 0-9 _ - / ."
+AIS_MAX_PATH = 1024  # the C++ runtime's limit (File::CheckFile); the Python front end allows 4096
+AIS_MAX_NAME = 255
+AIS_MAX_DEPTH = 32
+AIS_LOOP_MAX, AIS_WARMUP_MAX, AIS_BATCHSIZE_MAX = 100000, 10000, 4096
+AIS_UNSAFE_READ = stat.S_IWGRP | stat.S_IWOTH  # an input or .om with these bits is refused
+# the deepest path a run hands to ais_bench, below the scratch folder (an output file)
+_SCRATCH_TAIL = "ais_bench-bs4096-xxxxxxxx/out/dst/in_000000_0.npy"
 LOG_TAIL_LINES = 40
 
 CANN_FIX = ("install the CANN toolkit (it provides atc) and load its environment in this shell: "
@@ -65,6 +94,11 @@ class ToolError(RuntimeError):
     """atc or ais_bench ran and failed; the message holds the command line and the tail of its output."""
 
 
+class UnsafePathError(RuntimeError):
+    """A path ais_bench would refuse that the workflow cannot make safe; the message names the path, the
+    rule it breaks and the fix."""
+
+
 # --------------------------------------------------------------------------------------------
 # Command lines (pure)
 # --------------------------------------------------------------------------------------------
@@ -80,6 +114,9 @@ def atc_command(onnx_fp16: str | os.PathLike, output_prefix: str | os.PathLike, 
     unknown = sorted(set(atc_options) - set(ATC_OPTIONS))
     if unknown:
         raise ValueError(f"unknown ATC option(s) {unknown}; supported: {list(ATC_OPTIONS)}")
+    if atc_options.get("precision_mode") and atc_options.get("precision_mode_v2"):
+        raise ValueError("ATC options precision_mode and precision_mode_v2 are mutually exclusive (ATC refuses "
+                         "both): set only one in config `atc:` (precision_mode_v2 is the newer one)")
     if atc_options.get("optypelist_for_implmode") and not atc_options.get("op_select_implmode"):
         # ATC itself refuses this combination (E10001): the list says which operators the mode applies to.
         raise ValueError("ATC option optypelist_for_implmode needs op_select_implmode "
@@ -117,7 +154,16 @@ def ais_bench_benchmark_command(om: str | os.PathLike, loop: int, batch_size: in
                                 device: int = 0, output: str | os.PathLike | None = None,
                                 output_dirname: str = "benchmark", ais_bench_python: str = "python3") -> list[str]:
     """ais_bench pure-inference mode (no --input: ais_bench feeds zeros). With `output`, ais_bench also
-    writes <output>/<output_dirname>_summary.json, which holds the per-run times."""
+    writes <output>/<output_dirname>_summary.json, which holds the per-run times. Values outside ais_bench's
+    bounds raise ValueError naming the config key."""
+    if not 1 <= int(loop) <= AIS_LOOP_MAX:
+        raise ValueError(f"loop {loop}: ais_bench takes --loop 1..{AIS_LOOP_MAX}; set config `loop` in that range")
+    if not 0 <= int(warmup) <= AIS_WARMUP_MAX:
+        raise ValueError(f"warmup {warmup}: ais_bench takes --warmup_count 0..{AIS_WARMUP_MAX}; set config `warmup` "
+                         f"in that range")
+    if not 1 <= int(batch_size) <= AIS_BATCHSIZE_MAX:
+        raise ValueError(f"batch size {batch_size}: ais_bench takes --batchsize 1..{AIS_BATCHSIZE_MAX}; set config "
+                         f"`batch_sizes` in that range")
     cmd = [ais_bench_python, "-m", "ais_bench", "--model", str(om), "--loop", str(int(loop)),
            "--batchsize", str(int(batch_size)), "--warmup_count", str(int(warmup)), "--device", str(int(device))]
     if output is not None:
@@ -272,22 +318,21 @@ def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    # ais_bench refuses a group/other-writable .om (umask 002 makes it 0664): drop those bits from our own file,
+    # so infer/benchmark can hand ais_bench a hard link instead of a copy
+    os.chmod(om, stat.S_IMODE(om.stat().st_mode) & ~AIS_UNSAFE_READ)
     log.info("ATC wrote %s (%.1f MB)", om, om.stat().st_size / 1e6)
     return [str(given / om.name)]
 
 
 def _check_inputs(npy_files: list[str | os.PathLike]) -> list[Path]:
-    """Every input: a stem without a dot, unique, one batch-1 tensor (float32 1xCxHxW images, or int64
-    1xL token ids of the text tower), all the same shape."""
+    """Every input: an .npy file, its stem unique, one batch-1 tensor (float32 1xCxHxW images, or int64 1xL
+    token ids of the text tower), all the same shape. Any stem is fine (ais_bench sees in_000000.npy ...)."""
     import numpy as np
 
     paths = [Path(f) for f in npy_files]
     if not paths:
         raise ValueError("no npy inputs for ais_bench")
-    dotted = [p.name for p in paths if "." in p.stem]
-    if dotted:
-        raise ValueError(f"ais_bench cuts output names at the first dot, so these inputs would be misnamed or "
-                         f"collide: {dotted}; rename them without a dot in the stem")
     seen: dict[str, Path] = {}
     for p in paths:
         if p.suffix != ".npy":
@@ -310,50 +355,148 @@ def _check_inputs(npy_files: list[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    # Not a symlink: recent ais_bench refuses symbolic links as inputs.
+# --------------------------------------------------------------------------------------------
+# Paths ais_bench accepts
+# --------------------------------------------------------------------------------------------
+
+def ais_path_problem(path: str | os.PathLike) -> str | None:
+    """Which of ais_bench's rules for a path string `path` breaks (as ais_bench sees it: made absolute, not
+    resolved), or None."""
+    full = os.path.abspath(path)
+    bad = sorted(set(AIS_PATH_ILLEGAL.findall(full)))
+    if bad:
+        return f"holds {''.join(bad)!r}: ais_bench accepts only the characters {AIS_CHARS} in a path"
+    if len(full) > AIS_MAX_PATH:
+        return f"is {len(full)} characters long: ais_bench's runtime accepts at most {AIS_MAX_PATH}"
+    parts = [p for p in full.split("/") if p]
+    if len(parts) > AIS_MAX_DEPTH:
+        return f"is {len(parts)} levels deep: ais_bench accepts at most {AIS_MAX_DEPTH}"
+    if any(len(p) > AIS_MAX_NAME for p in parts):
+        return f"has a name longer than {AIS_MAX_NAME} characters"
+    return None
+
+
+def preflight() -> None:
+    """Raise UnsafePathError when no safe scratch folder can be made for ais_bench: the temporary folder
+    (TMPDIR, else /tmp) must have a path ais_bench accepts and be a writable folder. Call before any job."""
+    tmp = tempfile.gettempdir()
+    fix = ("fix: point TMPDIR at a folder whose path holds only those characters, e.g. "
+           "`mkdir -p /tmp/ais && export TMPDIR=/tmp/ais`, then run again")
+    problem = ais_path_problem(os.path.join(tmp, _SCRATCH_TAIL))
+    if problem:
+        where = "TMPDIR" if os.environ.get("TMPDIR") else "the temporary folder"
+        raise UnsafePathError(f"backend ascend: ais_bench would refuse every file of its private scratch folder, "
+                              f"because {where} {tmp} (scratch paths like {os.path.join(tmp, _SCRATCH_TAIL)}) "
+                              f"{problem}; {fix}")
+    if not (os.path.isdir(tmp) and os.access(tmp, os.W_OK | os.X_OK)):
+        raise UnsafePathError(f"backend ascend: the temporary folder {tmp} (TMPDIR) is not a writable folder; {fix}")
+
+
+@contextmanager
+def _private_scratch(prefix: str):
+    """A fresh folder under TMPDIR, mode 0700, ASCII name: ais_bench's working directory. Removed afterwards."""
+    preflight()
+    folder = Path(tempfile.mkdtemp(prefix=prefix))  # mkdtemp: 0700, [a-z0-9_] suffix
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _safe_to_link(st: os.stat_result) -> bool:
+    mode = stat.S_IMODE(st.st_mode)
+    return st.st_uid == os.geteuid() and not mode & AIS_UNSAFE_READ and bool(mode & stat.S_IRUSR)
+
+
+def _stage_model(om: str | os.PathLike, scratch: Path) -> Path:
+    """The .om as ais_bench gets it: <scratch>/model.om. A hard link when the file is ours and not group- or
+    other-writable (a link shares the file's mode, so it is never chmod-ed through the link: that would
+    change the user's file too), else a private 0600 copy."""
+    src = Path(om).resolve()
+    dst = scratch / "model.om"
+    if _safe_to_link(src.stat()):
+        try:
+            os.link(src, dst)
+            return dst
+        except OSError:  # another file system, or links not allowed: copy
+            pass
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o600)
+    return dst
+
+
+def _stage_inputs(paths: list[Path], folder: Path) -> dict[str, Path]:
+    """A private 0700 folder of 0600 copies named in_000000.npy ... (ASCII, no dot before .npy, in
+    ais_bench's natural order); returns {safe name: source}. Copies, not hard links: a link keeps the source's
+    mode (group-writable under umask 002), and chmod through it would change the user's file."""
+    folder.mkdir()
+    os.chmod(folder, 0o700)
+    names = {}
+    for i, p in enumerate(paths):
+        name = f"in_{i:06d}.npy"
+        shutil.copyfile(p, folder / name)
+        os.chmod(folder / name, 0o600)
+        names[name] = p
+    return names
+
+
+def _output_folder(scratch: Path) -> Path:
+    """ais_bench's --output: made 0750 (what the 2025 front end demands; the 2024 one sets it itself)."""
+    out = scratch / "out"
+    out.mkdir()
+    os.chmod(out, 0o750)
+    return out
+
+
+def _write_atomically(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.partial")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir: str | os.PathLike,
           options: dict) -> None:
-    """ais_bench inference: dst_dir/<stem>_0.npy for every input. ais_bench's --output is dst_dir's parent
-    and --output_dirname its name, so the layout is ais_bench's own (its <name>_summary.json lands beside
-    dst_dir). The inputs are exactly npy_files (a scratch folder of links, since the npy folder may hold
-    other files)."""
+    """ais_bench inference: dst_dir/<stem>_0.npy for every input (the user's own stem), ais_bench's summary
+    as <dst_dir>_summary.json beside dst_dir (ais_bench's own layout), and <dst_dir>_names.json recording
+    which safe name ais_bench saw for which input. ais_bench itself runs in a private scratch folder (see the
+    module docstring), so no user name, folder or umask reaches it."""
     paths = _check_inputs(npy_files)
     dst_dir = Path(dst_dir).resolve()
     dst_dir.mkdir(parents=True, exist_ok=True)
-    expected = [dst_dir / f"{p.stem}_0.npy" for p in paths]
-    for f in expected:  # a stale output must never pass for a fresh one
-        f.unlink(missing_ok=True)
+    for f in dst_dir.glob("*_0.npy"):  # a stale output must never pass for a fresh one
+        if f.name[:-len("_0.npy")] in {p.stem for p in paths}:
+            f.unlink()
     python = options.get("ais_bench_python", "python3")
-    from common import remove_stale_scratch
-
-    remove_stale_scratch(dst_dir.parent, f".ais_bench-{dst_dir.name}-")  # left by a killed earlier run
-    scratch = Path(tempfile.mkdtemp(dir=dst_dir.parent, prefix=f".ais_bench-{dst_dir.name}-"))
-    try:
-        inputs = scratch / "input"
-        inputs.mkdir()
-        for p in paths:
-            _link_or_copy(p.resolve(), inputs / p.name)
-        cmd = ais_bench_infer_command(Path(model).resolve(), inputs, dst_dir.parent, dst_dir.name,
-                                      options.get("npu_device", 0), python)
+    with _private_scratch(f"ais_bench-{dst_dir.name}-") as scratch:
+        names = _stage_inputs(paths, scratch / "input")
+        om = _stage_model(model, scratch)
+        out = _output_folder(scratch)
+        cmd = ais_bench_infer_command(om, scratch / "input", out, "dst", options.get("npu_device", 0), python)
         code, output = _run(cmd, scratch, "ais_bench")
-        missing = [f.name for f in expected if not f.is_file()]
+        produced = out / "dst"
+        missing = [n for n in names if not (produced / f"{n[:-len('.npy')]}_0.npy").is_file()]
         if code != 0 or missing:
             reason = f"exit code {code}" if code != 0 else (
-                f"no output for {len(missing)} of {len(expected)} inputs in {dst_dir}, e.g. {missing[0]}")
+                f"no output for {len(missing)} of {len(names)} inputs, e.g. {names[missing[0]].name} "
+                f"(seen by ais_bench as {missing[0]})")
             raise _failure("ais_bench", cmd, scratch, output, reason)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    summary = dst_dir.parent / f"{dst_dir.name}_summary.json"
-    if not summary.is_file():
-        log.warning("ais_bench wrote no %s", summary)
-    log.info("ais_bench wrote %d outputs into %s", len(expected), dst_dir)
+        for name, src in names.items():
+            safe_stem = name[:-len(".npy")]
+            for result in sorted(produced.glob(f"{safe_stem}_*.npy")):
+                index = result.name[len(safe_stem) + 1:-len(".npy")]
+                _write_atomically(result, dst_dir / f"{src.stem}_{index}.npy")
+        summary = out / "dst_summary.json"
+        if summary.is_file():
+            _write_atomically(summary, dst_dir.parent / f"{dst_dir.name}_summary.json")
+        else:
+            log.warning("ais_bench wrote no %s", summary.name)
+    record = {"note": "ais_bench ran on copies with safe names (its path rules allow only A-Z a-z 0-9 _ - / .); "
+                      "its output <safe name>_<i>.npy was written here as <stem>_<i>.npy",
+              "inputs": {name: {"stem": src.stem, "source": str(src)} for name, src in names.items()}}
+    tmp = dst_dir.parent / f".{dst_dir.name}_names.json.partial"
+    tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, dst_dir.parent / f"{dst_dir.name}_names.json")
+    log.info("ais_bench wrote %d outputs into %s", len(names), dst_dir)
 
 
 def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batch_size: int, loop: int,
@@ -363,11 +506,11 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
     throughput from its throughput line (1000*batchsize/mean NPU compute time), latencies from its
     summary JSON (NPU compute time per run on the device, host-device copies excluded)."""
     python = options.get("ais_bench_python", "python3")
-    model = Path(model).resolve()
-    scratch = Path(tempfile.mkdtemp(prefix=f"ais_bench-bs{batch_size}-"))
-    try:
-        cmd = ais_bench_benchmark_command(model, loop, batch_size, warmup, options.get("npu_device", 0),
-                                          output=scratch, output_dirname="benchmark", ais_bench_python=python)
+    with _private_scratch(f"ais_bench-bs{int(batch_size)}-") as scratch:
+        om = _stage_model(model, scratch)
+        out = _output_folder(scratch)
+        cmd = ais_bench_benchmark_command(om, loop, batch_size, warmup, options.get("npu_device", 0),
+                                          output=out, output_dirname="benchmark", ais_bench_python=python)
         code, output = _run(cmd, scratch, "ais_bench")
         if code != 0:
             raise _failure("ais_bench", cmd, scratch, output, f"exit code {code}")
@@ -375,10 +518,8 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
             printed = parse_ais_bench_stdout(output)
         except ValueError as exc:
             raise _failure("ais_bench", cmd, scratch, output, str(exc)) from exc
-        summary_file = scratch / "benchmark_summary.json"
+        summary_file = out / "benchmark_summary.json"
         summary = parse_summary(json.loads(summary_file.read_text())) if summary_file.is_file() else None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
     notes = []
     if summary is not None:
@@ -462,13 +603,18 @@ def check_tools(ais_bench_python: str = "python3") -> None:
         raise MissingToolError("backend ascend cannot run on this machine:\n- " + "\n- ".join(problems))
 
 
-def _cann_version(atc_path: str) -> str | None:
-    """CANN's version from the install's own records near atc (never by running atc)."""
+def _cann_version_from_home() -> str | None:
+    return _cann_version(None)
+
+
+def _cann_version(atc_path: str | None) -> str | None:
+    """CANN's version from the install's own records near atc or in ASCEND_TOOLKIT_HOME (never by running atc)."""
     candidates = []
     home = os.environ.get("ASCEND_TOOLKIT_HOME")
     if home:
         candidates.append(Path(home))
-    candidates += list(Path(atc_path).resolve().parents)[:4]
+    if atc_path:
+        candidates += list(Path(atc_path).resolve().parents)[:4]
     for folder in candidates:
         files = [folder / "version.info", folder / "ascend_toolkit_install.info",
                  *sorted(folder.glob("*/ascend_toolkit_install.info"))]
@@ -483,12 +629,69 @@ def _cann_version(atc_path: str) -> str | None:
     return None
 
 
-def versions(ais_bench_python: str = "python3") -> dict:
-    """{"atc": CANN version or "unknown" or None when atc is absent, "ais_bench": ..., "aclruntime": ...}."""
+def _npu_smi(args: list[str]) -> tuple[str | None, str]:
+    """(stdout, "") of `npu-smi <args>`, or (None, why it gave nothing)."""
+    exe = shutil.which("npu-smi")
+    if exe is None:
+        return None, "absent: npu-smi not on PATH (it comes with the NPU driver; is this an Ascend host?)"
+    try:
+        done = subprocess.run([exe, *args], capture_output=True, text=True, errors="replace", timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"absent: `npu-smi {' '.join(args)}` could not run ({exc})"
+    if done.returncode != 0:
+        first = (done.stdout + done.stderr).strip().splitlines()[:1]
+        return None, f"absent: `npu-smi {' '.join(args)}` exited {done.returncode}" + (f": {first[0]}" if first else "")
+    return done.stdout, ""
+
+
+def npu_smi_facts(info: str, board: str | None) -> dict:
+    """Parse `npu-smi info` (its banner `npu-smi <tool version>  Version: <driver>` and the first NPU row,
+    `| <id>  <Name> | <Health> | ...`) and `npu-smi info -t board -i <id>` (`Firmware Version : ...`)."""
+    facts = {}
+    banner = re.search(r"npu-smi\s+(\S+)\s+Version:\s*(\S+)", info)
+    if banner:
+        facts["npu_smi"], facts["npu_driver"] = banner.group(1), banner.group(2)
+    row = re.search(r"^\|\s*\d+\s+(\S+)\s*\|\s*(\S+)\s*\|", info, re.MULTILINE)
+    if row:
+        facts["npu_chip"], facts["npu_health"] = row.group(1), row.group(2)
+    if board:
+        firmware = re.search(r"Firmware Version\s*:\s*(\S+)", board)
+        if firmware:
+            facts["npu_firmware"] = firmware.group(1)
+        software = re.search(r"Software Version\s*:\s*(\S+)", board)
+        if software and "npu_driver" not in facts:
+            facts["npu_driver"] = software.group(1)
+    return facts
+
+
+def versions(ais_bench_python: str = "python3", npu_device: int = 0) -> dict:
+    """What a support ticket needs, every value a string: npu_smi (tool version), npu_chip, npu_health,
+    npu_driver, npu_firmware (from `npu-smi info` and `npu-smi info -t board -i <npu_device>`), cann (the CANN
+    toolkit's version, read from its install records, never by running atc), atc (its path), ais_bench,
+    aclruntime and ais_bench_python. A value that could not be found says why, starting "absent: "."""
+    out: dict[str, str] = {}
+    info, why = _npu_smi(["info"])
+    board, board_why = _npu_smi(["info", "-t", "board", "-i", str(int(npu_device))]) if info else (None, why)
+    facts = npu_smi_facts(info, board) if info else {}
+    for key in ("npu_smi", "npu_chip", "npu_health", "npu_driver"):
+        out[key] = facts.get(key) or (why or "absent: not in the output of `npu-smi info`")
+    out["npu_firmware"] = facts.get("npu_firmware") or (
+        board_why or "absent: no `Firmware Version` in `npu-smi info -t board`")
+
     atc_path = shutil.which(ATC)
-    atc = None if atc_path is None else (_cann_version(atc_path) or "unknown")
-    probe = _probe_ais_bench(ais_bench_python) or {}
-    found = probe.get("found")
-    return {"atc": atc, "atc_path": atc_path,
-            "ais_bench": (probe.get("ais_bench") or "unknown") if found else None,
-            "aclruntime": probe.get("aclruntime")}
+    out["atc"] = atc_path or f"absent: atc not on PATH ({CANN_FIX})"
+    cann = _cann_version(atc_path) if atc_path else _cann_version_from_home()
+    out["cann"] = cann or ("absent: no version.info or ascend_toolkit_install.info near atc or in "
+                           "ASCEND_TOOLKIT_HOME" if atc_path or os.environ.get("ASCEND_TOOLKIT_HOME")
+                           else "absent: atc not on PATH and ASCEND_TOOLKIT_HOME not set (CANN's set_env.sh "
+                                "not loaded?)")
+    exe = shutil.which(ais_bench_python)
+    out["ais_bench_python"] = exe or f"absent: {ais_bench_python} (config ais_bench_python) not found"
+    probe = _probe_ais_bench(ais_bench_python)
+    if probe is None:
+        out["ais_bench"] = out["aclruntime"] = f"absent: {ais_bench_python} (config ais_bench_python) not found"
+    else:
+        out["ais_bench"] = ((probe.get("ais_bench") or "unknown (installed, no version recorded)")
+                            if probe.get("found") else f"absent: ais_bench is not installed in {ais_bench_python}")
+        out["aclruntime"] = probe.get("aclruntime") or f"absent: no aclruntime distribution in {ais_bench_python}"
+    return out

@@ -297,23 +297,30 @@ def test_infer_writes_ais_bench_layout_from_exactly_the_given_inputs(tiny_onnx, 
         np.testing.assert_allclose(got, onnx_reference(tiny_onnx["fp16"], npy), rtol=1e-3, atol=1e-3)
     (call,) = standins("ais_bench")
     argv = call["argv"]
-    input_dir = argv[argv.index("--input") + 1]
-    assert ["python3", "-m", "ais_bench", *argv] == ascend.ais_bench_infer_command(om, input_dir, dst.parent.resolve(),
-                                                                                    "dst", 0)
-    assert Path(input_dir) != npy_dir and not Path(input_dir).exists(), "a scratch input folder, removed after"
+    scratch = Path(call["cwd"])
+    # ais_bench ran in a private scratch folder: the .om, the inputs (safe names) and --output all inside it
+    assert ["python3", "-m", "ais_bench", *argv] == ascend.ais_bench_infer_command(
+        scratch / "model.om", scratch / "input", scratch / "out", "dst", 0)
+    assert not scratch.exists(), "the scratch folder is removed after"
+    names = json.loads((tmp_path / "t" / "dst_names.json").read_text())["inputs"]
+    assert {k: v["stem"] for k, v in names.items()} == {"in_000000.npy": "a", "in_000001.npy": "b",
+                                                          "in_000002.npy": "c"}
     assert not list((tmp_path / "t").glob(".ais_bench-*"))
 
 
-def test_infer_refuses_dotted_stems_and_inputs_ais_bench_would_pair(tiny_onnx, tmp_path, standins):
+def test_infer_takes_dotted_stems_and_refuses_inputs_ais_bench_would_pair(tiny_onnx, tmp_path, standins):
+    """ais_bench cuts output names at the first dot; it only sees in_000000.npy ..., so `cat.v2` keeps its name."""
+    om = ascend.compile(tiny_onnx["fp16"], tmp_path / "t" / "model_bs1", 1, 16, OPTIONS)[0]
     dotted = tmp_path / "cat.v2.npy"
     np.save(dotted, np.zeros((1, 3, 16, 16), np.float32))
-    with pytest.raises(ValueError, match=r"first dot.*cat\.v2\.npy"):
-        ascend.infer("unused.om", [*tiny_onnx["npy"], str(dotted)], tmp_path / "dst", OPTIONS)
+    ascend.infer(om, [*tiny_onnx["npy"], str(dotted)], tmp_path / "dst", OPTIONS)
+    assert (tmp_path / "dst" / "cat.v2_0.npy").is_file()
+    calls_before = len(standins())
     half = tmp_path / "half.npy"
     np.save(half, np.zeros((1, 3, 16, 16), np.float16))
     with pytest.raises(ValueError, match="float32"):
         ascend.infer("unused.om", [str(half)], tmp_path / "dst", OPTIONS)
-    assert standins() == [], "refused before ais_bench runs"
+    assert len(standins()) == calls_before, "refused before ais_bench runs"
 
 
 def test_infer_failure_names_the_command(tiny_onnx, tmp_path, standins, monkeypatch):
@@ -336,8 +343,9 @@ def test_benchmark_reports_ais_bench_figures(tiny_onnx, tmp_path, standins):
     assert result["ais_bench"]["summary_count"] == 5
     (call,) = standins("ais_bench")
     argv = ["python3", "-m", "ais_bench", *call["argv"]]
-    assert argv[:13] == ascend.ais_bench_benchmark_command(om, 5, 2, 1, 0)
-    assert argv[13] == "--output" and argv[15:] == ["--output_dirname", "benchmark"]
+    scratch = Path(call["cwd"])
+    assert argv == ascend.ais_bench_benchmark_command(scratch / "model.om", 5, 2, 1, 0, output=scratch / "out")
+    assert not scratch.exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,8 +372,9 @@ def test_check_tools_passes_with_the_standins(standins):
 
 
 def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
+    monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
     v = ascend.versions("python3")
-    assert v["atc"] == "unknown" and v["atc_path"] == str(STANDINS / "atc")
+    assert v["atc"] == str(STANDINS / "atc") and v["cann"].startswith("absent: no version.info")
     assert v["ais_bench"] == "0.0.2+standin"
     # a CANN install records its version beside the toolkit; atc itself is never run for it
     bin_dir = tmp_path / "Ascend" / "ascend-toolkit" / "latest" / "compiler" / "bin"
@@ -379,6 +388,7 @@ def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
     monkeypatch.delenv("PYTHONPATH")
     monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
     v = ascend.versions("python3")
-    assert v["atc"] == "7.0.RC1" and v["ais_bench"] is None
+    assert v["cann"] == "7.0.RC1" and v["atc"] == str(bin_dir / "atc")
+    assert v["ais_bench"] == "absent: ais_bench is not installed in python3"
     monkeypatch.setenv("PATH", VENV_BIN)
-    assert ascend.versions("python3")["atc"] is None
+    assert ascend.versions("python3")["atc"].startswith("absent: atc not on PATH")

@@ -6,6 +6,10 @@ Same arguments as the real tool (argparse, so an unknown argument exits 2), same
   outputs go to <output>/<output_dirname>/<name>_<i>.npy where <name> is the input's file name cut at
   its first dot (`a.b.npy` -> `a_0.npy`), and <output>/<output_dirname>_summary.json beside them;
 - pure inference (no --input): zeros, `--warmup_count` untimed then `--loop` timed runs;
+- the real tool's path and permission rules (see security.py: ASCII-only paths, no symbolic links, inputs
+  and the .om not group/other-writable, --output 0750 or stricter; STANDIN_AIS_BENCH_VERSION=2024 for the
+  mid-2024 behaviour) and its bounds (--loop 1..100000, --warmup_count <= 10000, --batchsize <= 4096);
+  output folders made 0750, output files 0640, like the real tool;
 - both print `NPU_compute_time (ms): min = .., max = .., mean = .., median = .., percentile(99%) = ..` and
   `throughput 1000*batchsize.mean(<bs>)/NPU_compute_time.mean(<ms>): <fps>` via `[INFO]` log lines, and
   the summary JSON holds NPU_compute_time, throughput, npu_compute_time_list, filesinfo, args.
@@ -21,6 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 import standin_om  # noqa: E402
+from ais_bench import security  # noqa: E402
 
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="[%(levelname)s] %(message)s")
 logger = logging.getLogger("ais_bench")
@@ -48,6 +53,40 @@ def device(value):
     return ivalue
 
 
+def loop_size(value):
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value} contains special characters other than numbers.")
+    ivalue = int(value)
+    if ivalue <= 0 or ivalue > security.LOOP_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is an invalid loop size value")
+    return ivalue
+
+
+def path_type(kind, perm, suffix=None):
+    """args_check.check_*_path_legality: the argparse type of a path argument."""
+    def check(value):
+        for item in (value.split(",") if kind == "input" else [value]):
+            if security.string_problem(item):
+                logger.error(security.string_problem(item))
+                raise argparse.ArgumentTypeError(f"{kind} path string is illegal. Please check.")
+            problem = security.perm_problem(item, perm)
+            if problem is None and suffix and os.path.isfile(item) and not item.endswith(suffix):
+                problem = f"path:{item}, file type not in {[suffix.lstrip('.')]}"
+            if problem is None and kind == "om" and os.path.getsize(item) > security.OM_MAX_BYTES:
+                problem = f"file_size:{os.path.getsize(item)} byte out of max limit {security.OM_MAX_BYTES} byte"
+            if problem:
+                logger.error(problem)
+                raise argparse.ArgumentTypeError(f"{kind} path:{item} is illegal. Please check.")
+        return value
+    return check
+
+
+def output_type(value):
+    if security.version() == "2024" and os.path.isdir(value) and not os.path.islink(value):
+        os.chmod(value, 0o750)  # the mid-2024 copy tightened --output itself
+    return path_type("output", "write")(value)
+
+
 def str2bool(v):
     if v.lower() in ("yes", "true", "t", "y", "1"):
         return True
@@ -58,12 +97,12 @@ def str2bool(v):
 
 def get_args(argv):
     parser = argparse.ArgumentParser(prog="ais_bench")
-    parser.add_argument("--model", "-m", required=True)
-    parser.add_argument("--input", "-i", default=None)
-    parser.add_argument("--output", "-o", default=None)
-    parser.add_argument("--output_dirname", type=str, default=None)
+    parser.add_argument("--model", "-m", type=path_type("om", "read", ".om"), required=True)
+    parser.add_argument("--input", "-i", type=path_type("input", "read"), default=None)
+    parser.add_argument("--output", "-o", type=output_type, default=None)
+    parser.add_argument("--output_dirname", type=path_type("output", "write"), default=None)
     parser.add_argument("--outfmt", default="BIN", choices=["NPY", "BIN", "TXT"])
-    parser.add_argument("--loop", "-l", type=positive, default=1)
+    parser.add_argument("--loop", "-l", type=loop_size, default=1)
     parser.add_argument("--debug", type=str2bool, default=False)
     parser.add_argument("--device", "-d", type=device, default=0)
     parser.add_argument("--batchsize", type=positive, default=None)
@@ -72,6 +111,12 @@ def get_args(argv):
     parser.add_argument("--warmup_count", type=nonnegative, default=1)
     parser.add_argument("--output_batchsize_axis", type=nonnegative, default=0)
     args = parser.parse_args(argv)
+    if args.warmup_count > security.WARMUP_MAX:
+        raise ValueError(f"--warmup_count: {args.warmup_count} is over {security.WARMUP_MAX}")
+    if args.batchsize is not None and args.batchsize > security.BATCHSIZE_MAX:
+        raise ValueError(f"--batchsize: {args.batchsize} is over {security.BATCHSIZE_MAX}")
+    if args.output_dirname and args.output_dirname.startswith("/"):
+        raise ValueError("--output_dirname do not support abs path!")
     if args.output is None and args.output_dirname is not None:
         logger.error("parameter --output_dirname cann't be used alone. Please use it together with the parameter --output!\n")
         raise RuntimeError("error bad parameters --output_dirname")
@@ -93,6 +138,10 @@ def input_files(spec):
                 if os.path.islink(path):
                     raise RuntimeError(f"path :{path} is a soft link, not supported, please import file(or directory) directly")
                 if name.lower().endswith((".npy", ".bin")) and os.path.isfile(path):
+                    problem = security.check_path(path, "read")
+                    if problem:
+                        logger.error(problem)
+                        raise RuntimeError(f"input path:{path} is illegal. Please check.")
                     files.append(path)
         elif os.path.isfile(item):
             files.append(item)
@@ -150,7 +199,13 @@ def main(argv):
     if args.output is not None:
         dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
         output_prefix = os.path.join(args.output, dirname)
-        os.makedirs(output_prefix, 0o755, exist_ok=True)
+        if not os.path.exists(output_prefix):
+            security.makedirs_safe(output_prefix, 0o750)
+        else:
+            problem = security.check_path(output_prefix, "read")
+            if problem:
+                logger.error(problem)
+                raise RuntimeError(f"output path:{output_prefix} is illegal. Please check.")
         logger.info(f"output path:{output_prefix}")
 
     # batches: lists of files whose bytes together fill one model input (the real grouping, by size)
@@ -193,7 +248,8 @@ def main(argv):
                 stem = os.path.basename(name).split(".")[0]  # everything from the first dot is dropped
                 path = os.path.join(output_prefix, f"{stem}_{j}")
                 if args.outfmt == "NPY":
-                    np.save(path + ".npy", part)
+                    with security.open_for_write(path + ".npy") as f:  # 0640, like ms_open
+                        np.save(f, part)
                     path += ".npy"
                 elif args.outfmt == "BIN":
                     part.tofile(path + ".bin")
@@ -215,8 +271,8 @@ def main(argv):
         summary = {"filesinfo": filesinfo, "args": [sys.argv[0], *argv], "NPU_compute_time": npu,
                    "H2D_latency": stats([], np), "D2H_latency": stats([], np), "throughput": throughput,
                    "npu_compute_time_list": times, "pid": os.getpid()}
-        with open(output_prefix + "_summary.json", "w") as f:
-            json.dump(summary, f)
+        with security.open_for_write(output_prefix + "_summary.json") as f:
+            f.write(json.dumps(summary).encode())
     logger.info("unload model success, model Id is 1")
     return 0
 
