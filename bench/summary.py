@@ -1,7 +1,8 @@
 """One table of what the last run cost and achieved, from results/report.json: per rule the jobs,
 wall time and peak RSS (Snakemake's benchmark: records of exactly the jobs the report stands on),
 and per target and batch size the throughput, latency, ratio to the PyTorch baseline measured in
-the same job, and fraction of the fp32 ceiling measured on this machine in the same job.
+the same job beside the host's two fp32 matmul rates (torch, ONNX Runtime) measured in that job,
+the fraction of the fp32 ceiling, and whether the job ran under load.
 
     .venv/bin/python bench/summary.py [results/report.json]     # after .venv/bin/snakemake -c1 report
 """
@@ -25,16 +26,21 @@ def summary(r: dict) -> str:
     lines.append(f"| all | | {_f(cost.get('wall_s'), '.1f')} | | {_f(cost.get('peak_rss_mb'), ',.0f')} |")
     archs = ", ".join(m["arch"] for m in r.get("models") or [r["model"]])
     lines += ["", f"{archs} ({'synthetic' if r['model']['synthetic'] else 'real'} weights), verdict {r['verdict']}",
-              "| target | batch | images/s | p50 ms | p99 ms | torch_fp32 images/s | vs torch_fp32 | GFLOP/s | of ceiling |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| target | batch | images/s | p50 ms | p99 ms | torch_fp32 images/s | vs torch_fp32 | "
+              "matmul GFLOP/s torch / ORT | GFLOP/s | of ceiling | load |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in r["targets"]:
         for p in t["performance"]:
             base = p.get("baseline_torch_fp32") or {}
+            ceiling = p.get("ceiling") or {}
+            load = p.get("load") or {}
             lines.append(f"| {t.get('name') or t['backend'] + '/' + t['device']} | {p['batch_size']} | "
                          f"{p['throughput_fps']:.3f} | {_f(p['latency_ms'].get('p50'), '.1f')} | "
                          f"{_f(p['latency_ms'].get('p99'), '.1f')} | {_f(base.get('throughput_fps'), '.3f')} | "
-                         f"{_f(p.get('speedup_vs_torch_fp32'), '.2f', 'x')} | {_f(p.get('achieved_gflops'), '.0f')} | "
-                         f"{_f(p.get('fraction_of_ceiling'), '.0%')} |")
+                         f"{_f(p.get('speedup_vs_torch_fp32'), '.2f', 'x')} | "
+                         f"{_f(ceiling.get('torch_gflops'), '.0f')} / {_f(ceiling.get('onnxruntime_gflops'), '.0f')} | "
+                         f"{_f(p.get('achieved_gflops'), '.0f')} | {_f(p.get('fraction_of_ceiling'), '.0%')} | "
+                         f"{'measured under load' if load.get('under_load') else ''} |")
     return "\n".join(lines)
 
 

@@ -2,19 +2,51 @@
 # in results/report/, all flagged for Snakemake's own report (`snakemake --report report.html`),
 # with captions and categories from report/ at the repository root.
 
-REPORT_TARGETS = [
-    {
-        **t,
-        "manifests": [P.compiled_manifest(*t.values(), bs) for bs in BATCH_SIZES],
-        "similarity": P.similarity(*t.values()),
-        "benchmarks": [P.benchmark(*t.values(), bs) for bs in BATCH_SIZES],
-        # the text tower (compiled at batch 1: infer's) and the zero-shot check of the pair
-        "text": {"manifests": [P.text_compiled_manifest(*t.values(), 1)],
-                 "similarity": P.text_similarity(*t.values())} if TEXT else None,
-        "zero_shot": P.zero_shot(*t.values()) if TEXT else None,
-    }
-    for t in TARGETS
-]
+
+
+def target_precision(backend):
+    """The precision a target computes in: `precision` for onnxruntime; ATC's precision_mode for
+    ascend (fp16, ATC's own default, when unset)."""
+    if backend == "onnxruntime":
+        return config["precision"]
+    return config["atc"]["precision_mode"] or "fp16"
+
+
+def report_targets():
+    """params.targets of the report: one spec per (arch, tower, backend, device, precision) with the
+    records scripts/reporting/load.py reads (the text tower compiled at batch 1, infer's, and not
+    benchmarked; zero_shot belongs to the image target of a pair)."""
+    specs = []
+    for t in TARGETS:
+        at = (t["arch"], t["backend"], t["device"])
+        point = {**t, "precision": target_precision(t["backend"])}
+        specs.append(
+            {
+                **point,
+                "tower": "image",
+                "dir": P.target_dir(*at),
+                "manifests": [P.compiled_manifest(*at, bs) for bs in BATCH_SIZES],
+                "similarity": P.similarity(*at),
+                "benchmarks": [P.benchmark(*at, bs) for bs in BATCH_SIZES],
+                "zero_shot": P.zero_shot(*at) if TEXT else None,
+            }
+        )
+        if TEXT:
+            specs.append(
+                {
+                    **point,
+                    "tower": "text",
+                    "dir": P.text_target_dir(*at),
+                    "manifests": [P.text_compiled_manifest(*at, 1)],
+                    "similarity": P.text_similarity(*at),
+                    "benchmarks": [],
+                    "zero_shot": None,
+                }
+            )
+    return specs
+
+
+REPORT_TARGETS = report_targets()
 TEXT_ONNX = [
     f for a in RUN_ARCHS for f in (P.text_onnx_fp32(a), P.text_onnx_fp32_data(a), P.text_onnx_fp16(a))
 ] if TEXT else []
@@ -49,7 +81,6 @@ rule report:
         checkpoint=[P.checkpoint_info(a) for a in RUN_ARCHS],
         onnx=[f for a in RUN_ARCHS for f in (P.onnx_fp32(a), P.onnx_fp32_data(a), P.onnx_fp16(a))] + TEXT_ONNX,
         targets=[f for t in REPORT_TARGETS for f in t["manifests"] + [t["similarity"]] + t["benchmarks"]],
-        text=[f for t in REPORT_TARGETS if t["text"] for f in t["text"]["manifests"] + [t["text"]["similarity"]]],
         zero_shot=[t["zero_shot"] for t in REPORT_TARGETS if t["zero_shot"]],
         costs=[f for files in COSTS.values() for f in files],
     output:
@@ -59,6 +90,11 @@ rule report:
         accuracy_chain=report(
             f"{REPORT_DIR}/accuracy_chain.png",
             caption="../report/accuracy_chain.rst",
+            category="Accuracy",
+        ),
+        accuracy_vs_speed=report(
+            f"{REPORT_DIR}/accuracy_vs_speed.png",
+            caption="../report/accuracy_vs_speed.rst",
             category="Accuracy",
         ),
         per_image=report(

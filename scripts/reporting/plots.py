@@ -1,6 +1,7 @@
-"""The report's figures (matplotlib, Agg backend, PNG): the precision chain, per-image accuracy,
-throughput and latency. Each function takes the report dict (keys: ../CONTRACT.md) and a path, and
-copes with what a record may lack (no p90 from ais_bench, no benchmarks, one batch size)."""
+"""The report's figures (matplotlib, Agg backend, PNG): the precision chain, accuracy versus speed,
+per-image accuracy, throughput and latency. Each function takes the report (model.Report) and a path,
+and copes with what a record may lack (no p90 from ais_bench, no benchmarks, one batch size). Per-image
+figures stay readable at any number of images: distributions and the worst few by name."""
 
 import math
 from pathlib import Path
@@ -12,8 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from .rows import WORST_N, best, ceilings, quantile, speedup_vs_torch, worst_images  # noqa: E402
+
 # File names under the report's plot folder (results/report/), in the order the report shows them.
-PLOTS = ("accuracy_chain", "throughput", "per_image", "latency")
+PLOTS = ("accuracy_chain", "throughput", "accuracy_vs_speed", "per_image", "latency")
 
 # 1 - cosine below this is float64 rounding: drawn on the floor so a log axis can show it.
 FLOOR = 1e-16
@@ -29,7 +32,6 @@ PAIR_STYLE = {  # (a, b) -> (colour, marker, label)
     ("offline", "torch_fp32"): ("#1f6feb", "D", "offline vs torch_fp32"),
     ("offline", "onnx_fp16"): ("#0a7f6f", "^", "offline vs onnx_fp16"),
 }
-MAX_IMAGES = 30  # the per-image chart shows at most this many (the worst ones)
 
 STYLE = {
     "font.size": 10, "axes.titlesize": 11.5, "axes.titleweight": "bold", "axes.labelsize": 10,
@@ -47,8 +49,10 @@ def drift(cosine: float | None) -> float:
     return max(1.0 - cosine, FLOOR)
 
 
-def target_name(t: dict) -> str:
-    return t.get("name") or f"{t['backend']}/{t['device']}"
+def image_targets(report: dict) -> list[dict]:
+    """The targets of the image tower: the per-image figures are theirs (the text tower's per-label
+    figures are in the report's tables, where its labels' script renders)."""
+    return [t for t in report["targets"] if t.get("tower", "image") == "image"]
 
 
 def _pairs(t: dict) -> dict:
@@ -93,22 +97,24 @@ def _offline_note(targets: list[dict]) -> str:
 def accuracy_chain(report: dict, path) -> None:
     """1 - cosine against the PyTorch fp32 model at every stage of torch_fp32 -> onnx_fp32 -> onnx_fp16
     -> offline, log axis: each stage's added drift is the step between two points. Worst image bold,
-    every image thin; the gates as red zones; offline vs onnx_fp16 (the seed's check) as its own marker."""
+    90% of the images as a band; the gates as red zones; offline vs onnx_fp16 (the seed's check) as its own marker."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.2, 4.4))
         x = list(range(len(CHAIN)))
         values, gate_values = [], []
-        multi = len(report["targets"]) > 1
+        targets = image_targets(report)
+        multi = len(targets) > 1
         handles = []
-        for i, t in enumerate(report["targets"]):
+        for i, t in enumerate(targets):
             color = COLORS[i % len(COLORS)]
             pairs, gates = _pairs(t), _gates(t)
             stages = [s for s in CHAIN[1:] if (s, "torch_fp32") in pairs]
             xs = [CHAIN.index(s) for s in stages]
-            stems = sorted(pairs[(stages[0], "torch_fp32")]["per_image"]) if stages else []
-            for stem in stems:
-                ys = [drift(pairs[(s, "torch_fp32")]["per_image"][stem]) for s in stages]
-                ax.plot(xs, ys, color=color, alpha=0.22, lw=0.9, zorder=2)
+            # 90% of the images as a band (the 5th to the 95th percentile of the drift): any number of images
+            spread = [[drift(c) for c in pairs[(s, "torch_fp32")]["per_image"].values()] for s in stages]
+            if spread and all(spread):
+                ax.fill_between(xs, [quantile(v, 0.05) for v in spread], [quantile(v, 0.95) for v in spread],
+                                color=color, alpha=0.15, lw=0, zorder=2)
             worst = [drift(pairs[(s, "torch_fp32")]["cosine_min"]) for s in stages]
             values += worst
             ax.plot(xs, worst, color=color, lw=2.4, marker="o", ms=7, zorder=4)
@@ -118,8 +124,8 @@ def accuracy_chain(report: dict, path) -> None:
                 below = bool(neighbours) and all(n > yi * 1.5 for n in neighbours)
                 ax.annotate(_fmt_drift(yi), (xi, yi), textcoords="offset points", xytext=(0, -16 if below else 9),
                             ha="center", fontsize=8.5, color=color, fontweight="bold")
-            label = f"{target_name(t)}: worst image (bold), each image (thin)" if multi else \
-                "worst image (bold), each image (thin)"
+            label = f"{t['name']}: worst image (bold), 90% of images (band)" if multi else \
+                "worst image (bold), 90% of images (band)"
             handles.append(Line2D([], [], color=color, lw=2.4, marker="o", label=label))
             step = pairs.get(("offline", "onnx_fp16"))
             if step:
@@ -153,7 +159,7 @@ def accuracy_chain(report: dict, path) -> None:
         if values:
             _log_limits(ax, values, gate_values)
         ax.set_xlim(-0.35, 3.75)
-        notes = {**STAGE_NOTES, "offline": _offline_note(report["targets"])}
+        notes = {**STAGE_NOTES, "offline": _offline_note(targets)}
         ax.set_xticks(x, [f"{s}\n{notes[s]}" for s in CHAIN], fontsize=8.5)
         ax.annotate("reference\n(drift 0)", (0, 0.5), xycoords=("data", "axes fraction"), ha="center",
                     fontsize=9, color="#57606a")
@@ -164,49 +170,115 @@ def accuracy_chain(report: dict, path) -> None:
         _save(fig, path)
 
 
+def _gate_lines(ax, gates: dict) -> list[float]:
+    """The gates as vertical red lines on a 1 - cosine axis; returns their x positions."""
+    for (a, b), g in gates.items():
+        ax.axvline(drift(g["threshold"]), color=FAIL_COLOR, ls="--" if b == "torch_fp32" else ":", lw=1.2)
+    for th in {g["threshold"] for g in gates.values()}:
+        ax.annotate(f"gate {th:g}", (drift(th), 1.0), xycoords=("data", "axes fraction"), rotation=90,
+                    ha="right", va="top", fontsize=7.5, color=FAIL_COLOR, xytext=(-2, 0), textcoords="offset points")
+    return [drift(g["threshold"]) for g in gates.values()]
+
+
+def _log_x(ax, values: list[float]) -> None:
+    finite = [v for v in values if v > 0]
+    if finite:
+        ax.set_xscale("log")
+        ax.set_xlim(10 ** math.floor(math.log10(min(finite)) - 0.3), 10 ** math.ceil(math.log10(max(finite)) + 0.3))
+
+
 def per_image(report: dict, path) -> None:
-    """1 - cosine per image for every pair, one row per image (worst first), one panel per target."""
-    targets = report["targets"]
+    """Per target (one row each): left, the distribution of 1 - cosine over every image for each pair
+    (a box: quartiles; whiskers: 5th and 95th percentile; dots beyond); right, the WORST_N worst images
+    by name. Readable at any number of images."""
+    targets = [t for t in image_targets(report) if t["accuracy"]["pairs"]]
     with plt.rc_context(STYLE):
-        n_rows = max((min(len(t["accuracy"]["pairs"][0]["per_image"]), MAX_IMAGES) for t in targets
-                      if t["accuracy"]["pairs"]), default=1)
-        fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(9.5 * max(len(targets), 1) ** 0.6,
-                                                                   1.4 + 0.32 * n_rows + 0.4),
-                                 squeeze=False, sharex=True)
-        for ax, t in zip(axes[0], targets):
+        fig, axes = plt.subplots(max(len(targets), 1), 2, figsize=(12, 0.6 + 2.9 * max(len(targets), 1)),
+                                 squeeze=False, gridspec_kw={"width_ratios": (1, 1.1)})
+        if not targets:
+            _no_data(axes[0][0], "no accuracy records")
+        for (dist, worst), t in zip(axes, targets):
             pairs, gates = _pairs(t), _gates(t)
-            order_pair = pairs.get(("offline", "torch_fp32")) or t["accuracy"]["pairs"][0]
-            stems = sorted(order_pair["per_image"], key=lambda s: order_pair["per_image"][s])
-            shown = stems[:MAX_IMAGES]
+            keys = [k for k in PAIR_STYLE if k in pairs]
+            data = [[drift(c) for c in pairs[k]["per_image"].values()] for k in keys]
+            box = dist.boxplot(data, orientation="horizontal", whis=(5, 95), widths=0.55, patch_artist=True,
+                               flierprops={"marker": ".", "markersize": 3, "alpha": 0.5})
+            for patch, k in zip(box["boxes"], keys):
+                patch.set(facecolor=PAIR_STYLE[k][0], alpha=0.35, edgecolor=PAIR_STYLE[k][0])
+            dist.set_yticks(range(1, len(keys) + 1), [PAIR_STYLE[k][2] for k in keys], fontsize=8)
+            values = [v for d in data for v in d] + _gate_lines(dist, gates)
+            _log_x(dist, values)
+            dist.grid(axis="y", visible=False)
+            dist.set_xlabel("1 − cosine (log, lower is better)")
+            n = len(pairs[keys[0]]["per_image"]) if keys else 0
+            dist.set_title(f"{t['name']}: distribution over {n} images")
+            shown = worst_images(t, WORST_N)
             ys = list(range(len(shown)))[::-1]
-            values = []
-            for key, (color, marker, label) in PAIR_STYLE.items():
-                if key not in pairs:
-                    continue
-                xs = [drift(pairs[key]["per_image"][s]) for s in shown]
-                values += xs
-                ax.scatter(xs, ys, color=color, marker=marker, s=36, label=label, zorder=3, alpha=0.9)
-            for (a, b), g in gates.items():
-                ax.axvline(drift(g["threshold"]), color=FAIL_COLOR, ls="--" if b == "torch_fp32" else ":", lw=1.2)
-            for th in {g["threshold"] for g in gates.values()}:
-                ax.annotate(f"gate {th:g}", (drift(th), 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                            ha="right", va="top", fontsize=7.5, color=FAIL_COLOR, xytext=(-2, 0),
-                            textcoords="offset points")
-            thresholds = sorted({g["threshold"] for g in gates.values()})
-            ax.set_xscale("log")
-            ax.set_yticks(ys, shown)
-            ax.set_ylim(-0.7, len(shown) - 0.3)
-            ax.grid(axis="y", visible=False)
-            ax.set_xlabel("1 − cosine (log, lower is better); red lines: gates " +
-                          ", ".join(f"{th:g}" for th in thresholds))
-            more = f" ({len(shown)} worst of {len(stems)})" if len(stems) > len(shown) else ""
-            ax.set_title(f"Per image: {target_name(t)}{more}")
-            if values:
-                lo = min(values + [drift(th) for th in thresholds])
-                hi = max(values + [drift(th) for th in thresholds])
-                ax.set_xlim(10 ** math.floor(math.log10(lo) - 0.3), 10 ** math.ceil(math.log10(hi) + 0.3))
-        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=4, bbox_to_anchor=(0.5, -0.02))
-        fig.tight_layout(rect=(0, 0.07 + 0.1 / n_rows, 1, 1))
+            for k in keys:
+                color, marker, label = PAIR_STYLE[k]
+                worst.scatter([drift(pairs[k]["per_image"][s]) for s in shown], ys, color=color, marker=marker, s=30,
+                              label=label, zorder=3, alpha=0.9)
+            _gate_lines(worst, gates)
+            _log_x(worst, values)
+            worst.set_yticks(ys, shown, fontsize=8)
+            worst.set_ylim(-0.7, max(len(shown), 1) - 0.3)
+            worst.grid(axis="y", visible=False)
+            worst.set_xlabel("1 − cosine (log, lower is better)")
+            worst.set_title(f"the {len(shown)} worst of {n}" if n > len(shown) else "every one, worst at the top")
+        fig.legend(*axes[0][1].get_legend_handles_labels(), loc="lower center", ncol=4, bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0, 0.05 / max(len(targets), 1) + 0.02, 1, 1))
+        _save(fig, path)
+
+
+def speed_points(report: dict) -> list[tuple]:
+    """(target, its best benchmark, worst 1 - cosine of offline vs torch_fp32, that pair's gate) for
+    every target that has both a benchmark and that pair."""
+    points = []
+    for t in report["targets"]:
+        p, pair = best(t), _pairs(t).get(("offline", "torch_fp32"))
+        if p and pair:
+            points.append((t, p, drift(pair["cosine_min"]), _gates(t).get(("offline", "torch_fp32"))))
+    return points
+
+
+def accuracy_vs_speed(report: dict, path) -> None:
+    """One point per target: throughput at its best batch size (log x) against its worst image's
+    1 - cosine vs torch_fp32 (log y), labelled by target name; the gate vs torch_fp32 as a red line
+    (above it: FAIL). Targets without a benchmark or without the offline vs torch_fp32 pair are left out."""
+    points = speed_points(report)
+    threshold = ((report.get("config") or {}).get("gates") or {}).get("vs_torch_fp32")
+    if threshold is None:
+        threshold = next((g["threshold"] for _, _, _, g in points if g), None)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        if not points:
+            _no_data(ax, "no target with both a benchmark and the offline vs torch_fp32 pair")
+            _save(fig, path)
+            return
+        ys = [y for _, _, y, _ in points]
+        for i, (t, p, y, gate) in enumerate(points):
+            passed = gate["passed"] if gate else None
+            ax.scatter([p["throughput_fps"]], [y], s=70, color=COLORS[i % len(COLORS)], zorder=4,
+                       edgecolor=FAIL_COLOR if passed is False else "white", linewidth=1.8)
+            ax.annotate(f"{t['name']}\n(batch {p['batch_size']})", (p["throughput_fps"], y),
+                        textcoords="offset points", xytext=(7, 5 if i % 2 == 0 else -22), fontsize=8,
+                        color="#24292f")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        if threshold is not None:
+            gy = drift(threshold)
+            ax.axhline(gy, color=FAIL_COLOR, ls="--", lw=1.4, zorder=3)
+            ax.axhspan(gy, 1e3, color=FAIL_COLOR, alpha=0.07, zorder=1)
+            ax.annotate(f"gate: cosine ≥ {threshold:g} (1 − cos {_fmt_drift(gy)}); above: FAIL", (0.01, gy),
+                        xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 4), fontsize=8,
+                        color=FAIL_COLOR)
+            ys.append(gy)
+        _log_limits(ax, ys, [])
+        xs = [p["throughput_fps"] for _, p, _, _ in points]
+        ax.set_xlim(min(xs) / 2, max(xs) * 3)
+        ax.set_xlabel("images / s at the best batch size (log, higher is better)")
+        ax.set_ylabel("worst 1 − cosine vs torch_fp32  (log, lower is better)")
+        ax.set_title("Accuracy versus speed, one point per target")
         _save(fig, path)
 
 
@@ -219,26 +291,16 @@ def _series(report: dict) -> list[dict]:
         perf = t.get("performance") or []
         if not perf:
             continue
-        out.append({"label": f"offline {target_name(t)}", "short": f"offline\n{target_name(t)}",
+        out.append({"label": f"offline {t['name']}", "short": f"offline\n{t['name']}",
                     "color": COLORS[i % len(COLORS)],
                     "rows": {p["batch_size"]: p for p in perf}})
         base = {p["batch_size"]: p["baseline_torch_fp32"] for p in perf if p.get("baseline_torch_fp32")}
         if base:
-            out.append({"label": "torch_fp32 (PyTorch)" + (f", with {target_name(t)}" if multi else ""),
-                        "short": "torch_fp32\n" + (f"(with {target_name(t)})" if multi else "(PyTorch)"),
+            out.append({"label": "torch_fp32 (PyTorch)" + (f", with {t['name']}" if multi else ""),
+                        "short": "torch_fp32\n" + (f"(with {t['name']})" if multi else "(PyTorch)"),
                         "color": TORCH_COLOR if not multi else _lighter(COLORS[i % len(COLORS)]), "rows": base,
                         "torch": True})
     return out
-
-
-def speedup_vs_torch(record: dict) -> float | None:
-    """Offline throughput over the PyTorch fp32 baseline's (recorded, or computed from the two figures)."""
-    if record.get("speedup_vs_torch_fp32") is not None:
-        return record["speedup_vs_torch_fp32"]
-    base = (record.get("baseline_torch_fp32") or {}).get("throughput_fps")
-    if base and record.get("throughput_fps") is not None:
-        return record["throughput_fps"] / base
-    return None
 
 
 def _lighter(color: str) -> str:
@@ -289,7 +351,9 @@ def throughput(report: dict, path) -> None:
         ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
         ax.set_xlim(-0.5 - 0.25 * (len(series) > 2), len(batches) - 0.5 + 0.25 * (len(series) > 2))
         ax.grid(axis="x", visible=False)
-        ax.set_title("Throughput vs batch size, with the PyTorch fp32 baseline")
+        measured = {ceilings(p) for t in report["targets"] for p in t.get("performance") or []} - {"n/a"}
+        note = f"\nhost fp32 matmul GFLOP/s: {'; '.join(sorted(measured))}" if measured else ""
+        ax.set_title("Throughput vs batch size, with the PyTorch fp32 baseline" + note)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2)
         _save(fig, path)
 
@@ -365,7 +429,7 @@ def write_plots(report: dict, paths: dict) -> dict:
     import logging
 
     makers = {"accuracy_chain": accuracy_chain, "per_image": per_image, "throughput": throughput,
-              "latency": latency}
+              "accuracy_vs_speed": accuracy_vs_speed, "latency": latency}
     out = {}
     for name in PLOTS:
         if not paths.get(name):

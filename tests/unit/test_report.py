@@ -1,20 +1,23 @@
-"""The report's rendering: report.json's contract keys, the verdict and the synthetic warning at the
-top of report.html, a self-contained page, markdown and JSON that agree, the figures and tables."""
+"""The report package: report.json's contract keys and target coordinates, the verdict and the
+warnings (synthetic weights, measured under load) at the top of report.html, a self-contained page,
+markdown and JSON that agree, the matmul ceilings beside every speed-up, the figures (accuracy versus
+speed included) and tables, and views that stay readable at 1,000 images."""
 import base64
 import csv
 import html
 import json
+import os
 import re
 from html.parser import HTMLParser
 
 import pytest
 
-import plots
 from common import write_json
-from report import (build_report, config_args, render_html, render_markdown, reproduce, target_entry,
-                    write_report)
+from reporting import build_report, load_targets, plots, render_html, render_markdown, write_report
+from reporting.reproduce import config_args, reproduce
+from reporting.rows import WORST_N
 
-PLOT_NAMES = ("accuracy_chain", "throughput", "per_image", "latency")
+PLOT_NAMES = ("accuracy_chain", "throughput", "accuracy_vs_speed", "per_image", "latency")
 TABLE_NAMES = ("accuracy", "performance", "artifacts")
 
 
@@ -32,8 +35,14 @@ def gate(a, b, threshold, cosine_min, worst):
             "worst_image": worst}
 
 
-def write_target(folder, name, offline_cos, batch_sizes=(1,), ascend=False):
-    """Records of one target: compile manifests, similarity (offline vs onnx_fp16 cosine given), benchmarks."""
+CEILING = {"matmul_n": 4096, "threads": 2, "torch_gflops": 188.0, "onnxruntime_gflops": 168.0,
+           "ceiling_gflops": 188.0}
+
+
+def write_target(folder, name, offline_cos, batch_sizes=(1,), ascend=False, tower="image", precision=None,
+                 arch="ViT-B-16", load=None, stems=None, fps=4.0, torch_cos=0.9999):
+    """Records of one target (compile manifests, similarity with the offline vs onnx_fp16 cosine of the
+    first image given, benchmarks) and its spec as the report rule passes it in params.targets."""
     folder.mkdir(parents=True, exist_ok=True)
     model = folder / "model.bin"
     model.write_bytes(b"model")
@@ -49,25 +58,29 @@ def write_target(folder, name, offline_cos, batch_sizes=(1,), ascend=False):
         manifests.append(str(folder / f"compile_bs{bs}.json"))
         base = {"batch_size": bs, "loop": 3, "warmup": 1, "threads": 2, "throughput_fps": 2.0 * bs,
                 "latency_ms": latency(500.0)}
-        bench = {**base, "throughput_fps": 4.0 * bs, "latency_ms": latency(250.0, p90=not ascend),
+        bench = {**base, "throughput_fps": fps * bs, "latency_ms": latency(250.0, p90=not ascend),
                  "baseline_torch_fp32": base}
         if ascend:
             bench.update(threads=None, ais_bench={"command": ["python3", "-m", "ais_bench", "--loop", "3"]},
                          notes=["p90 unavailable"])
         else:
             bench.update(fraction_of_ceiling=0.25, achieved_gflops=100.0, ceiling_gflops=400.0,
-                         model_gflops_per_image=17.5, speedup_vs_torch_fp32=2.0)
+                         model_gflops_per_image=17.5, speedup_vs_torch_fp32=fps / 2.0, ceiling=CEILING)
+        if load is not None:
+            bench["load"] = load
         write_json(folder / f"benchmark_bs{bs}.json", bench)
         benchmarks.append(str(folder / f"benchmark_bs{bs}.json"))
-    stems = {"cat <b>": offline_cos, "dog": 0.99999}
-    pairs = [pair("offline", "onnx_fp16", stems), pair("offline", "torch_fp32", {"cat <b>": 0.9999, "dog": 0.9999}),
-             pair("onnx_fp16", "torch_fp32", {"cat <b>": 0.9999, "dog": 0.99995}),
-             pair("onnx_fp32", "torch_fp32", {"cat <b>": 1 - 1e-12, "dog": 1.0})]
-    gates = [gate("offline", "onnx_fp16", 0.999, min(stems.values()), min(stems, key=stems.get))]
-    gates += [gate(p["a"], p["b"], 0.99, p["cosine_min"], "cat <b>") for p in pairs[1:]]
+    stems = stems or ["cat <b>", "dog"]
+    first = {s: (offline_cos if k == 0 else 0.99999) for k, s in enumerate(stems)}
+    pairs = [pair("offline", "onnx_fp16", first), pair("offline", "torch_fp32", dict.fromkeys(stems, torch_cos)),
+             pair("onnx_fp16", "torch_fp32", {s: (0.9999 if k == 0 else 0.99995) for k, s in enumerate(stems)}),
+             pair("onnx_fp32", "torch_fp32", {s: (1 - 1e-12 if k == 0 else 1.0) for k, s in enumerate(stems)})]
+    gates = [gate("offline", "onnx_fp16", 0.999, min(first.values()), min(first, key=first.get))]
+    gates += [gate(p["a"], p["b"], 0.99, p["cosine_min"], stems[0]) for p in pairs[1:]]
     write_json(folder / "similarity.json", {"pairs": pairs, "gates": gates})
-    return target_entry("ascend" if ascend else "onnxruntime", name, manifests, str(folder / "similarity.json"),
-                        benchmarks)
+    return {"arch": arch, "tower": tower, "backend": "ascend" if ascend else "onnxruntime", "device": name,
+            "precision": precision or ("fp16" if ascend else "fp32"), "dir": str(folder), "manifests": manifests,
+            "similarity": str(folder / "similarity.json"), "benchmarks": benchmarks, "zero_shot": None}
 
 
 def write_checkpoint(tmp_path, synthetic=True):
@@ -86,15 +99,14 @@ CONFIG = {"model_arch": "ViT-B-16", "checkpoint": "synthetic", "images": "", "ba
 @pytest.fixture
 def failing(tmp_path):
     """A synthetic-weights report whose offline vs onnx_fp16 gate fails."""
-    target = write_target(tmp_path / "cpu", "cpu", offline_cos=0.5)
-    return build_report(write_checkpoint(tmp_path), [], [target], CONFIG)
+    targets = load_targets([write_target(tmp_path / "cpu", "cpu", offline_cos=0.5)])
+    return build_report([write_checkpoint(tmp_path)], [], targets, CONFIG)
 
 
 @pytest.fixture
 def passing_real(tmp_path):
-    target = write_target(tmp_path / "cpu", "cpu", offline_cos=0.99999)
-    return build_report(write_checkpoint(tmp_path, synthetic=False), [], [target],
-                        {**CONFIG, "checkpoint": "/w/c.pt"})
+    targets = load_targets([write_target(tmp_path / "cpu", "cpu", offline_cos=0.99999)])
+    return build_report([write_checkpoint(tmp_path, synthetic=False)], [], targets, {**CONFIG, "checkpoint": "/w/c.pt"})
 
 
 @pytest.fixture
@@ -102,9 +114,9 @@ def ascend_two_chips(tmp_path):
     """Two Ascend targets, three batch sizes, no p90, no fraction_of_ceiling, ATC command lines."""
     config = {**CONFIG, "backend": "ascend", "soc_versions": ["Ascend910B4", "Ascend310P3"], "batch_sizes": [1, 4, 8],
               "atc": {"precision_mode": "must_keep_origin_dtype", "op_select_implmode": ""}}
-    targets = [write_target(tmp_path / chip, chip, offline_cos=0.9999, batch_sizes=(1, 4, 8), ascend=True)
-               for chip in ("Ascend910B4", "Ascend310P3")]
-    return build_report(write_checkpoint(tmp_path, synthetic=False), [], targets, config)
+    targets = load_targets([write_target(tmp_path / chip, chip, offline_cos=0.9999, batch_sizes=(1, 4, 8), ascend=True)
+                            for chip in ("Ascend910B4", "Ascend310P3")])
+    return build_report([write_checkpoint(tmp_path, synthetic=False)], [], targets, config)
 
 
 def write_all(report, folder):
@@ -211,7 +223,7 @@ def test_markdown_and_json_agree_on_the_gates(which, request, tmp_path):
     r = request.getfixturevalue(which)
     _, md = write_all(r, tmp_path)
     saved = json.loads((tmp_path / "r.json").read_text())
-    expected = [(f"{t['backend']}/{t['device']}", g["a"], g["b"], g["threshold"], "PASS" if g["passed"] else "FAIL")
+    expected = [(t["name"], g["a"], g["b"], g["threshold"], "PASS" if g["passed"] else "FAIL")
                 for t in saved["targets"] for g in t["accuracy"]["gates"]]
     rows = _md_gate_table(md)
     got = [(row["target"], row["a"], row["b"], float(row["threshold"]), row["result"].strip("*")) for row in rows]
@@ -279,11 +291,11 @@ def test_plot_functions_cope_with_no_benchmarks(failing, tmp_path):
 def test_gates_of_one_and_nan_cosines_still_give_every_figure(tmp_path):
     """Gates of 1.0 put the gate line at 1 - cosine = 0 (not on a log axis); a NaN cosine is a broken
     output. Neither may cost the report: the figures are drawn, the gate fails, the page says FAIL."""
-    target = write_target(tmp_path / "cpu", "cpu", offline_cos=float("nan"))
+    (target,) = load_targets([write_target(tmp_path / "cpu", "cpu", offline_cos=float("nan"))])
     for g in target["accuracy"]["gates"]:
         g["threshold"], g["passed"] = 1.0, False
     target["accuracy"]["pairs"][3]["per_image"] = {"cat <b>": 1.0, "dog": 1.0}
-    r = build_report(write_checkpoint(tmp_path), [], [target], {**CONFIG, "gates": {"offline_vs_onnx_fp16": 1.0,
+    r = build_report([write_checkpoint(tmp_path)], [], [target], {**CONFIG, "gates": {"offline_vs_onnx_fp16": 1.0,
                                                                                     "vs_torch_fp32": 1.0}})
     page, md = write_all(r, tmp_path / "out")
     assert r["verdict"] == "FAIL" and '<div class="word">FAIL</div>' in page and "Verdict: FAIL" in md
@@ -302,7 +314,7 @@ def test_a_failing_plot_becomes_a_placeholder(failing, tmp_path, monkeypatch):
 
 
 def test_workflow_cost_per_rule_from_snakemake_benchmark_records(tmp_path):
-    from report import workflow_costs
+    from reporting.load import workflow_costs
 
     head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     files = {}
@@ -326,11 +338,11 @@ def test_a_matrix_report_has_one_row_per_arch_backend_device_and_batch_size(tmp_
                                                "bytes": 1, "checkpoint_sha256": "ab" * 32, "synthetic": True})
         infos.append(str(tmp_path / f"{arch}.json"))
         for backend, device in (("onnxruntime", "cpu"), ("ascend", "Ascend910B4")):
-            t = write_target(tmp_path / arch / device, device, 0.99999, batch_sizes=(1, 2), ascend=backend == "ascend")
-            targets.append({**t, "arch": arch})
+            targets.append(write_target(tmp_path / arch / device, device, 0.99999, batch_sizes=(1, 2),
+                                        ascend=backend == "ascend", arch=arch))
     config = {**CONFIG, "model_archs": ["ViT-B-16", "ViT-L-14"], "backends": ["onnxruntime", "ascend"],
               "batch_sizes": [1, 2]}
-    r = build_report(infos, [], targets, config)
+    r = build_report(infos, [], load_targets(targets), config)
     assert r["model"]["arch"] == "ViT-B-16" and [m["arch"] for m in r["models"]] == ["ViT-B-16", "ViT-L-14"]
     rows = {(t["arch"], t["backend"], t["device"], p["batch_size"]) for t in r["targets"] for p in t["performance"]}
     assert len(rows) == 2 * 2 * 2
@@ -342,3 +354,157 @@ def test_a_matrix_report_has_one_row_per_arch_backend_device_and_batch_size(tmp_
     assert all(f"Target {n}" in md for n in names) and all(html.escape(n) in page for n in names)
     args = config_args(config)
     assert "model_archs=[ViT-B-16, ViT-L-14]" in args and not any(a.startswith(("model_arch=", "backend=")) for a in args)
+
+
+# ---- the rule's entry, target coordinates, load, ceilings, accuracy versus speed, many images ----
+
+ZERO_SHOT = {"reference": "torch_fp32", "labels": ["猫", "火箭"], "images": ["cat <b>", "dog"],
+             "predictions": {"cat <b>": {"label": "猫", "prob": 0.9}, "dog": {"label": "火箭", "prob": 0.6}},
+             "stages": {"offline": {"top1_agreement": 1.0, "max_prob_change": 1e-3, "spearman_min": 1.0,
+                                    "image_to_text_recall1_agreement": 1.0, "text_to_image_recall1_agreement": 1.0,
+                                    "per_image": {}}},
+             "gates": [{"a": "offline", "b": "torch_fp32", "top1_agreement": 1.0, "max_prob_change": 1e-3,
+                        "threshold": 0.01, "passed": True}]}
+
+
+def rule_job(tmp_path, specs, config=CONFIG):
+    """What Snakemake hands the report rule's script: input, params, output, log."""
+    from types import SimpleNamespace
+
+    from reporting.plots import PLOTS
+    from reporting.tables import TABLES
+
+    out = tmp_path / "results"
+    outputs = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html",
+               **{n: out / "report" / f"{n}.png" for n in PLOTS},
+               **{f"{n}_csv": out / "report" / f"{n}.csv" for n in TABLES}}
+    return SimpleNamespace(
+        input=SimpleNamespace(checkpoint=[write_checkpoint(tmp_path)], onnx=[]),
+        params=SimpleNamespace(targets=specs, config=config, skipped={}, costs={}),
+        output=SimpleNamespace(**{k: str(v) for k, v in outputs.items()}), log=[], rule="report")
+
+
+def test_the_rule_writes_every_output_with_each_targets_coordinates(tmp_path):
+    import report
+
+    image = {**write_target(tmp_path / "cpu", "cpu", 0.99999), "zero_shot": str(tmp_path / "zero_shot.json")}
+    text = {**write_target(tmp_path / "text", "cpu", 0.99999, tower="text", stems=["猫", "火箭"]), "benchmarks": []}
+    write_json(tmp_path / "zero_shot.json", ZERO_SHOT)
+    job = rule_job(tmp_path, [image, text])
+    report.main(job)
+    for name, path in vars(job.output).items():
+        assert os.path.getsize(path) > 0, name
+    r = json.loads(open(job.output.json, encoding="utf-8").read())
+    img, txt = r["targets"]
+    assert {k: img[k] for k in ("arch", "tower", "backend", "device", "precision", "dir")} == {
+        "arch": "ViT-B-16", "tower": "image", "backend": "onnxruntime", "device": "cpu", "precision": "fp32",
+        "dir": str(tmp_path / "cpu")}
+    assert (txt["tower"], txt["dir"], txt["performance"], txt["name"]) == ("text", str(tmp_path / "text"), [],
+                                                                          "onnxruntime/cpu text")
+    # the image target keeps the text and zero_shot keys readers had before the tower was a coordinate
+    assert img["text"]["accuracy"] == txt["accuracy"] and img["text"]["similarity_record"] == text["similarity"]
+    assert img["zero_shot"]["record"] == str(tmp_path / "zero_shot.json")
+    # each gate counted once: 4 image, 4 text, 1 zero-shot
+    assert (r["verdict"], r["gates_passed"], r["gates_total"]) == ("PASS", 9, 9)
+    assert [b["tower"] for b in r["baseline"]["torch_fp32"]] == ["image"]
+    md = open(job.output.md, encoding="utf-8").read()
+    assert "| onnxruntime/cpu text | offline | onnx_fp16 |" in md and "## Target onnxruntime/cpu text" in md
+    assert "tower text" in md and f"`{tmp_path / 'text'}`" in md
+
+
+def test_a_benchmark_measured_under_load_is_marked_and_warned_at_the_top(tmp_path):
+    busy = {"others_cpu_cores": 0.8, "loadavg_before": [1.2, 1.0, 0.9], "loadavg_after": [1.5, 1.1, 0.9],
+            "under_load": True}
+    quiet = {**busy, "others_cpu_cores": 0.05, "under_load": False}
+    specs = [write_target(tmp_path / "fp32", "cpu", 0.99999, batch_sizes=(1, 2), precision="fp32", load=quiet),
+             write_target(tmp_path / "int8", "cpu", 0.99999, batch_sizes=(1, 2), precision="int8", load=busy)]
+    r = build_report([write_checkpoint(tmp_path)], [], load_targets(specs), CONFIG)
+    page, md = write_all(r, tmp_path / "out")
+    (warning,) = [w for w in r["warnings"] if "under load" in w]
+    assert "onnxruntime/cpu int8 batch 1" in warning and "0.80 CPU cores" in warning and "fp32" not in warning
+    head = md.split("## Verdicts")[0]
+    assert "WARNING: 2 benchmark(s) measured under load" in head
+    marked = [line for line in md.splitlines() if "measured under load" in line and line.startswith("| ")]
+    # the at-a-glance row and the offline and torch_fp32 rows of the int8 target, per batch size
+    assert len(marked) == 2 + 2 * 2 and all("int8" in line or line.startswith(("| offline", "| torch_fp32"))
+                                            for line in marked)
+    perf_fp32 = md.split("## Target onnxruntime/cpu fp32")[1].split("## Target")[0]
+    assert "under load" not in perf_fp32
+    top = _top(page)
+    assert top.index("measured under load") < top.index("<table")
+    assert page.count('<tr class="loaded">') == 2 * 2  # the performance table's rows of the int8 target
+    cards = re.findall(r'<div class="speed">(.*?)</div>', page)
+    assert ["measured under load" in card for card in cards] == [False, True]
+    with open(tmp_path / "out" / "report" / "performance.csv", newline="") as f:
+        assert {(row["target"], row["under_load"]) for row in csv.DictReader(f)} == {
+            ("onnxruntime/cpu fp32", "False"), ("onnxruntime/cpu int8", "True")}
+
+
+def test_records_without_load_show_nothing_special(failing):
+    assert "under load" not in render_markdown(failing) and "under load" not in render_html(failing)
+
+
+def test_the_matmul_ceilings_are_printed_beside_every_speedup(passing_real, ascend_two_chips, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("summary", Path(__file__).parents[2] / "bench" / "summary.py")
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    md = render_markdown(passing_real)
+    speedups = [line for line in md.splitlines() if re.search(r"\| \d+\.\d\d× \|", line)]
+    assert len(speedups) == 3  # at a glance, and the offline and torch_fp32 rows of the performance table
+    assert all("| torch 188 / ORT 168 |" in line for line in speedups)
+    card = re.search(r'<div class="speed">(.*?)</div>', render_html(passing_real)).group(1)
+    assert "→ 2.00× (matmul GFLOP/s torch 188 / ORT 168)" in card
+    table = summary.summary(passing_real).splitlines()
+    (row,) = [line for line in table if "| 2.00x |" in line]
+    assert "| 2.00x | 188 / 168 |" in row
+    # records without the ceilings (ais_bench jobs, older records) say so instead of leaving them out
+    ascend = [line for line in render_markdown(ascend_two_chips).splitlines() if "×" in line and "| ascend/" in line]
+    assert ascend and all("| n/a |" in line for line in ascend)
+
+
+def test_accuracy_versus_speed_has_one_point_per_benchmarked_target_and_the_gate(tmp_path, monkeypatch):
+    specs = [write_target(tmp_path / p, "cpu", 0.99999, batch_sizes=(1, 2), precision=p, fps=fps, torch_cos=cos)
+             for p, fps, cos in (("fp32", 4.0, 0.99999), ("int8", 11.0, 0.9995), ("fp16", 5.0, 0.999))]
+    specs.append({**write_target(tmp_path / "text", "cpu", 0.99999, tower="text"), "benchmarks": []})
+    r = build_report([write_checkpoint(tmp_path)], [], load_targets(specs), CONFIG)
+    points = {t["name"]: (p["batch_size"], p["throughput_fps"], y) for t, p, y, _ in plots.speed_points(r)}
+    assert set(points) == {"onnxruntime/cpu fp32", "onnxruntime/cpu int8", "onnxruntime/cpu fp16"}
+    assert points["onnxruntime/cpu int8"][:2] == (2, 22.0) and points["onnxruntime/cpu int8"][2] == pytest.approx(5e-4)
+    drawn = []
+    real = plots.plt.subplots
+    monkeypatch.setattr(plots.plt, "subplots", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    plots.accuracy_vs_speed(r, tmp_path / "avs.png")
+    ax = drawn[-1][1]
+    xy = sorted(tuple(o) for c in ax.collections for o in c.get_offsets() if len(c.get_offsets()) == 1)
+    expected = sorted((x, y) for _, x, y in points.values())
+    assert len(xy) == 3 and all(a == pytest.approx(b) for a, b in zip(xy, expected))
+    assert any(line.get_ydata()[0] == pytest.approx(1 - 0.99) for line in ax.lines), "the gate line"
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert {t.get_text().split("\n")[0] for t in ax.texts} >= set(points)
+    page, md = write_all(r, tmp_path / "out")
+    assert 'id="fig-accuracy_vs_speed"' in _top(page) and "](report/accuracy_vs_speed.png)" in md
+
+
+def test_views_stay_readable_at_a_thousand_images(tmp_path):
+    from PIL import Image
+
+    stems = [f"img{i:04d}" for i in range(1000)]
+    spec = write_target(tmp_path / "cpu", "cpu", 0.99999, stems=stems)
+    (t,) = load_targets([spec])
+    offline = next(p for p in t["accuracy"]["pairs"] if (p["a"], p["b"]) == ("offline", "torch_fp32"))
+    offline["per_image"].update({"img0777": 0.995, "img0123": 0.998})  # the two worst, in that order
+    r = build_report([write_checkpoint(tmp_path)], [], [t], CONFIG)
+    page, md = write_all(r, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "r.json").read_text())
+    assert all(len(p["per_image"]) == 1000 for p in saved["targets"][0]["accuracy"]["pairs"])
+    image_rows = [line for line in md.splitlines() if line.startswith("| img")]
+    assert len(image_rows) == WORST_N and image_rows[0].startswith("| img0777 |") and image_rows[1].startswith("| img0123")
+    assert f"The {WORST_N} worst of 1000 images" in md and "| offline vs torch_fp32 | 1000 | 0.99500000 |" in md
+    worst = re.search(r"<details><summary>(.*?)</summary>(.*?)</details>", page)
+    assert worst.group(1) == f"The {WORST_N} worst of 1000 images (cosine)" and worst.group(2).count("<td>img") == WORST_N
+    assert "img0500" not in page and "img0500" not in md
+    with Image.open(tmp_path / "out" / "report" / "per_image.png") as png:
+        assert png.height < 1200, "one row per target, not a row per image"

@@ -1,0 +1,29 @@
+"""The deployment report as a package: `load` builds report.json's data (model.py) from the report
+rule's records, rows.py holds the rows every view shares, render.py fills the Jinja2 templates
+(Markdown, self-contained HTML with report.css inlined), tables.py writes the CSV tables and
+plots.py the figures; `write_report` writes them all."""
+
+from pathlib import Path
+
+from common import log, write_json
+
+from .load import build_report, failed_gates, load, load_targets, target_entry
+from .render import render_html, render_markdown
+from .tables import write_tables
+
+__all__ = ["build_report", "failed_gates", "load", "load_targets", "render_html", "render_markdown",
+           "target_entry", "write_report", "write_tables"]
+
+
+def write_report(report: dict, out_json: str, out_md: str, out_html: str, plots: dict | None = None,
+                 tables: dict | None = None) -> None:
+    """report.json, the figures ({name: path}, see plots.PLOTS), the CSV tables ({name: path}, see
+    tables.TABLES), report.md and report.html."""
+    from . import plots as figures
+
+    write_json(out_json, report)
+    written = figures.write_plots(report, plots or {})
+    write_tables(report, tables or {})
+    Path(out_md).write_text(render_markdown(report, written, Path(out_md).parent), encoding="utf-8")
+    Path(out_html).write_text(render_html(report, written), encoding="utf-8")
+    log.info("report: %s and %s (verdict %s)", out_md, out_html, report["verdict"])

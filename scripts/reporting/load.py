@@ -1,0 +1,263 @@
+"""The one load step: report.json's data (model.Report) from the records the report rule's inputs
+and params name: checkpoint.json per architecture, the ONNX files, and per target its compile
+manifests, similarity, benchmark and zero-shot records. Gates and warnings are decided here, so
+every view shows the same verdict."""
+
+import csv
+import os
+import platform
+import shlex
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+
+from common import artifact, read_json
+
+from .model import Model, Performance, Report, Target
+from .reproduce import reproduce
+
+SYNTHETIC_WARNING = ("Weights are SYNTHETIC (seeded random): features and similarities check the deployment "
+                     "chain only; they carry no meaning about images.")
+ZERO_SHOT_SYNTHETIC = ("Zero-shot with SYNTHETIC weights: only the agreement of every stage with PyTorch fp32 "
+                       "is checked (same top-1 label, same ranking); the labels predicted mean nothing.")
+UNDER_LOAD = "measured under load"
+
+# what a benchmark record contributes to a performance row (the rest stays in the record)
+BENCHMARK_KEYS = ("batch_size", "loop", "warmup", "threads", "throughput_fps", "latency_ms", "model_gflops_per_image",
+                  "achieved_gflops", "ceiling_gflops", "fraction_of_ceiling", "speedup_vs_torch_fp32",
+                  "baseline_torch_fp32", "ceiling", "load", "measured_by", "method", "notes")
+TEXT_TWIN_KEYS = ("artifacts", "compiled", "accuracy", "similarity_record")
+COORDINATES = ("arch", "tower", "backend", "device", "precision")
+
+
+def _command(value) -> str | None:
+    """A recorded command line (argument list or string) as one shell line; None when absent."""
+    if not value:
+        return None
+    return shlex.join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def performance_entry(record_path: str) -> Performance:
+    r = read_json(record_path)
+    entry = {k: r[k] for k in BENCHMARK_KEYS if k in r}
+    entry["record"] = str(record_path)
+    command = _command(r.get("command") or (r.get("ais_bench") or {}).get("command"))
+    if command:
+        entry["command"] = command
+    return entry
+
+
+def target_entry(spec: dict) -> Target:
+    """One target from its spec: {"arch", "tower", "backend", "device", "precision", "dir", "manifests"
+    (one compile manifest per batch size), "similarity", "benchmarks" (per batch size, may be empty),
+    "zero_shot" (path or None)}."""
+    manifests = list(spec["manifests"])
+    compiled = [read_json(m) for m in manifests]
+    entry: Target = {k: spec[k] for k in COORDINATES}
+    entry.update({
+        "dir": str(spec["dir"]),
+        "artifacts": [a for c in compiled for a in c["artifacts"]],
+        "compile_options": compiled[0]["options"] if compiled else {},
+        # per batch size: where the compiled model came from and the tool command line, when recorded
+        "compiled": [{"batch_size": c.get("batch_size"), "source": c.get("source"), "model": c.get("model"),
+                      "manifest": str(m), "command": _command(c.get("command") or c.get("atc_command"))}
+                     for m, c in zip(manifests, compiled)],
+        "accuracy": read_json(spec["similarity"]),
+        "similarity_record": str(spec["similarity"]),
+        "performance": sorted((performance_entry(b) for b in spec.get("benchmarks") or []),
+                              key=lambda p: p["batch_size"]),
+    })
+    if spec.get("zero_shot"):
+        entry["zero_shot"] = {**read_json(spec["zero_shot"]), "record": str(spec["zero_shot"])}
+    return entry
+
+
+def name_targets(targets: list[Target]) -> None:
+    """Each target's `name`: backend/device, led by the arch when the report has several, followed by
+    the precision when a (arch, tower, backend, device) has several, and "text" for the text tower."""
+    several_archs = len({t["arch"] for t in targets}) > 1
+    per_point = Counter((t["arch"], t["tower"], t["backend"], t["device"]) for t in targets)
+    for t in targets:
+        parts = [t["arch"]] if several_archs else []
+        parts.append(f"{t['backend']}/{t['device']}")
+        if per_point[(t["arch"], t["tower"], t["backend"], t["device"])] > 1:
+            parts.append(t["precision"])
+        if t["tower"] == "text":
+            parts.append("text")
+        t["name"] = " ".join(parts)
+
+
+def load_targets(specs: list[dict]) -> list[Target]:
+    """Every target of the report rule's `params.targets` (a flat list, one spec per (arch, tower,
+    backend, device, precision); see target_entry), in that order. Each image target also carries its
+    text twin's figures under `text` (the layout readers of report.json had before the tower was a
+    coordinate). This is the one place that knows the shape of the params."""
+    targets = [target_entry(spec) for spec in specs]
+    twins = {tuple(t[k] for k in COORDINATES if k != "tower"): t for t in targets if t["tower"] == "text"}
+    for t in targets:
+        twin = twins.get(tuple(t[k] for k in COORDINATES if k != "tower"))
+        if t["tower"] == "image" and twin:
+            t["text"] = {k: twin[k] for k in TEXT_TWIN_KEYS}
+    name_targets(targets)
+    return targets
+
+
+def target_gates(t: Target) -> list[dict]:
+    """Every gate of one target: its own cosine gates (with its tower) and, for an image target with
+    a text twin, the zero-shot gates (kind "zero_shot"). The `text` copy is its twin's, not counted."""
+    gates = [{**g, "tower": t.get("tower", "image")} for g in t["accuracy"]["gates"]]
+    if t.get("zero_shot"):
+        gates += [{**g, "kind": "zero_shot"} for g in t["zero_shot"]["gates"]]
+    return gates
+
+
+def failed_gates(report: Report) -> list[str]:
+    """One line per missed gate of every target (what fails the run after the report is written)."""
+    out = []
+    for t in report["targets"]:
+        name = t.get("name") or f"{t['backend']}/{t['device']}"
+        for g in target_gates(t):
+            if g["passed"]:
+                continue
+            if g.get("kind") == "zero_shot":
+                out.append(f"{name}: zero-shot {g['a']} vs {g['b']}: top-1 agreement {g['top1_agreement']:.0%} "
+                           f"(needs 100%), largest probability change {g['max_prob_change']:.3g} "
+                           f"(bound {g['threshold']})")
+            else:
+                out.append(f"{name}: {g['tower']} tower {g['a']} vs {g['b']} below {g['threshold']}")
+    return out
+
+
+def under_load(p: Performance) -> bool:
+    return bool((p.get("load") or {}).get("under_load"))
+
+
+def load_warning(targets: list[Target]) -> str | None:
+    loaded = [(t, p) for t in targets for p in t["performance"] if under_load(p)]
+    if not loaded:
+        return None
+    which = "; ".join(f"{t['name']} batch {p['batch_size']} (other processes used "
+                      f"{p['load'].get('others_cpu_cores', float('nan')):.2f} CPU cores)" for t, p in loaded)
+    return (f"{len(loaded)} benchmark(s) {UNDER_LOAD}: {which}. Their throughput, latency and speed-ups are "
+            "lower than on a quiet machine; rerun the benchmark jobs when the machine is idle.")
+
+
+def skipped_warning(skipped: dict) -> str:
+    return (f"{len(skipped)} input file(s) skipped (skip_bad_images: true), not in any figure here: "
+            + "; ".join(f"{path}: {why}" for path, why in sorted(skipped.items())))
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(backend_names: list[str], ais_bench_python: str = "python3") -> dict:
+    """Versions of the packages and of each backend's tools (ais_bench probed in the Python that runs it)."""
+    import backends
+    from paths import physical_cores
+
+    versions = {}
+    for package in ("torch", "torchvision", "onnx", "onnxruntime", "cn-clip", "snakemake", "numpy", "pillow",
+                    "matplotlib", "jinja2"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    tools = {}
+    for name in backend_names:
+        module = backends.get(name)
+        tools.update(module.versions(ais_bench_python) if name == "ascend" else module.versions())
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
+            "physical_cores": physical_cores(), "logical_cores": os.cpu_count(),
+            "versions": versions, "backend_tools": tools}
+
+
+def workflow_costs(costs: dict[str, list[str]]) -> dict:
+    """Per rule, from Snakemake's `benchmark:` records ({rule: [tsv files]}): jobs, summed and longest
+    wall time, and the largest peak RSS of any of its jobs (the figure `resources: mem_mb` must cover)."""
+    rows = []
+    for rule, files in costs.items():
+        seconds, rss = [], []
+        for f in files:
+            with open(f, newline="") as handle:
+                records = list(csv.DictReader(handle, delimiter="\t"))
+            if not records:
+                continue
+            last = records[-1]
+            seconds.append(float(last["s"]))
+            try:
+                rss.append(float(last["max_rss"]))
+            except (KeyError, ValueError):
+                pass  # "NA" when the job was too short to be sampled
+        if seconds:
+            rows.append({"rule": rule, "jobs": len(seconds), "wall_s": sum(seconds), "longest_s": max(seconds),
+                         "peak_rss_mb": max(rss) if rss else None})
+    return {"rules": rows, "wall_s": sum(r["wall_s"] for r in rows),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in rows if r["peak_rss_mb"] is not None), default=None),
+            "measured_by": "Snakemake's benchmark: directive (psutil), last run of each job"}
+
+
+def model_entry(checkpoint_info: str) -> Model:
+    ckpt = read_json(checkpoint_info)
+    return {"arch": ckpt["arch"], "checkpoint": ckpt["checkpoint"], "checkpoint_path": ckpt["path"],
+            "checkpoint_sha256": ckpt["checkpoint_sha256"], "checkpoint_bytes": ckpt["bytes"],
+            "synthetic": ckpt["synthetic"]}
+
+
+def baseline(targets: list[Target]) -> list[dict]:
+    """The PyTorch fp32 baseline measured in each benchmark job, with the target and tower it ran beside."""
+    out = []
+    for t in targets:
+        for p in t["performance"]:
+            b = p.get("baseline_torch_fp32")
+            if b:
+                out.append({"batch_size": b["batch_size"], "loop": b.get("loop"), "threads": b.get("threads"),
+                            "throughput_fps": b["throughput_fps"], "latency_ms": b["latency_ms"],
+                            "tower": t["tower"], "measured_with": t["name"]})
+    return out
+
+
+def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: list[Target], config: dict,
+                 skipped: dict | None = None, costs: dict | None = None) -> Report:
+    """`checkpoint_info`: one checkpoint.json per architecture (`model` is the first, `models` all);
+    `targets`: load_targets' entries; `skipped`: {path: why} of the input files left out by
+    skip_bad_images; `costs`: {rule: [benchmark tsv files]} (workflow_costs)."""
+    models = [model_entry(f) for f in checkpoint_info]
+    skipped = dict(skipped or {})
+    gates = [g for t in targets for g in target_gates(t)]
+    synthetic = any(m["synthetic"] for m in models)
+    warnings = ([SYNTHETIC_WARNING] if synthetic else []) \
+        + ([ZERO_SHOT_SYNTHETIC] if synthetic and any(t.get("zero_shot") for t in targets) else []) \
+        + ([skipped_warning(skipped)] if skipped else []) \
+        + ([load_warning(targets)] if load_warning(targets) else [])
+    report: Report = {
+        "verdict": "PASS" if all(g["passed"] for g in gates) else "FAIL",
+        "gates_passed": sum(bool(g["passed"]) for g in gates),
+        "gates_total": len(gates),
+        "model": models[0],
+        "models": models,
+        "warnings": warnings,
+        "inputs": {"skipped": [{"path": path, "reason": why} for path, why in sorted(skipped.items())]},
+        "onnx": [artifact(f) for f in onnx_files],
+        "targets": targets,
+        "baseline": {"torch_fp32": baseline(targets)},
+        "config": config,
+        "workflow": workflow_costs(costs or {}),
+        "environment": environment(sorted({t["backend"] for t in targets}), config.get("ais_bench_python", "python3")),
+    }
+    report["reproduce"] = reproduce(report)
+    return report
+
+
+def load(inputs, params) -> Report:
+    """The report from the report rule's inputs (checkpoint, onnx) and params (targets, config,
+    skipped, costs): any objects with those attributes (Snakemake's, or a SimpleNamespace)."""
+    return build_report(list(inputs.checkpoint), list(inputs.onnx), load_targets(list(params.targets)),
+                        dict(params.config), dict(params.skipped),
+                        {rule: list(files) for rule, files in dict(params.costs).items()})

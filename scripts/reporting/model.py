@@ -1,0 +1,139 @@
+"""The data model of results/report.json: one TypedDict per object, the keys every reader may rely
+on (readers: the renderers here, bench/summary.py, the tests, users' scripts). `total=False` marks
+keys a record may lack (an older record, a backend that does not measure it)."""
+
+from typing import Literal, TypedDict
+
+Tower = Literal["image", "text"]
+
+
+class Artifact(TypedDict, total=False):
+    path: str
+    bytes: int
+    sha256: str
+    batch_size: int
+
+
+class Pair(TypedDict, total=False):
+    a: str  # torch_fp32, onnx_fp32, onnx_fp16 or offline
+    b: str
+    cosine_min: float
+    cosine_mean: float
+    max_abs_err: float
+    rel_err_max: float
+    per_image: dict[str, float]  # {stem (label for the text tower): cosine}
+
+
+class Gate(TypedDict, total=False):
+    a: str
+    b: str
+    threshold: float
+    passed: bool
+    cosine_min: float
+    worst_image: str
+
+
+class Accuracy(TypedDict):
+    pairs: list[Pair]
+    gates: list[Gate]
+
+
+class Latency(TypedDict, total=False):
+    mean: float
+    p50: float
+    p90: float | None  # ais_bench gives none
+    p99: float
+    min: float
+    max: float
+
+
+class Ceiling(TypedDict, total=False):
+    """The host's 4096^3 fp32 matmul rate in GFLOP/s, measured in the benchmark job."""
+    matmul_n: int
+    threads: int
+    torch_gflops: float
+    onnxruntime_gflops: float
+    ceiling_gflops: float
+
+
+class Load(TypedDict, total=False):
+    """What other processes did to the machine during the timed runs."""
+    others_cpu_cores: float
+    loadavg_before: list[float]
+    loadavg_after: list[float]
+    under_load: bool
+
+
+class Performance(TypedDict, total=False):
+    batch_size: int
+    loop: int
+    warmup: int
+    threads: int | None
+    throughput_fps: float
+    latency_ms: Latency
+    model_gflops_per_image: float
+    achieved_gflops: float
+    ceiling_gflops: float
+    fraction_of_ceiling: float
+    speedup_vs_torch_fp32: float
+    baseline_torch_fp32: dict
+    ceiling: Ceiling
+    load: Load
+    measured_by: str
+    method: str
+    notes: list[str]
+    record: str  # the benchmark record it was read from
+    command: str  # the tool command line, when recorded
+
+
+class Compiled(TypedDict):
+    batch_size: int | None
+    source: str | None
+    model: str | None
+    manifest: str
+    command: str | None
+
+
+class Target(TypedDict, total=False):
+    """One point of the matrix: (arch, tower, backend, device, precision), every batch size."""
+    name: str
+    arch: str
+    tower: Tower
+    backend: str
+    device: str
+    precision: str
+    dir: str  # the target's folder relative to the repository root (holding dst/)
+    artifacts: list[Artifact]
+    compile_options: dict
+    compiled: list[Compiled]
+    accuracy: Accuracy
+    similarity_record: str
+    performance: list[Performance]
+    zero_shot: dict  # image targets whose text twin is deployed: zero_shot.json plus "record"
+    text: dict  # image targets: their text twin's artifacts, compiled, accuracy and similarity_record
+
+
+class Model(TypedDict, total=False):
+    arch: str
+    checkpoint: str
+    checkpoint_path: str
+    checkpoint_sha256: str
+    checkpoint_bytes: int
+    synthetic: bool
+
+
+class Report(TypedDict, total=False):
+    verdict: Literal["PASS", "FAIL"]
+    gates_passed: int
+    gates_total: int
+    model: Model  # the first architecture's
+    models: list[Model]
+    warnings: list[str]
+    inputs: dict  # {"skipped": [{"path", "reason"}]}
+    onnx: list[Artifact]
+    targets: list[Target]
+    baseline: dict  # {"torch_fp32": [{"batch_size", "throughput_fps", "latency_ms", ...}]}
+    config: dict
+    workflow: dict  # rule costs, see load.workflow_costs
+    environment: dict  # python, platform, cpu, cores, versions, backend_tools
+    reproduce: dict  # {"report": command, "steps": [...]}

@@ -1,0 +1,453 @@
+"""The rows every view shares (Markdown, HTML, CSV, bench/summary.py's reader): facts picked from
+report.json and formatted once, so the views cannot disagree. A table is {"head", "rows", "numeric"
+(column indexes aligned right), "row_class"}; a cell is a string or a Cell with a style the
+renderer maps to its own markup."""
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .load import UNDER_LOAD, target_gates, under_load
+from .model import Performance, Report, Target
+from .reproduce import yaml_flow
+
+CHAIN = ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")
+STAGE_DESCRIPTION = {"torch_fp32": "cn_clip PyTorch model, fp32 (ground truth)",
+                     "onnx_fp32": "fp32 ONNX on ONNX Runtime",
+                     "onnx_fp16": "fp16 ONNX on ONNX Runtime (the seed's online reference)",
+                     "offline": "the compiled model on the target"}
+WORST_N = 10  # images listed by name per target; the others are summed up as a distribution
+QUANTILES = (("worst", 0.0), ("1%", 0.01), ("5%", 0.05), ("median", 0.5), ("best", 1.0))
+ZERO_SHOT_HEAD = ["target", "stage vs torch_fp32", "top-1 agreement", "largest prob change", "bound",
+                  "Spearman min", "image→text R@1 agreement", "text→image R@1 agreement", "result"]
+COST_NOTE = ("Each job's wall time and peak resident memory as Snakemake's benchmark: directive recorded them "
+             "(benchmarks/); one job at a time with -c1, so the run's peak is the largest job's.")
+FIGURES = {  # name: (title, caption), in the order the report shows them
+    "accuracy_chain": ("Precision chain", "1 − cosine against the PyTorch fp32 model at each stage, log scale: each "
+                       "stage's added drift is the step from the point before. Bold: worst image; band: 90% of "
+                       "the images; red band: below the gate (FAIL)."),
+    "throughput": ("Throughput", "Images per second per batch size, the offline model beside the PyTorch fp32 "
+                   "model measured in the same job; the speed-up is written over the offline bar, the host's "
+                   "matmul ceilings under the chart."),
+    "accuracy_vs_speed": ("Accuracy versus speed", "One point per target: throughput at its best batch size "
+                          "(log) against its worst image's 1 − cosine vs PyTorch fp32; red line: the gate."),
+    "per_image": ("Accuracy per image", "Per target: the distribution of 1 − cosine over every image for each pair "
+                  f"of stages, and the {WORST_N} worst images by name; red lines: the gates."),
+    "latency": ("Latency", "Milliseconds per batch: mean (hatched), p50, p90, p99."),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    style: str = ""  # pass, fail (a verdict), bold, mono, hash, note
+
+
+def table(head: list[str], rows: list[list], numeric=(), row_class: list[str] | None = None) -> dict:
+    return {"head": head, "rows": rows, "numeric": set(numeric), "row_class": row_class or [""] * len(rows)}
+
+
+def num(value, fmt: str, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def drift(cosine: float | None) -> str:
+    """1 - cosine, the distance from a perfect match, readable where 0.99999999 is not."""
+    if cosine is None:
+        return "n/a"
+    d = 1.0 - cosine
+    return "0" if d <= 0 else f"{d:.1e}"
+
+
+def verdict(passed: bool) -> Cell:
+    return Cell("PASS", "pass") if passed else Cell("FAIL", "fail")
+
+
+def models(r: Report) -> list[dict]:
+    return r.get("models") or [r["model"]]
+
+
+def archs(r: Report) -> str:
+    return ", ".join(m["arch"] for m in models(r))
+
+
+def title(r: Report) -> str:
+    return f"Chinese-CLIP deployment report: {archs(r)}"
+
+
+def target_passed(t: Target) -> bool:
+    return all(g["passed"] for g in target_gates(t))
+
+
+def verdict_line(r: Report) -> str:
+    n = len(r["targets"])
+    names = ", ".join(t["name"] for t in r["targets"])
+    return (f"{r['gates_passed']} of {r['gates_total']} accuracy gates met on {n} target{'s' * (n != 1)} "
+            f"({names})")
+
+
+# ---- accuracy -------------------------------------------------------------------------------
+
+def gate_rows(r: Report) -> list[dict]:
+    """Every cosine gate of every target, flattened."""
+    return [{"target": t["name"], **g} for t in r["targets"] for g in target_gates(t) if g.get("kind") != "zero_shot"]
+
+
+def gates_table(r: Report) -> dict:
+    gates = gate_rows(r)
+    return table(["target", "a", "b", "threshold", "cosine min", "1 − cosine", "worst image", "result"],
+                 [[g["target"], g["a"], g["b"], f"{g['threshold']}", num(g.get("cosine_min"), ".8f"),
+                   drift(g.get("cosine_min")), g.get("worst_image", "n/a"), verdict(g["passed"])] for g in gates],
+                 numeric={3, 4, 5}, row_class=["" if g["passed"] else "fail" for g in gates])
+
+
+def target_gates_table(t: Target) -> dict:
+    """The summary card's gates of one target."""
+    gates = t["accuracy"]["gates"]
+    return table(["gate (cosine)", "needs", "worst cosine", "1 − cos", "worst image", "result"],
+                 [[f"{g['a']} vs {g['b']}", f"≥ {g['threshold']}", Cell(num(g.get("cosine_min"), ".8f"), "mono"),
+                   drift(g.get("cosine_min")), g.get("worst_image", "n/a"), verdict(g["passed"])] for g in gates],
+                 numeric={2, 3}, row_class=["" if g["passed"] else "fail" for g in gates])
+
+
+def failed_banners(r: Report) -> list[str]:
+    """One line per missed gate (cosine and zero-shot), for the banner at the top."""
+    lines = [f"{g['target']}: {g['a']} vs {g['b']} cosine {num(g.get('cosine_min'), '.6f')} below {g['threshold']} "
+             f"(worst image {g.get('worst_image', 'n/a')})" for g in gate_rows(r) if not g["passed"]]
+    lines += [f"zero-shot {z['target']}: {z['stage']} top-1 agreement {z['top1_agreement']:.0%}, largest "
+              f"probability change {z['max_prob_change']:.3g} (bound {z['threshold']})"
+              for z in zero_shot_rows(r) if not z["passed"]]
+    return lines
+
+
+def zero_shot_rows(r: Report) -> list[dict]:
+    """Per target and stage: the zero-shot and retrieval agreement with torch_fp32 and its gate."""
+    rows = []
+    for t in r["targets"]:
+        z = t.get("zero_shot")
+        if not z:
+            continue
+        gates = {g["a"]: g for g in z["gates"]}
+        for stage, m in z["stages"].items():
+            g = gates.get(stage, {})
+            rows.append({"target": t["name"], "stage": stage, "top1_agreement": m["top1_agreement"],
+                         "max_prob_change": m["max_prob_change"], "spearman_min": m["spearman_min"],
+                         "i2t": m["image_to_text_recall1_agreement"], "t2i": m["text_to_image_recall1_agreement"],
+                         "threshold": g.get("threshold"), "passed": g.get("passed")})
+    return rows
+
+
+def zero_shot_labels(r: Report) -> list[str]:
+    return next((t["zero_shot"]["labels"] for t in r["targets"] if t.get("zero_shot")), [])
+
+
+def zero_shot_table(r: Report) -> dict:
+    zs = zero_shot_rows(r)
+    return table(ZERO_SHOT_HEAD, [[z["target"], z["stage"], f"{z['top1_agreement']:.0%}",
+                                   f"{z['max_prob_change']:.2e}", num(z["threshold"], "g"),
+                                   f"{z['spearman_min']:.4f}", f"{z['i2t']:.0%}", f"{z['t2i']:.0%}",
+                                   verdict(z["passed"])] for z in zs],
+                 numeric={2, 3, 4, 5, 6, 7}, row_class=["" if z["passed"] else "fail" for z in zs])
+
+
+def predictions_table(r: Report) -> dict | None:
+    """With real weights: the label torch_fp32 predicts for each image, and the deployed (offline) one."""
+    if any(m["synthetic"] for m in models(r)):
+        return None
+    rows = []
+    for t in r["targets"]:
+        z = t.get("zero_shot")
+        if not z:
+            continue
+        offline = (z["stages"].get("offline") or {}).get("per_image", {})
+        rows += [[t["name"], stem, Cell(p["label"], "bold"), f"{p['prob']:.3f}", str((offline.get(stem) or {}).get("top1"))]
+                 for stem, p in z["predictions"].items()]
+    return table(["target", "image", "predicted label (torch_fp32)", "probability", "offline"], rows, numeric={3}) \
+        if rows else None
+
+
+def chain_table(t: Target) -> dict:
+    """The precision chain torch_fp32 -> onnx_fp32 -> onnx_fp16 -> offline: per stage the worst cosine
+    against torch_fp32 and against the stage before it (where that pair was measured)."""
+    pairs = {(p["a"], p["b"]): p for p in t["accuracy"]["pairs"]}
+    rows = [[Cell("torch_fp32", "bold"), STAGE_DESCRIPTION["torch_fp32"], num(1.0, ".8f"), drift(1.0), "reference",
+             num(0.0, ".3g")]]
+    for prev, stage in zip(CHAIN, CHAIN[1:]):
+        to_torch = pairs.get((stage, "torch_fp32"))
+        step = to_torch if stage == "onnx_fp32" else pairs.get((stage, prev)) or pairs.get((prev, stage))
+        vs_torch = to_torch["cosine_min"] if to_torch else None
+        previous = (f"{step['cosine_min']:.8f} (1 − cos {drift(step['cosine_min'])}) vs {prev}" if step
+                    else Cell("not measured", "note"))
+        rows.append([Cell(stage, "bold"), STAGE_DESCRIPTION[stage], num(vs_torch, ".8f"), drift(vs_torch), previous,
+                     num(to_torch["max_abs_err"] if to_torch else None, ".3g")])
+    return table(["stage", "what", "cosine min vs torch_fp32", "1 − cos", "vs previous stage",
+                  "max abs err vs torch_fp32"], rows, numeric={2, 3, 5})
+
+
+def pairs_table(t: Target) -> dict:
+    return table(["a", "b", "cosine min", "cosine mean", "1 − cos min", "max abs err", "max rel err"],
+                 [[p["a"], p["b"], f"{p['cosine_min']:.8f}", f"{p['cosine_mean']:.8f}", drift(p["cosine_min"]),
+                   f"{p['max_abs_err']:.3g}", num(p.get("rel_err_max"), ".3g")] for p in t["accuracy"]["pairs"]],
+                 numeric={2, 3, 4, 5, 6})
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by linear interpolation between the sorted values."""
+    s = sorted(values)
+    k = q * (len(s) - 1)
+    lo = math.floor(k)
+    return s[lo] if lo + 1 >= len(s) else s[lo] + (s[lo + 1] - s[lo]) * (k - lo)
+
+
+def image_count(t: Target) -> int:
+    return max((len(p["per_image"]) for p in t["accuracy"]["pairs"]), default=0)
+
+
+def distribution_table(t: Target) -> dict:
+    """Per pair, the cosine over every image: worst, 1st and 5th percentile, median, best."""
+    rows = []
+    for p in t["accuracy"]["pairs"]:
+        values = [v for v in p["per_image"].values() if v is not None and math.isfinite(v)]
+        rows.append([f"{p['a']} vs {p['b']}", str(len(p["per_image"]))]
+                    + [f"{quantile(values, q):.8f}" if values else "n/a" for _, q in QUANTILES])
+    return table(["pair", "images", *(f"cosine {name}" for name, _ in QUANTILES)], rows,
+                 numeric=set(range(1, 2 + len(QUANTILES))))
+
+
+def worst_images(t: Target, n: int = WORST_N) -> list[str]:
+    """The n images (labels for the text tower) furthest from torch_fp32: ordered by the offline model
+    vs torch_fp32 where measured, else by the first pair."""
+    pairs = {(p["a"], p["b"]): p for p in t["accuracy"]["pairs"]}
+    order = pairs.get(("offline", "torch_fp32")) or (t["accuracy"]["pairs"] or [None])[0]
+    if not order:
+        return []
+    cosine = order["per_image"]
+    return sorted(cosine, key=lambda s: (cosine[s] if cosine[s] is not None and math.isfinite(cosine[s])
+                                         else -math.inf, s))[:n]
+
+
+def worst_table(t: Target, n: int = WORST_N) -> dict:
+    pairs = t["accuracy"]["pairs"]
+    return table(["image", *(f"{p['a']} vs {p['b']}" for p in pairs)],
+                 [[s, *(num(p["per_image"].get(s), ".8f") for p in pairs)] for s in worst_images(t, n)],
+                 numeric=set(range(1, len(pairs) + 1)))
+
+
+def worst_heading(t: Target, n: int = WORST_N) -> str:
+    total = image_count(t)
+    what = "labels" if t.get("tower") == "text" else "images"
+    return f"The {min(n, total)} worst of {total} {what} (cosine)" if total > n else f"Every {what[:-1]} (cosine)"
+
+
+def source_note(t: Target) -> str:
+    sources = sorted({Path(c["source"]).name for c in t.get("compiled", []) if c.get("source")})
+    note = f"compiled from {', '.join(sources)}" if sources else ""
+    if t.get("precision"):
+        note += f" (precision {t['precision']})"
+    return note.strip()
+
+
+def coordinates(t: Target) -> str:
+    return " · ".join(f"{k} {t[k]}" for k in ("arch", "tower", "backend", "device", "precision") if t.get(k))
+
+
+# ---- performance ----------------------------------------------------------------------------
+
+def speedup_vs_torch(p: Performance) -> float | None:
+    """Offline throughput over the PyTorch fp32 baseline's (recorded, or computed from the two figures)."""
+    if p.get("speedup_vs_torch_fp32") is not None:
+        return p["speedup_vs_torch_fp32"]
+    base = (p.get("baseline_torch_fp32") or {}).get("throughput_fps")
+    if base and p.get("throughput_fps") is not None:
+        return p["throughput_fps"] / base
+    return None
+
+
+def ceilings(p: Performance) -> str:
+    """The host's two fp32 matmul rates beside which a speed-up vs PyTorch means something; n/a for
+    records that do not carry them."""
+    c = p.get("ceiling") or {}
+    if c.get("torch_gflops") is None and c.get("onnxruntime_gflops") is None:
+        return "n/a"
+    return f"torch {num(c.get('torch_gflops'), '.0f')} / ORT {num(c.get('onnxruntime_gflops'), '.0f')}"
+
+
+CEILINGS_HEAD = "matmul GFLOP/s (torch / ORT)"
+
+
+def load_note(p: Performance) -> str:
+    if not under_load(p):
+        return ""
+    cores = p["load"].get("others_cpu_cores")
+    return f"⚠ {UNDER_LOAD}" + (f" (others {cores:.2f} cores)" if cores is not None else "")
+
+
+def speed_rows(t: Target) -> list[dict]:
+    rows = []
+    for p in t["performance"]:
+        b = p.get("baseline_torch_fp32") or {}
+        rows.append({"batch_size": p["batch_size"], "offline_fps": p.get("throughput_fps"),
+                     "torch_fps": b.get("throughput_fps"), "speedup": speedup_vs_torch(p), "ceilings": ceilings(p),
+                     "offline_p50": (p.get("latency_ms") or {}).get("p50"),
+                     "torch_p50": (b.get("latency_ms") or {}).get("p50"), "load": load_note(p)})
+    return rows
+
+
+def speed_lines(t: Target) -> list[str]:
+    """The summary card's one line per batch size."""
+    return [f"batch {s['batch_size']}: {num(s['offline_fps'], '.3g')} images/s vs PyTorch fp32 "
+            f"{num(s['torch_fps'], '.3g')} images/s → {num(s['speedup'], '.2f', '×')} (matmul GFLOP/s "
+            f"{s['ceilings']}); p50 {num(s['offline_p50'], '.1f')} ms (PyTorch {num(s['torch_p50'], '.1f')} ms)"
+            + (f"; {s['load']}" if s["load"] else "") for s in speed_rows(t)]
+
+
+def glance_table(r: Report) -> dict:
+    rows = [[t["name"], str(s["batch_size"]), num(s["offline_fps"], ".2f"), num(s["torch_fps"], ".2f"),
+             num(s["speedup"], ".2f", "×"), s["ceilings"], num(s["offline_p50"], ".1f"), num(s["torch_p50"], ".1f"),
+             s["load"]] for t in r["targets"] for s in speed_rows(t)]
+    return table(["target", "batch", "offline images/s", "torch_fp32 images/s", "speed-up", CEILINGS_HEAD,
+                  "offline p50 ms", "torch_fp32 p50 ms", "load"], rows, numeric={1, 2, 3, 4, 6, 7},
+                 row_class=["loaded" if row[-1] else "" for row in rows])
+
+
+def measured(t: Target):
+    """(model label, record, ratio to torch, the offline record) for every benchmark of a target: the
+    offline model, then the PyTorch fp32 baseline measured in the same job."""
+    for p in t["performance"]:
+        yield "offline", p, speedup_vs_torch(p), p
+        if p.get("baseline_torch_fp32"):
+            yield "torch_fp32", p["baseline_torch_fp32"], 1.0, p
+
+
+LATENCIES = ("mean", "p50", "p90", "p99", "min", "max")
+
+
+def performance_table(t: Target) -> dict:
+    rows, classes = [], []
+    for label, row, ratio, p in measured(t):
+        lat = row.get("latency_ms") or {}
+        rows.append([Cell(label, "bold"), str(row.get("batch_size")), num(row.get("loop"), ""),
+                     num(row.get("warmup"), ""), num(row.get("threads"), ""), num(row.get("throughput_fps"), ".3f"),
+                     num(ratio, ".2f", "×"), ceilings(p), *(num(lat.get(k), ".1f") for k in LATENCIES),
+                     num(row.get("achieved_gflops"), ".0f"), num(row.get("fraction_of_ceiling"), ".0%"), load_note(p)])
+        classes.append("loaded" if load_note(p) else "")
+    return table(["model", "batch", "loop", "warmup", "threads", "images/s", "vs torch", CEILINGS_HEAD,
+                  *(f"{k} ms" for k in LATENCIES), "GFLOP/s", "of ceiling", "load"], rows,
+                 numeric={1, 2, 3, 4, 5, 6, *range(8, 16)}, row_class=classes)
+
+
+def performance_notes(t: Target) -> list[str]:
+    p0 = t["performance"][0] if t["performance"] else {}
+    notes = []
+    if p0.get("ceiling_gflops") is not None and p0.get("model_gflops_per_image") is not None:
+        notes.append(f"Model: {p0['model_gflops_per_image']:.1f} GFLOPs per image (torch FlopCounterMode); ceiling "
+                     f"{p0['ceiling_gflops']:.0f} GFLOP/s: the faster of torch and ONNX Runtime on a 4096×4096 fp32 "
+                     "matmul, measured in the same job.")
+    for p in t["performance"]:
+        notes += [f"batch {p['batch_size']}: {note}" for note in ([p["method"]] if p.get("method") else [])
+                  + list(p.get("notes") or [])]
+    return notes
+
+
+def best(t: Target) -> Performance | None:
+    """The benchmark of a target's best batch size (highest throughput)."""
+    measured_ = [p for p in t["performance"] if p.get("throughput_fps") is not None]
+    return max(measured_, key=lambda p: p["throughput_fps"]) if measured_ else None
+
+
+# ---- artifacts, cost, reproduce, environment ------------------------------------------------
+
+def artifacts_table(r: Report) -> dict:
+    rows = [["checkpoint", Cell(str(m.get("checkpoint_path")), "mono"), "", size(m.get("checkpoint_bytes")),
+             Cell(m["checkpoint_sha256"], "hash")] for m in models(r)]
+    rows += [["ONNX", Cell(a["path"], "mono"), "", size(a["bytes"]), Cell(a["sha256"], "hash")] for a in r["onnx"]]
+    rows += [[f"offline {t['name']}", Cell(a["path"], "mono"), num(a.get("batch_size"), ""), size(a["bytes"]),
+              Cell(a["sha256"], "hash")] for t in r["targets"] for a in t["artifacts"]]
+    return table(["kind", "path", "batch", "size", "sha256"], rows, numeric={2, 3})
+
+
+def model_table(r: Report) -> dict:
+    return table(["arch", "checkpoint", "sha256", "synthetic"],
+                 [[m["arch"], f"{m['checkpoint']} ({m.get('checkpoint_path')})", Cell(m["checkpoint_sha256"], "hash"),
+                   "yes" if m["synthetic"] else "no"] for m in models(r)])
+
+
+def cost_table(r: Report) -> dict | None:
+    rows = [[row["rule"], str(row["jobs"]), num(row["wall_s"], ".1f"), num(row["longest_s"], ".1f"),
+             num(row["peak_rss_mb"], ",.0f")] for row in (r.get("workflow") or {}).get("rules", [])]
+    return table(["rule", "jobs", "wall s (all jobs)", "longest job s", "peak RSS MB"], rows,
+                 numeric={1, 2, 3, 4}) if rows else None
+
+
+def environment_table(r: Report) -> dict:
+    """What ran the report: host, Python, package versions, and every backend tool record as key/value
+    rows, whatever keys a backend reports."""
+    env = r["environment"]
+    rows = [["CPU", f"{env.get('cpu')} ({env.get('physical_cores')} physical, {env.get('logical_cores')} logical "
+                    "cores)"], ["Python", str(env.get("python"))], ["platform", str(env.get("platform"))]]
+    rows += [[k, Cell(str(v), "mono")] for k, v in (env.get("versions") or {}).items()]
+    rows += [[f"{k} (backend tool)", Cell(v if isinstance(v, str) else yaml_flow(v), "mono")]
+             for k, v in (env.get("backend_tools") or {}).items()]
+    return table(["what", "version"], rows)
+
+
+def config_table(r: Report) -> dict | None:
+    config = r.get("config") or {}
+    return table(["key", "value"], [[k, Cell(yaml_flow(v), "mono")] for k, v in config.items()]) if config else None
+
+
+def run_summary(r: Report) -> str:
+    c = r.get("config") or {}
+    backends = c.get("backends") or ([c["backend"]] if c.get("backend") else [])
+    precisions = sorted({t["precision"] for t in r["targets"] if t.get("precision")})
+    parts = [("backend " if len(backends) == 1 else "backends ") + ", ".join(backends) if backends else None,
+             ("precision " if len(precisions) == 1 else "precisions ") + ", ".join(precisions) if precisions else None,
+             "batch sizes " + ", ".join(str(b) for b in c["batch_sizes"]) if c.get("batch_sizes") else None,
+             f"loop {c['loop']}" + (f" (+{c['warmup']} warm-up)" if c.get("warmup") is not None else "")
+             if c.get("loop") is not None else None,
+             f"threads {c['threads'] or 'all physical cores'}" if "threads" in c else None]
+    return " · ".join(p for p in parts if p) or "n/a"
+
+
+def onnx_summary(r: Report) -> str:
+    sizes = {}
+    for a in r.get("onnx", []):
+        kind = "fp16" if ".fp16." in a["path"] else "fp32"
+        sizes[kind] = sizes.get(kind, 0) + a["bytes"]
+    return ", ".join(f"{k} {size(v)}" for k, v in sizes.items()) or "n/a"
+
+
+def host_summary(r: Report) -> str:
+    env = r.get("environment") or {}
+    versions = {**(env.get("versions") or {}), **(env.get("backend_tools") or {})}
+    tools = " · ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "atc", "ais_bench")
+                       if isinstance(versions.get(k), str))
+    return f"{env.get('cpu', 'n/a')} ({env.get('physical_cores', '?')} cores) · Python {env.get('python', '?')}" + \
+        (f" · {tools}" if tools else "")
+
+
+def model_card(r: Report) -> list[tuple[str, str | Cell]]:
+    m = r["model"]
+    return [("architecture", Cell(archs(r), "bold")), ("checkpoint", m["checkpoint"]),
+            ("weights", Cell("SYNTHETIC", "warn") if m["synthetic"] else Cell("real weights", "pass")),
+            ("file", Cell(f"{m.get('checkpoint_path')} ({size(m.get('checkpoint_bytes'))})", "mono")),
+            ("sha256", Cell(m["checkpoint_sha256"], "hash")), ("run", run_summary(r)),
+            ("images", f"{max((image_count(t) for t in r['targets'] if t.get('tower') != 'text'), default=0)} "
+                       "(every stage: torch_fp32 → onnx_fp32 → onnx_fp16 → offline)"),
+            ("ONNX", onnx_summary(r)), ("host", host_summary(r))]
+
+
+def figure_links(plots: dict | None, base: str | os.PathLike) -> list[tuple[str, str]]:
+    """(title, path relative to `base`) of each figure written, in FIGURES order."""
+    return [(FIGURES[name][0], Path(os.path.relpath(plots[name], base)).as_posix())
+            for name in FIGURES if (plots or {}).get(name)]
