@@ -75,7 +75,7 @@ AIS_MAX_DEPTH = 32
 AIS_LOOP_MAX, AIS_WARMUP_MAX, AIS_BATCHSIZE_MAX = 100000, 10000, 4096
 AIS_UNSAFE_READ = stat.S_IWGRP | stat.S_IWOTH  # an input or .om with these bits is refused
 # the deepest path a run hands to ais_bench, below the scratch folder (an output file)
-_SCRATCH_TAIL = "ais_bench-bs4096-xxxxxxxx/out/dst/in_000000_0.npy"
+_SCRATCH_TAIL = "ais_bench-infer-xxxxxxxx/out/dst/in_000000_0.npy"
 LOG_TAIL_LINES = 40
 
 CANN_FIX = ("install the CANN toolkit (it provides atc) and load its environment in this shell: "
@@ -467,7 +467,7 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
         if f.name[:-len("_0.npy")] in {p.stem for p in paths}:
             f.unlink()
     python = options.get("ais_bench_python", "python3")
-    with _private_scratch(f"ais_bench-{dst_dir.name}-") as scratch:
+    with _private_scratch("ais_bench-infer-") as scratch:
         names = _stage_inputs(paths, scratch / "input")
         om = _stage_model(model, scratch)
         out = _output_folder(scratch)

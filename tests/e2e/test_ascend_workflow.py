@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import paths as P
 from backends import ascend
 from conftest import E2E_ARCH, SNAKEMAKE, STANDINS, Workflow
 
@@ -27,6 +28,16 @@ def plan(wf, **config):
     counts = wf.plan("report", config=config)
     counts.pop("all", None)
     return counts
+
+
+def chip_dir(wf, chip) -> Path:
+    """A chip's target folder: the report's `dir` when the report holds that target, else paths.py's."""
+    report = wf.root / "results" / "report.json"
+    if report.is_file():
+        for t in json.loads(report.read_text())["targets"]:
+            if t["backend"] == "ascend" and t["device"] == chip:
+                return wf.root / t["dir"]
+    return wf.root / P.target_dir(E2E_ARCH, "ascend", chip)
 
 
 def calls(wf, tool):
@@ -53,9 +64,9 @@ def test_report_has_one_passing_target_per_chip_with_ais_bench_figures(ascend_wf
     targets = {t["device"]: t for t in r["targets"] if t["backend"] == "ascend"}
     assert sorted(targets) == sorted(CHIPS)
     for chip, t in targets.items():
-        target_dir = ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip
+        target_dir = ascend_wf.root / t["dir"]
         (art,) = t["artifacts"]
-        assert art["path"] == f"results/{E2E_ARCH}/ascend/{chip}/model_bs1/model.om" and art["batch_size"] == 1
+        assert art["path"] == f"{t['dir']}/model_bs1/model.om" and art["batch_size"] == 1
         assert (ascend_wf.root / art["path"]).stat().st_size == art["bytes"]
         assert (target_dir / "model_bs1" / "fusion_result.json").is_file(), "ATC's record kept beside the model"
         pairs = {(p["a"], p["b"]): p for p in t["accuracy"]["pairs"]}
@@ -78,10 +89,10 @@ def test_tools_got_the_seeds_command_lines_one_fresh_directory_per_atc_job(ascen
     atc_calls = [c for c in calls(ascend_wf, "atc") if any(a.split("=", 1)[1] in CHIPS for a in c["argv"]
                                                              if a.startswith("--soc_version="))]
     assert len(atc_calls) == 2 and len({c["cwd"] for c in atc_calls}) == 2
-    onnx = (ascend_wf.root / "results" / E2E_ARCH / "onnx" / "vit-b-16.img.fp16.onnx").resolve()
+    onnx = (ascend_wf.root / P.onnx_fp16(E2E_ARCH)).resolve()
     for call in atc_calls:
         chip = next(a.split("=", 1)[1] for a in call["argv"] if a.startswith("--soc_version="))
-        prefix = (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "model_bs1").resolve() / "model"
+        prefix = (chip_dir(ascend_wf, chip) / "model_bs1").resolve() / "model"
         assert call["argv"] == ascend.atc_command(onnx, prefix, 1, 224, chip)[1:]
         # and the report's "Reproduce" section prints that very line
         (target,) = [t for t in ascend_wf.report()["targets"] if t["device"] == chip]
@@ -124,7 +135,7 @@ def test_switching_back_and_forth_rebuilds_nothing_but_the_report(ascend_wf):
     ascend_wf.run("report", config={"soc_versions": CHIPS})
     assert plan(ascend_wf, soc_versions=[], soc_version=NEW_CHIP) == {"report": 1}
     for chip in [*CHIPS, NEW_CHIP]:  # side by side
-        assert (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "model_bs1" / "model.om").is_file()
+        assert (ascend_wf.root / P.target_dir(E2E_ARCH, "ascend", chip) / "model_bs1" / "model.om").is_file()
 
 
 def test_precision_mode_change_recompiles_only_that_chips_models(ascend_wf):
@@ -145,14 +156,14 @@ def test_missing_tools_stop_the_run_before_any_job(e2e_workflow):
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "atc" in out and "set_env.sh" in out
-    assert not (e2e_workflow.root / "results" / E2E_ARCH / "ascend" / "Ascend310B1").exists()
+    assert not (e2e_workflow.root / P.target_dir(E2E_ARCH, "ascend", "Ascend310B1")).exists()
 
 
 def target_files(wf, chip):
     """{path: sha256} of everything in one chip's target folder."""
     from common import sha256
 
-    folder = wf.root / "results" / E2E_ARCH / "ascend" / chip
+    folder = chip_dir(wf, chip)
     return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
@@ -166,12 +177,12 @@ def test_a_failing_step_shows_its_log_tail_leaves_no_partial_artifact_and_touche
     before = {c: target_files(ascend_wf, c) for c in CHIPS}
     wf = Workflow(ascend_wf.root, ascend_wf.config, env={**ascend_wf.env, **env})
     if fault == "runtime crash":  # the model compiles; ais_bench then crashes at run time
-        wf.run(f"results/{E2E_ARCH}/ascend/{chip}/compile_bs1.json", config={"soc_versions": [chip]})
+        wf.run(P.compiled_manifest(E2E_ARCH, "ascend", chip, 1), config={"soc_versions": [chip]})
     result = wf.run("report", config={"soc_versions": [*CHIPS, chip]}, check=False)
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert shown in out, "the failed job's log tail reaches the terminal"
-    folder = ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip
+    folder = ascend_wf.root / P.target_dir(E2E_ARCH, "ascend", chip)
     if fault == "atc crash":
         assert "command: atc --framework=5" in out
         assert not (folder / "model_bs1" / "model.om").exists(), "no partial .om survives"
@@ -181,7 +192,7 @@ def test_a_failing_step_shows_its_log_tail_leaves_no_partial_artifact_and_touche
         assert not (folder / "benchmark_bs1.json").exists()
     assert not list(folder.parent.glob(".atc-*")) and not list(folder.glob(".ais_bench-*")), "no scratch left"
     assert {c: target_files(ascend_wf, c) for c in CHIPS} == before, "other targets untouched"
-    assert not (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "similarity.json").exists()
+    assert not (folder / "similarity.json").exists()
 
 
 def test_two_cores_two_chips_two_batch_sizes_give_the_one_core_results(ascend_wf):
@@ -201,5 +212,5 @@ def test_two_cores_two_chips_two_batch_sizes_give_the_one_core_results(ascend_wf
         assert {f: h for f, h in serial[chip].items() if f not in timed} == \
                {f: h for f, h in parallel[chip].items() if f not in timed}
         assert {f for f in parallel[chip]} == {f for f in serial[chip]}
-        assert (ascend_wf.root / "results" / E2E_ARCH / "ascend" / chip / "model_bs2" / "model.om").is_file()
+        assert (chip_dir(ascend_wf, chip) / "model_bs2" / "model.om").is_file()
     ascend_wf.run("report", config={"soc_versions": CHIPS})
