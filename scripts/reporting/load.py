@@ -124,7 +124,8 @@ def failed_gates(report: Report) -> list[str]:
                            f"(needs 100%), largest probability change {g['max_prob_change']:.3g} "
                            f"(bound {g['threshold']})")
             else:
-                out.append(f"{name}: {g['tower']} tower {g['a']} vs {g['b']} below {g['threshold']}")
+                what = f" {g['measure']} {g.get('value')}" if g.get("kind") == "ranking" else ""
+                out.append(f"{name}: {g['tower']} tower {g['a']} vs {g['b']}{what} below {g['threshold']}")
     return out
 
 

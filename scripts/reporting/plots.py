@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .rows import WORST_N, best, ceilings, quantile, speedup_vs_torch, worst_images  # noqa: E402
+from .rows import WORST_N, best, ceilings, cosine_gates, quantile, speedup_vs_torch, worst_images  # noqa: E402
 
 # File names under the report's plot folder (results/report/), in the order the report shows them.
 PLOTS = ("accuracy_chain", "throughput", "accuracy_vs_speed", "per_image", "latency")
@@ -60,7 +60,7 @@ def _pairs(t: dict) -> dict:
 
 
 def _gates(t: dict) -> dict:
-    return {(g["a"], g["b"]): g for g in t["accuracy"]["gates"]}
+    return cosine_gates(t)
 
 
 def _save(fig, path) -> None:

@@ -103,31 +103,63 @@ def gate_rows(r: Report) -> list[dict]:
     return [{"target": t["name"], **g} for t in r["targets"] for g in target_gates(t) if g.get("kind") != "zero_shot"]
 
 
+def is_cosine(g: dict) -> bool:
+    """A cosine gate (similarity's own), not a ranking (kind "ranking") or zero-shot gate."""
+    return not g.get("kind")
+
+
+def cosine_gates(t: Target) -> dict:
+    """{(a, b): gate} of a target's cosine gates."""
+    return {(g["a"], g["b"]): g for g in t["accuracy"]["gates"] if is_cosine(g)}
+
+
+def measure(g: dict) -> str:
+    return "cosine min" if is_cosine(g) else g.get("measure") or g["kind"]
+
+
+def value(g: dict) -> str:
+    return num(g.get("cosine_min"), ".8f") if is_cosine(g) else num(g.get("value"), ".4f")
+
+
+def _gate_cells(g: dict) -> list:
+    return [f"{g['threshold']}", value(g), drift(g.get("cosine_min")) if is_cosine(g) else "",
+            g.get("worst_image", "n/a"), verdict(g["passed"])]
+
+
 def gates_table(r: Report) -> dict:
+    """Every cosine and ranking gate of every target (the zero-shot gates have their own table)."""
     gates = gate_rows(r)
-    return table(["target", "a", "b", "threshold", "cosine min", "1 − cosine", "worst image", "result"],
-                 [[g["target"], g["a"], g["b"], f"{g['threshold']}", num(g.get("cosine_min"), ".8f"),
-                   drift(g.get("cosine_min")), g.get("worst_image", "n/a"), verdict(g["passed"])] for g in gates],
-                 numeric={3, 4, 5}, row_class=["" if g["passed"] else "fail" for g in gates])
+    return table(["target", "a", "b", "measure", "threshold", "value", "1 − cosine", "worst image", "result"],
+                 [[g["target"], g["a"], g["b"], measure(g), *_gate_cells(g)] for g in gates],
+                 numeric={4, 5, 6}, row_class=["" if g["passed"] else "fail" for g in gates])
 
 
 def target_gates_table(t: Target) -> dict:
     """The summary card's gates of one target."""
     gates = t["accuracy"]["gates"]
-    return table(["gate (cosine)", "needs", "worst cosine", "1 − cos", "worst image", "result"],
-                 [[f"{g['a']} vs {g['b']}", f"≥ {g['threshold']}", Cell(num(g.get("cosine_min"), ".8f"), "mono"),
-                   drift(g.get("cosine_min")), g.get("worst_image", "n/a"), verdict(g["passed"])] for g in gates],
-                 numeric={2, 3}, row_class=["" if g["passed"] else "fail" for g in gates])
+    return table(["gate", "needs", "worst", "1 − cos", "worst image", "result"],
+                 [[f"{g['a']} vs {g['b']}" + ("" if is_cosine(g) else f" ({measure(g)})"), *_gate_cells(g)]
+                  for g in gates], numeric={2, 3}, row_class=["" if g["passed"] else "fail" for g in gates])
 
 
-def failed_banners(r: Report) -> list[str]:
-    """One line per missed gate (cosine and zero-shot), for the banner at the top."""
-    lines = [f"{g['target']}: {g['a']} vs {g['b']} cosine {num(g.get('cosine_min'), '.6f')} below {g['threshold']} "
-             f"(worst image {g.get('worst_image', 'n/a')})" for g in gate_rows(r) if not g["passed"]]
-    lines += [f"zero-shot {z['target']}: {z['stage']} top-1 agreement {z['top1_agreement']:.0%}, largest "
-              f"probability change {z['max_prob_change']:.3g} (bound {z['threshold']})"
-              for z in zero_shot_rows(r) if not z["passed"]]
-    return lines
+def failed_banners(r: Report) -> dict[str, list[str]]:
+    """{banner title: one line per missed gate}, for the banners at the top."""
+    return {"FAIL": [f"{g['target']}: {g['a']} vs {g['b']} {measure(g)} {value(g)} below {g['threshold']} "
+                     f"(worst image {g.get('worst_image', 'n/a')})" for g in gate_rows(r) if not g["passed"]],
+            "FAIL (zero-shot)": [f"{z['target']}: {z['stage']} top-1 agreement {z['top1_agreement']:.0%}, largest "
+                                 f"probability change {z['max_prob_change']:.3g} (bound {z['threshold']})"
+                                 for z in zero_shot_rows(r) if not z["passed"]]}
+
+
+def ranking_table(t: Target) -> dict | None:
+    """The ranking each stage keeps against torch_fp32 (similarity's `ranking` section), when measured."""
+    stages = (t["accuracy"].get("ranking") or {}).get("stages") or {}
+    rows = [[stage, what.replace("_", "-"), num(m.get("spearman_min"), ".4f"), num(m.get("top1_agreement"), ".0%"),
+             f"{num(m.get('mean_pairwise_cosine'), '.4f')} ({num(m.get('mean_pairwise_cosine_reference'), '.4f')})"
+             if "mean_pairwise_cosine" in m else ""]
+            for stage, entry in stages.items() for what, m in entry.items()]
+    return table(["stage vs torch_fp32", "ranking", "Spearman min", "top-1 agreement",
+                  "mean cosine between images (torch_fp32)"], rows, numeric={2, 3, 4}) if rows else None
 
 
 def zero_shot_rows(r: Report) -> list[dict]:

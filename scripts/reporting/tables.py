@@ -5,13 +5,13 @@ import csv
 from pathlib import Path
 
 from .model import Report
-from .rows import measured, models
+from .rows import cosine_gates, measured, models
 
 
 def accuracy_rows(r: Report) -> list[dict]:
     out = []
     for t in r["targets"]:
-        gates = {(g["a"], g["b"]): g for g in t["accuracy"]["gates"]}
+        gates = cosine_gates(t)
         for p in t["accuracy"]["pairs"]:
             g = gates.get((p["a"], p["b"]))
             out.append({"target": t["name"], "tower": t.get("tower"), "precision": t.get("precision"),

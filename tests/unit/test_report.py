@@ -508,3 +508,36 @@ def test_views_stay_readable_at_a_thousand_images(tmp_path):
     assert "img0500" not in page and "img0500" not in md
     with Image.open(tmp_path / "out" / "report" / "per_image.png") as png:
         assert png.height < 1200, "one row per target, not a row per image"
+
+
+def test_ranking_gates_are_shown_apart_from_the_cosine_gate_of_the_same_pair(tmp_path):
+    """similarity.json's ranking gates (kind "ranking") share (a, b) with a cosine gate: each keeps its
+    own threshold in every view, and a missed one fails the verdict."""
+    from reporting import failed_gates
+
+    spec = write_target(tmp_path / "cpu", "cpu", 0.99999)
+    sim = json.loads(open(spec["similarity"]).read())
+    sim["gates"] += [{"a": "offline", "b": "torch_fp32", "kind": "ranking", "measure": m, "threshold": th,
+                      "value": v, "passed": v >= th, "worst_image": "dog"}
+                     for m, th, v in (("image_to_image_spearman_min", 0.9, 0.5), ("image_to_image_top1_agreement",
+                                                                                  1.0, 1.0))]
+    sim["ranking"] = {"stages": {"offline": {"image_to_image": {"spearman_min": 0.5, "top1_agreement": 1.0,
+                                                                "mean_pairwise_cosine": 0.99,
+                                                                "mean_pairwise_cosine_reference": 0.2}}}}
+    write_json(spec["similarity"], sim)
+    r = build_report([write_checkpoint(tmp_path)], [], load_targets([spec]), CONFIG)
+    assert (r["verdict"], r["gates_passed"], r["gates_total"]) == ("FAIL", 5, 6)
+    (line,) = failed_gates(r)
+    assert "offline vs torch_fp32 image_to_image_spearman_min 0.5 below 0.9" in line
+    page, md = write_all(r, tmp_path / "out")
+    rows = _md_gate_table(md)
+    assert [(row["measure"], row["threshold"], row["result"]) for row in rows if row["b"] == "torch_fp32"
+            and row["a"] == "offline"] == [("cosine min", "0.99", "PASS"),
+                                            ("image_to_image_spearman_min", "0.9", "**FAIL**"),
+                                            ("image_to_image_top1_agreement", "1.0", "PASS")]
+    assert "| offline | image-to-image | 0.5000 | 100% | 0.9900 (0.2000) |" in md
+    assert "image_to_image_spearman_min 0.5000 below 0.9" in re.search(r'<div class="banner fail">(.*?)</div>',
+                                                                         page).group(1)
+    with open(tmp_path / "out" / "report" / "accuracy.csv", newline="") as f:
+        thresholds = {(row["a"], row["b"]): row["gate_threshold"] for row in csv.DictReader(f)}
+    assert thresholds[("offline", "torch_fp32")] == "0.99"
