@@ -158,8 +158,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(backend_names: list[str], ais_bench_python: str = "python3") -> dict:
-    """Versions of the packages and of each backend's tools (ais_bench probed in the Python that runs it)."""
+def environment(backend_names: list[str], config: dict) -> dict:
+    """Versions of the packages and of each backend's tools (for ascend: probed in the Python that runs
+    ais_bench, on the NPU the config names)."""
     import backends
     from paths import physical_cores
 
@@ -173,7 +174,8 @@ def environment(backend_names: list[str], ais_bench_python: str = "python3") -> 
     tools = {}
     for name in backend_names:
         module = backends.get(name)
-        tools.update(module.versions(ais_bench_python) if name == "ascend" else module.versions())
+        tools.update(module.versions(config.get("ais_bench_python", "python3"), int(config.get("npu_device", 0)))
+                     if name == "ascend" else module.versions())
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
             "physical_cores": physical_cores(), "logical_cores": os.cpu_count(),
             "versions": versions, "backend_tools": tools}
@@ -250,7 +252,7 @@ def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: lis
         "baseline": {"torch_fp32": baseline(targets)},
         "config": config,
         "workflow": workflow_costs(costs or {}),
-        "environment": environment(sorted({t["backend"] for t in targets}), config.get("ais_bench_python", "python3")),
+        "environment": environment(sorted({t["backend"] for t in targets}), config),
     }
     report["reproduce"] = reproduce(report)
     return report

@@ -462,8 +462,8 @@ def onnx_summary(r: Report) -> str:
 def host_summary(r: Report) -> str:
     env = r.get("environment") or {}
     versions = {**(env.get("versions") or {}), **(env.get("backend_tools") or {})}
-    tools = " · ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "atc", "ais_bench")
-                       if isinstance(versions.get(k), str))
+    tools = " · ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "cann", "ais_bench")
+                       if isinstance(versions.get(k), str) and not versions[k].startswith("absent"))
     return f"{env.get('cpu', 'n/a')} ({env.get('physical_cores', '?')} cores) · Python {env.get('python', '?')}" + \
         (f" · {tools}" if tools else "")
 

@@ -541,3 +541,17 @@ def test_ranking_gates_are_shown_apart_from_the_cosine_gate_of_the_same_pair(tmp
     with open(tmp_path / "out" / "report" / "accuracy.csv", newline="") as f:
         thresholds = {(row["a"], row["b"]): row["gate_threshold"] for row in csv.DictReader(f)}
     assert thresholds[("offline", "torch_fp32")] == "0.99"
+
+
+def test_every_backend_tool_record_is_a_row_of_the_environment(passing_real):
+    """Whatever keys a backend reports (the Ascend ones: npu-smi, CANN, ais_bench, aclruntime, ...)."""
+    tools = {"npu_smi": "23.0.rc3", "cann": "8.0.RC1", "aclruntime": "absent: no aclruntime distribution in python3",
+             "a_new_tool": {"version": "1.2", "path": "/opt/x"}}
+    passing_real["environment"]["backend_tools"] = tools
+    md, page = render_markdown(passing_real), render_html(passing_real)
+    for key, shown in (("npu_smi", "23.0.rc3"), ("cann", "8.0.RC1"),
+                       ("aclruntime", "absent: no aclruntime distribution in python3"),
+                       ("a_new_tool", "{version: 1.2, path: /opt/x}")):
+        assert f"| {key} (backend tool) | `{shown}` |" in md
+        assert f'<td>{key} (backend tool)</td><td><span class="mono">{html.escape(shown)}</span></td>' in page
+    assert "cann 8.0.RC1" in _top(page) and "aclruntime absent" not in page
