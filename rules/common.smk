@@ -7,6 +7,11 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 import paths as P  # noqa: E402  (scripts/paths.py: shared by rules and tests)
 
+# A dry run (-n) and a job step (--mode remote/subprocess: a cluster job parses this file again) never
+# write: Snakemake knows -n from its output settings at parse time (workflow.dryrun only later).
+DRY_RUN = bool(workflow.output_settings.dryrun or workflow.dryrun)
+MAIN_PROCESS = workflow.is_main_process
+
 # The matrix this run builds: every (arch, backend, device) target, each at every batch size.
 RUN_ARCHS = config["model_archs"] or [config["model_arch"]]
 BACKENDS = config["backends"] or [config["backend"]]
@@ -24,7 +29,11 @@ if config["images"]:
     from config_check import usable_images
 
     IMAGES, SKIPPED_IMAGES = usable_images(
-        IMAGES, IMAGES_DIR, config["skip_bad_images"], ".snakemake/cnclip-image-check.json"
+        IMAGES,
+        IMAGES_DIR,
+        config["skip_bad_images"],
+        ".snakemake/cnclip-image-check.json",
+        write_cache=MAIN_PROCESS and not DRY_RUN,
     )
 STEMS = sorted(IMAGES)
 THREADS = config["threads"] or P.physical_cores()
@@ -172,6 +181,16 @@ def npu(wildcards):
     """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
     -c8 never puts two of them on one device. ATC (compile) runs on the host CPU."""
     return 1 if wildcards.backend == "ascend" else 0
+
+
+def file_state(path):
+    """(inode, size, mtime) of a file, or None: compared before and after a run to tell whether the
+    run wrote it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def gates_exit_status(report_json):

@@ -89,9 +89,11 @@ def image_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def check_images(images: dict[str, str], cache_file: str | os.PathLike | None = None) -> dict[str, str]:
+def check_images(images: dict[str, str], cache_file: str | os.PathLike | None = None,
+                 write_cache: bool = True) -> dict[str, str]:
     """{path: problem} for every bad image. Results are cached by (size, mtime) in `cache_file`, so a
-    dry run does not decode every image again."""
+    dry run does not decode every image again; a dry run reads the cache and never writes it
+    (write_cache=False)."""
     cache = {}
     if cache_file and Path(cache_file).is_file():
         try:
@@ -106,7 +108,7 @@ def check_images(images: dict[str, str], cache_file: str | os.PathLike | None = 
         fresh[key] = problem
         if problem:
             problems[path] = problem
-    if cache_file:
+    if cache_file and write_cache and fresh != cache:
         Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(cache_file).with_suffix(".tmp")
         tmp.write_text(json.dumps(fresh))
@@ -114,12 +116,13 @@ def check_images(images: dict[str, str], cache_file: str | os.PathLike | None = 
     return problems
 
 
-def usable_images(images: dict[str, str], folder: str, skip_bad: bool, cache_file=None) -> tuple[dict, dict]:
+def usable_images(images: dict[str, str], folder: str, skip_bad: bool, cache_file=None,
+                  write_cache: bool = True) -> tuple[dict, dict]:
     """(images to process, {path: reason} skipped). Unless `skip_bad`, any bad file stops the run
     here, before any job, with one message listing every bad file and why."""
     from paths import non_image_files
 
-    bad = {**non_image_files(folder), **check_images(images, cache_file)}
+    bad = {**non_image_files(folder), **check_images(images, cache_file, write_cache)}
     if bad and not skip_bad:
         raise ConfigError(
             f"{len(bad)} file(s) in images folder '{folder}' cannot be used (remove them, or set "

@@ -1,11 +1,14 @@
 """Shared fixtures. Expensive artifacts (the synthetic checkpoint, the exported ONNX models) are
 built once per test session by running the real workflow once (`e2e_workflow`); tests that need
 more targets run Snakemake again in the same copy, so those artifacts are reused."""
+import hashlib
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +71,60 @@ class Workflow:
 
     def report(self) -> dict:
         return json.loads((self.root / "results" / "report.json").read_text())
+
+
+def standin_env(log: Path) -> dict[str, str]:
+    """The environment that puts the stand-in atc, ais_bench and npu-smi (tests/standins) where the real
+    ones would be; every call they get is appended to `log` as a JSON line."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {"PATH": os.pathsep.join([venv_bin, str(STANDINS), os.environ.get("PATH", "")]),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(STANDINS), os.environ.get("PYTHONPATH")])),
+            "STANDIN_LOG": str(log)}
+
+
+# What a dry run may write (Snakemake's own run log and file-inventory cache); nothing else.
+TREE_HASH_ASIDE = (".snakemake/log", ".snakemake/iocache")
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """{path: sha256 and mode} of every file under `root`, .snakemake/ included, TREE_HASH_ASIDE aside.
+    Folders are not files: Snakemake itself creates its empty .snakemake/ folders even in a dry run."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if any(rel == a or rel.startswith(a + "/") for a in TREE_HASH_ASIDE) or "__pycache__" in rel:
+            continue
+        if p.is_symlink():
+            out[rel] = f"link to {os.readlink(p)}"
+        elif p.is_file():
+            out[rel] = f"{hashlib.sha256(p.read_bytes()).hexdigest()} {oct(p.stat().st_mode)}"
+    return out
+
+
+def start_run_until(wf, marker: str, log: str, *extra: str, config: dict | None = None,
+                    timeout: float = 300.0) -> subprocess.Popen:
+    """Start `snakemake -c1 report *extra` in its own process group and return once `marker` is in the
+    job log `log` (relative to the workflow root)."""
+    log_path = wf.root / log
+    log_path.unlink(missing_ok=True)
+    proc = subprocess.Popen([SNAKEMAKE, "-c1", "report", *extra, *wf.args(config)], cwd=wf.root,
+                            env={**os.environ, **wf.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.time() + timeout
+    while marker not in (log_path.read_text(errors="replace") if log_path.exists() else ""):
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before '{marker}' appeared in {log}:\n{proc.stdout.read()[-3000:]}")
+        if time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"'{marker}' never appeared in {log}")
+        time.sleep(0.2)
+    return proc
+
+
+def kill_run(proc: subprocess.Popen) -> None:
+    """SIGKILL the whole run (Snakemake and its job) and wait until it is gone."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

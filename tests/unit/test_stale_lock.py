@@ -1,13 +1,18 @@
+"""Lock recovery acts only on a provably dead run of this host; a dry run and a job step never write."""
+import hashlib
+import json
+import os
 import subprocess
 import sys
 
 import stale_lock
 
 
-def make_lock(root, pid):
-    (root / ".snakemake" / "locks").mkdir(parents=True)
+def make_lock(root, record: dict | None):
+    (root / ".snakemake" / "locks").mkdir(parents=True, exist_ok=True)
     (root / ".snakemake" / "locks" / "0.output.lock").write_text("x")
-    (root / stale_lock.RECORD).write_text(str(pid))
+    if record is not None:
+        (root / stale_lock.RECORD).write_text(json.dumps(record))
 
 
 def dead_pid():
@@ -16,31 +21,66 @@ def dead_pid():
     return proc.pid
 
 
-def test_lock_of_a_dead_run_is_removed(tmp_path):
-    make_lock(tmp_path, dead_pid())
-    assert stale_lock.clear_stale_lock(tmp_path)
-    assert not list((tmp_path / ".snakemake" / "locks").iterdir())
-    assert not (tmp_path / stale_lock.RECORD).exists()
+def locked(root):
+    return (root / ".snakemake" / "locks" / "0.output.lock").exists()
 
 
-def test_lock_of_a_live_snakemake_is_kept(tmp_path):
-    live = subprocess.Popen([sys.executable, "-c", "import sys, time; print(flush=True); time.sleep(30)", "snakemake"],
-                            stdout=subprocess.PIPE)
+def tree_hash(root) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_lock_of_a_dead_run_of_this_host_is_removed(tmp_path, capsys):
+    make_lock(tmp_path, stale_lock.identity(dead_pid()))
+    assert stale_lock.clear_stale_lock(tmp_path) == "cleared"
+    assert not locked(tmp_path) and not (tmp_path / stale_lock.RECORD).exists()
+    assert "Removed the lock of an interrupted run" in capsys.readouterr().out
+
+
+def test_pid_taken_by_another_process_counts_as_dead(tmp_path):
+    record = stale_lock.identity(os.getppid())  # a live process, but not the one recorded:
+    record["start_time"] = "1"  # it started at another time
+    make_lock(tmp_path, record)
+    assert stale_lock.clear_stale_lock(tmp_path) == "cleared"
+
+
+def test_a_live_run_holding_the_run_lock_is_never_touched(tmp_path, capsys):
+    (tmp_path / ".snakemake").mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(tmp_path / stale_lock.RUN_LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX); print(flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
     try:
-        live.stdout.readline()  # the child has exec'd: its command line is its own, not pytest's
-        make_lock(tmp_path, live.pid)
-        assert not stale_lock.clear_stale_lock(tmp_path)
-        assert (tmp_path / ".snakemake" / "locks" / "0.output.lock").exists()
+        holder.stdout.readline()
+        make_lock(tmp_path, stale_lock.identity(holder.pid))
+        assert stale_lock.clear_stale_lock(tmp_path) == "live"
+        assert locked(tmp_path) and (tmp_path / stale_lock.RECORD).exists()
+        assert f"pid {holder.pid} on host" in capsys.readouterr().out
+        # even with a dead pid in the record, a held run lock means a live run of this workflow
+        make_lock(tmp_path, stale_lock.identity(dead_pid()))
+        assert stale_lock.clear_stale_lock(tmp_path) == "live" and locked(tmp_path)
     finally:
-        live.kill()
-        live.wait()
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_on_another_host_or_pid_namespace_is_never_judged(tmp_path, capsys):
+    for key, value in (("host", "login2"), ("boot_id", "another-boot"), ("pid_namespace", "pid:[1]")):
+        record = {**stale_lock.identity(dead_pid()), key: value}
+        make_lock(tmp_path, record)
+        assert stale_lock.clear_stale_lock(tmp_path) == "live", key
+        assert locked(tmp_path)
+        assert "another host or PID namespace" in capsys.readouterr().out
 
 
 def test_unrecorded_lock_is_left_to_snakemake(tmp_path):
-    (tmp_path / ".snakemake" / "locks").mkdir(parents=True)
-    (tmp_path / ".snakemake" / "locks" / "0.output.lock").write_text("x")
-    assert not stale_lock.clear_stale_lock(tmp_path)
-    assert (tmp_path / ".snakemake" / "locks" / "0.output.lock").exists()
+    make_lock(tmp_path, None)
+    assert stale_lock.clear_stale_lock(tmp_path) == "unknown"
+    assert locked(tmp_path)
 
 
 def incomplete_marker(root, path, name_max=255):
@@ -66,7 +106,36 @@ def test_lost_outputs_are_the_missing_outputs_of_unfinished_jobs(tmp_path):
     assert stale_lock.lost_outputs(tmp_path) == [long]
 
 
-def test_no_placeholders_while_a_run_holds_the_directory(tmp_path):
-    assert stale_lock.lock_is_free(tmp_path)
-    make_lock(tmp_path, 1)
-    assert not stale_lock.lock_is_free(tmp_path)
+def test_recover_after_a_kill_plants_placeholders_and_clears_the_lock(tmp_path):
+    make_lock(tmp_path, stale_lock.identity(dead_pid()))
+    incomplete_marker(tmp_path, "results/a.onnx")
+    planted = stale_lock.recover(lambda f: "file", dry_run=False, main_process=True, root=tmp_path)
+    assert planted == {"results/a.onnx": "file"} and (tmp_path / "results" / "a.onnx").is_file()
+    assert not locked(tmp_path)
+
+
+def test_dry_run_and_job_step_write_nothing(tmp_path, capsys):
+    make_lock(tmp_path, stale_lock.identity(dead_pid()))
+    incomplete_marker(tmp_path, "results/a.onnx")
+    before = tree_hash(tmp_path)
+    assert stale_lock.recover(lambda f: "file", dry_run=True, main_process=True, root=tmp_path) == {}
+    assert "the next real run makes them again" in capsys.readouterr().out
+    assert stale_lock.recover(lambda f: "file", dry_run=False, main_process=False, root=tmp_path) == {}
+    assert tree_hash(tmp_path) == before
+
+
+def test_no_placeholders_while_a_run_of_another_host_holds_the_directory(tmp_path):
+    make_lock(tmp_path, {**stale_lock.identity(dead_pid()), "host": "node7"})
+    incomplete_marker(tmp_path, "results/a.onnx")
+    assert stale_lock.recover(lambda f: "file", dry_run=False, main_process=True, root=tmp_path) == {}
+    assert not (tmp_path / "results" / "a.onnx").exists() and locked(tmp_path)
+
+
+def test_forget_owner_removes_only_its_own_record(tmp_path):
+    (tmp_path / ".snakemake").mkdir()
+    (tmp_path / stale_lock.RECORD).write_text(json.dumps(stale_lock.identity(os.getppid())))
+    stale_lock.forget_owner(tmp_path)
+    assert (tmp_path / stale_lock.RECORD).exists()
+    stale_lock.record_owner(tmp_path)
+    stale_lock.forget_owner(tmp_path)
+    assert not (tmp_path / stale_lock.RECORD).exists()
