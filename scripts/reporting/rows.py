@@ -29,7 +29,7 @@ FIGURES = {  # name: (title, caption), in the order the report shows them
                        "the images; red band: below the gate (FAIL)."),
     "throughput": ("Throughput", "Images per second per batch size, the offline model beside the PyTorch fp32 "
                    "model measured in the same job; the speed-up is written over the offline bar, the host's "
-                   "matmul ceilings under the chart."),
+                   "matmul ceilings in the title."),
     "accuracy_vs_speed": ("Accuracy versus speed", "One point per target: throughput at its best batch size "
                           "(log) against its worst image's 1 − cosine vs PyTorch fp32; red line: the gate."),
     "per_image": ("Accuracy per image", "Per target: the distribution of 1 − cosine over every image for each pair "
@@ -202,8 +202,8 @@ def predictions_table(r: Report) -> dict | None:
         if not z:
             continue
         offline = (z["stages"].get("offline") or {}).get("per_image", {})
-        rows += [[t["name"], stem, Cell(p["label"], "bold"), f"{p['prob']:.3f}", str((offline.get(stem) or {}).get("top1"))]
-                 for stem, p in z["predictions"].items()]
+        rows += [[t["name"], stem, Cell(p["label"], "bold"), f"{p['prob']:.3f}",
+                  str((offline.get(stem) or {}).get("top1"))] for stem, p in z["predictions"].items()]
     return table(["target", "image", "predicted label (torch_fp32)", "probability", "offline"], rows, numeric={3}) \
         if rows else None
 
@@ -270,7 +270,7 @@ def worst_images(t: Target, n: int = WORST_N) -> list[str]:
 
 def worst_table(t: Target, n: int = WORST_N) -> dict:
     pairs = t["accuracy"]["pairs"]
-    return table(["image", *(f"{p['a']} vs {p['b']}" for p in pairs)],
+    return table(["label" if t.get("tower") == "text" else "image", *(f"{p['a']} vs {p['b']}" for p in pairs)],
                  [[s, *(num(p["per_image"].get(s), ".8f") for p in pairs)] for s in worst_images(t, n)],
                  numeric=set(range(1, len(pairs) + 1)))
 

@@ -1,6 +1,7 @@
 """results/report.html of the e2e workflow (ViT-B-16, synthetic) in headless Chromium: it loads
-without errors, shows the verdicts and its figures; its screenshot is kept as a test artifact.
-And Snakemake's own `snakemake --report` over the same run, with the report's categories."""
+without errors, shows the verdicts, the matmul ceilings beside the speed-up and its figures; its
+screenshot is kept as a test artifact. And Snakemake's own `snakemake --report` over the same run,
+with the report's categories."""
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars")
 WINDOW = (1400, 2000)
-PLOTS = ("accuracy_chain", "throughput", "per_image", "latency")
+PLOTS = ("accuracy_chain", "throughput", "accuracy_vs_speed", "per_image", "latency")
 
 # Injected into a copy of the page (never the report itself): after load, record how many images
 # decoded and every error (script errors and resources that failed to load) on <body>.
@@ -93,6 +94,8 @@ def test_report_html_renders_in_headless_chromium(e2e_workflow, chromium, tmp_pa
     assert verdict and verdict.groups() == ("pass", "PASS")
     assert "SYNTHETIC" in dom and 'class="banner warn"' in dom
     assert dom.count('<span class="badge pass">PASS</span>') >= 4  # every gate and the target
+    # the speed-up beside the host's two matmul rates, measured in the same benchmark job
+    assert re.search(r"→ \d+\.\d\d× \(matmul GFLOP/s torch \d+ / ORT \d+\)", dom), "speed-up without ceilings"
     for name in PLOTS:
         assert re.search(rf'<figure[^>]*id="fig-{name}"><img alt="[^"]+" src="data:image/png;base64,', dom), name
 
@@ -124,6 +127,6 @@ def test_snakemake_report_has_the_report_with_captions_and_categories(e2e_workfl
     for name in ("report.html", "report.md", "report.json", *(f"{p}.png" for p in PLOTS), "accuracy.csv",
                  "performance.csv", "artifacts.csv"):
         assert name in text, f"{name} missing from snakemake --report"
-    assert "Precision chain" in text and E2E_ARCH in text  # a caption and the workflow description
+    assert "Precision chain" in text and "Accuracy versus speed" in text and E2E_ARCH in text  # captions, description
     keep_artifact(out, "snakemake-report.html", tmp_path_factory)
 
