@@ -1,8 +1,8 @@
 """One table of what the last run cost and achieved, from results/report.json: per rule the jobs,
 wall time and peak RSS (Snakemake's benchmark: records of exactly the jobs the report stands on),
 and per target and batch size the throughput, latency, ratio to the PyTorch baseline measured in
-the same job beside the host's two fp32 matmul rates (torch, ONNX Runtime) measured in that job,
-the fraction of the fp32 ceiling, and whether the job ran under load.
+the same job, the achieved GFLOP/s beside the host's two fp32 matmul rates (torch, ONNX Runtime)
+measured in that job, the fraction of the fp32 ceiling, and whether the job ran under load.
 
     .venv/bin/python bench/summary.py [results/report.json]     # after .venv/bin/snakemake -c1 report
 """
@@ -27,20 +27,21 @@ def summary(r: dict) -> str:
     archs = ", ".join(m["arch"] for m in r.get("models") or [r["model"]])
     lines += ["", f"{archs} ({'synthetic' if r['model']['synthetic'] else 'real'} weights), verdict {r['verdict']}",
               "| target | batch | images/s | p50 ms | p99 ms | torch_fp32 images/s | vs torch_fp32 | "
-              "matmul GFLOP/s torch / ORT | GFLOP/s | of ceiling | load |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "GFLOP/s (matmul torch / ORT) | of ceiling |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for t in r["targets"]:
         for p in t["performance"]:
             base = p.get("baseline_torch_fp32") or {}
             ceiling = p.get("ceiling") or {}
-            load = p.get("load") or {}
+            matmul = (f" (matmul {_f(ceiling.get('torch_gflops'), '.0f')} / "
+                      f"{_f(ceiling.get('onnxruntime_gflops'), '.0f')})" if ceiling else "")
+            loaded = " measured under load" if (p.get("load") or {}).get("under_load") else ""
             lines.append(f"| {t.get('name') or t['backend'] + '/' + t['device']} | {p['batch_size']} | "
-                         f"{p['throughput_fps']:.3f} | {_f(p['latency_ms'].get('p50'), '.1f')} | "
+                         f"{p['throughput_fps']:.3f}{loaded} | {_f(p['latency_ms'].get('p50'), '.1f')} | "
                          f"{_f(p['latency_ms'].get('p99'), '.1f')} | {_f(base.get('throughput_fps'), '.3f')} | "
                          f"{_f(p.get('speedup_vs_torch_fp32'), '.2f', 'x')} | "
-                         f"{_f(ceiling.get('torch_gflops'), '.0f')} / {_f(ceiling.get('onnxruntime_gflops'), '.0f')} | "
-                         f"{_f(p.get('achieved_gflops'), '.0f')} | {_f(p.get('fraction_of_ceiling'), '.0%')} | "
-                         f"{'measured under load' if load.get('under_load') else ''} |")
+                         f"{_f(p.get('achieved_gflops'), '.0f')}{matmul} | "
+                         f"{_f(p.get('fraction_of_ceiling'), '.0%')} |")
     return "\n".join(lines)
 
 
