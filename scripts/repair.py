@@ -1,0 +1,306 @@
+"""repair: the smallest set of nodes (or op types) kept in fp32 that brings a reduced-precision target back
+over its gate, chosen from locate's list, each candidate rebuilt with the real tools and re-verified.
+
+Rebuild, per precision:
+- fp16 (ONNX Runtime): onnxruntime.transformers.float16.convert_float_to_float16 with node_block_list /
+  op_block_list (its default op block list kept), keep_io_types, as the workflow's fp16 ONNX is made.
+  That converter puts a fp32 -> fp16 Cast after every blocked node and a fp16 -> fp32 Cast before it,
+  also between two blocked nodes, so a value that does not fit fp16 would still overflow on the edge
+  between them; build_fp16 removes the value_info of edges whose producer and every consumer are blocked,
+  which the converter then leaves in fp32.
+- int8 (ONNX Runtime): quantize_dynamic's nodes_to_exclude, on the graph the onnxruntime backend
+  quantises (ONNX Runtime BASIC optimisation first, MatMulAddFusion off: backends/onnxruntime.py).
+- Ascend: ATC cannot run here. The fp16 ONNX on ONNX Runtime stands in for ATC's fp16 computation, the
+  kept set is found on it, and written as ATC's --keep_dtype file (write_keep_dtype). Use it with ATC on
+  the fp32 ONNX: `--precision_mode=force_fp16 --keep_dtype=keep_dtype.cfg` (keep_dtype does nothing under
+  must_keep_origin_dtype); or give ATC the repaired fp16 ONNX with --precision_mode=must_keep_origin_dtype.
+
+Strategy (greedy by located error): the nodes that read or write a tensor whose fp32 values exceed the
+fp16 range first, as one step (no fp16 model can hold such a tensor); then one node at a time, by the
+error it adds (locate's `increment`), largest first. After each step: rebuild, verify, stop as soon as
+the gate passes. Each rebuild and each verify is its own function, so a rule can make each a job."""
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from common import log, write_json
+
+MODES = ("nodes", "op_types")
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates from locate
+# --------------------------------------------------------------------------------------------
+
+def candidate_steps(rows: list[dict], summary: dict, mode: str = "nodes", precision: str = "fp16") -> list[list[str]]:
+    """Ordered steps, each a list of node names (mode "nodes") or op types (mode "op_types") to add to the
+    kept set. Overflow nodes only matter where fp16 storage is involved (fp16, ascend)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode}")
+    steps, seen = [], set()
+    if mode == "op_types":
+        overflow_ops = list(dict.fromkeys(r["op_type"] for r in rows if r["node"] in set(summary["overflow_nodes"])))
+        if overflow_ops and precision != "int8":
+            steps.append(overflow_ops)
+            seen.update(overflow_ops)
+        for entry in summary["op_types"]:
+            if entry["increment_sum"] > 0 and entry["op_type"] not in seen:
+                steps.append([entry["op_type"]])
+                seen.add(entry["op_type"])
+        return steps
+    if summary.get("overflow_nodes") and precision != "int8":
+        steps.append(list(summary["overflow_nodes"]))
+        seen.update(summary["overflow_nodes"])
+    for r in sorted(rows, key=lambda r: (-r["increment"], r["depth"])):
+        if r["increment"] > 0 and r["node"] not in seen:
+            steps.append([r["node"]])
+            seen.add(r["node"])
+    return steps
+
+
+# --------------------------------------------------------------------------------------------
+# Rebuilds
+# --------------------------------------------------------------------------------------------
+
+def _save(model, out: Path) -> Path:
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if model.ByteSize() < 2 ** 31 - 2 ** 20:
+        onnx.save(model, str(out))
+    else:
+        onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=out.name + ".data", size_threshold=1024)
+    return out
+
+
+def fp32_edges(model, blocked: set[str]) -> set[str]:
+    """Tensors produced by a blocked node and consumed only by blocked nodes (and not graph outputs)."""
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    outputs = {o.name for o in model.graph.output}
+    edges = set()
+    for n in model.graph.node:
+        if n.name not in blocked:
+            continue
+        for o in n.output:
+            users = consumers.get(o, [])
+            if users and o not in outputs and all(u.name in blocked for u in users):
+                edges.add(o)
+    return edges
+
+
+def build_fp16(fp32_onnx: str | Path, out: str | Path, node_block_list=(), op_block_list=()) -> Path:
+    """The fp16 ONNX of `fp32_onnx` with the given nodes / op types kept in fp32 (plus the converter's
+    default op block list); fp32 inputs and outputs; one file when under 2 GB."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    from onnx import helper
+
+    from locate import tensor_types
+
+    model = onnx.load(str(fp32_onnx))
+    blocked = set(node_block_list) | {n.name for n in model.graph.node if n.op_type in set(op_block_list)}
+    if blocked:
+        # the converter places its Casts around blocked nodes by value_info, which torch's export does not
+        # write: give every tensor its type (without it a blocked node would read fp16 as if fp32)
+        known = {v.name for v in model.graph.value_info} | {t.name for t in model.graph.initializer} | \
+            {v.name for v in list(model.graph.input) + list(model.graph.output)}
+        model.graph.value_info.extend(helper.make_tensor_value_info(name, t, None)
+                                      for name, t in tensor_types(model).items() if name not in known)
+    edges = fp32_edges(model, blocked)
+    kept = [v for v in model.graph.value_info if v.name not in edges]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    fp16 = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
+                                    node_block_list=sorted(set(node_block_list)),
+                                    op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(op_block_list)))
+    log.info("fp16 with %d nodes kept fp32 (%d fp32 edges between them), op types %s", len(blocked), len(edges),
+             sorted(op_block_list) or "none")
+    return _save(fp16, Path(out))
+
+
+def int8_prepared(fp32_onnx: str | Path, out_dir: str | Path) -> Path:
+    """The graph the onnxruntime backend quantises (BASIC optimisation, MatMulAddFusion off): locate
+    compares the int8 model against this one, whose node names quantize_dynamic keeps."""
+    from backends.onnxruntime import session
+
+    folded = Path(out_dir) / "folded.onnx"
+    folded.parent.mkdir(parents=True, exist_ok=True)
+    if not folded.exists():
+        session(fp32_onnx, 1, optimize=True, optimized_out=folded, level="basic", disabled_optimizers=["MatMulAddFusion"])
+    return folded
+
+
+def build_int8(prepared_onnx: str | Path, out: str | Path, nodes_to_exclude=(), per_channel: bool = True) -> Path:
+    """ONNX Runtime dynamic int8 quantisation (weights int8, per channel) of the prepared graph, leaving
+    `nodes_to_exclude` in fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(prepared_onnx), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
+                     use_external_data_format=True, nodes_to_exclude=sorted(set(nodes_to_exclude)))
+    return Path(out)
+
+
+def write_keep_dtype(path: str | Path, nodes=(), op_types=()) -> Path:
+    """ATC's --keep_dtype file: one operator name per line, or `OpType::<type>` per line for an operator
+    type (an Ascend IR type, which is not always the ONNX one: ONNX MatMul is MatMulV2 there).
+    Format: CANN ATC docs, "--keep_dtype", e.g.
+    https://www.hiascend.com/document/detail/zh/CANNCommunityEdition/80RC2alpha002/devaids/auxiliarydevtool/atlasatc_16_0105.html
+    For an ONNX model ATC names its operators after the ONNX nodes, so locate's node names are used."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = list(dict.fromkeys(nodes)) + [f"OpType::{t}" for t in dict.fromkeys(op_types)]
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Verify
+# --------------------------------------------------------------------------------------------
+
+def run_model(onnx_path: str | Path, inputs: list[np.ndarray], input_name: str = "image", threads: int = 1,
+              fp16_storage: bool = False) -> list[np.ndarray]:
+    """First output for each input on ONNX Runtime's CPU: as the onnxruntime backend runs it (EXTENDED
+    optimisation), or with every fp16 tensor stored in fp16 between nodes (locate.SegmentRunner, one
+    session per node): the proxy of fp16 hardware such as ATC's fp16 .om, which ONNX Runtime's own CPU
+    execution is not (it computes most fp16 nodes in fp32)."""
+    if fp16_storage:
+        from locate import SegmentRunner, load_graph
+
+        output = load_graph(onnx_path).graph.output[0].name
+        runner = SegmentRunner(onnx_path, [[output]], threads, fp16_storage=True)
+        return [next(iter(runner.run({input_name: x})))[output] for x in inputs]
+    from backends.onnxruntime import session
+
+    sess = session(onnx_path, threads, optimize=True, level="extended")
+    return [sess.run(None, {input_name: x})[0] for x in inputs]
+
+
+def verify(onnx_path: str | Path, inputs: list[np.ndarray], reference: list[np.ndarray], gate: float,
+           input_name: str = "image", threads: int = 1, fp16_storage: bool = False) -> dict:
+    """Cosine of the model's output against `reference` per input, and whether the minimum meets `gate`
+    (inf/NaN in any output fails it)."""
+    from locate import tensor_stats
+
+    outs = run_model(onnx_path, inputs, input_name, threads, fp16_storage)
+    stats = [tensor_stats(r, o) for r, o in zip(reference, outs)]
+    cos = [s["cosine"] for s in stats]
+    nonfinite = sum(s["target_nonfinite"] for s in stats)
+    passed = bool(min(cos) >= gate and nonfinite == 0)
+    return {"model": str(onnx_path), "cosine_min": float(min(cos)), "per_input": cos, "nonfinite": nonfinite,
+            "gate": gate, "fp16_storage": fp16_storage, "passed": passed}
+
+
+# --------------------------------------------------------------------------------------------
+# The greedy loop
+# --------------------------------------------------------------------------------------------
+
+def greedy(steps: list[list[str]], build: Callable[[list[str], Path], Path], check: Callable[[Path], dict],
+           workdir: str | Path, before: dict, max_steps: int = 20) -> dict:
+    """Add step after step to the kept set; after each, build(kept, path) then check(path); stop at the
+    first that passes. `before` is check() of the target as it is."""
+    workdir = Path(workdir)
+    record = {"before": before, "kept": [], "steps": [], "passed": before["passed"], "after": before, "model": None}
+    if before["passed"]:
+        log.info("gate already met (cosine min %.6f): nothing to repair", before["cosine_min"])
+        return record
+    kept: list[str] = []
+    for i, step in enumerate(steps[:max_steps], start=1):
+        kept = kept + [s for s in step if s not in kept]
+        model = build(list(kept), workdir / f"step{i}" / "model.onnx")
+        result = check(model)
+        record["steps"].append({"step": i, "added": step, "kept": len(kept), "cosine_min": result["cosine_min"],
+                                "nonfinite": result["nonfinite"], "passed": result["passed"], "model": str(model)})
+        log.info("repair step %d: +%s -> %d kept, cosine min %.6f%s", i, step if len(step) < 4 else f"{len(step)} items",
+                 len(kept), result["cosine_min"], " PASS" if result["passed"] else "")
+        if result["passed"]:
+            record.update(kept=kept, passed=True, after=result, model=str(model))
+            return record
+        record.update(after=result, model=str(model), kept=kept)
+    log.info("gate not met after %d steps", len(record["steps"]))
+    return record
+
+
+def repair(fp32_onnx: str | Path, precision: str, rows: list[dict], summary: dict, inputs: list[np.ndarray],
+           reference: list[np.ndarray], gate: float, workdir: str | Path, target_onnx: str | Path | None = None,
+           mode: str = "nodes", max_steps: int = 20, threads: int = 1, fp16_storage: bool | None = None,
+           input_name: str = "image", before: dict | None = None) -> dict:
+    """Everything at once (the rule may instead run build_*/verify as separate jobs): the kept set, before
+    and after. precision: fp16 or ascend (fp16 ONNX on ONNX Runtime as the proxy) or int8. For int8 the
+    rows must come from locate against int8_prepared()'s graph. `target_onnx` is the target as built
+    today (before); without it the unrepaired model is built here. fp16_storage (default: true for ascend,
+    false otherwise): verify with every fp16 tensor stored in fp16 (see run_model). `before`: verify() of
+    the target already at hand (else it is verified here)."""
+    workdir = Path(workdir)
+    if precision in ("fp16", "ascend"):
+        def build(kept, out):
+            return build_fp16(fp32_onnx, out, **({"node_block_list": kept} if mode == "nodes" else
+                                                 {"op_block_list": kept}))
+    elif precision == "int8":
+        if mode != "nodes":
+            raise ValueError("int8 repair excludes nodes (quantize_dynamic's nodes_to_exclude); use mode 'nodes'")
+        prepared = int8_prepared(fp32_onnx, workdir)
+
+        def build(kept, out):
+            return build_int8(prepared, out, kept)
+    else:
+        raise ValueError(f"precision must be fp16, int8 or ascend, not {precision}")
+
+    storage = precision == "ascend" if fp16_storage is None else fp16_storage
+
+    def check(model):
+        return verify(model, inputs, reference, gate, input_name, threads, storage)
+
+    if before is None:
+        before = check(target_onnx if target_onnx else build([], workdir / "step0" / "model.onnx"))
+    result = greedy(candidate_steps(rows, summary, mode, precision), build, check, workdir, before, max_steps)
+    result.update(precision=precision, mode=mode, gate=gate)
+    if precision == "ascend":
+        cfg = write_keep_dtype(workdir / "keep_dtype.cfg", *((result["kept"], ()) if mode == "nodes"
+                                                               else ((), result["kept"])))
+        result["keep_dtype"] = str(cfg)
+    return result
+
+
+def main(smk) -> None:
+    """Rule repair. input: fp32 (fp32 ONNX), csv and json (locate's), npy (inputs), reference (torch_fp32
+    features, one .npy per input, same stems), target (optional: the target's model as built today);
+    output: json (the record), model (the repaired ONNX, copied from the passing step), keep_dtype
+    (optional: ATC's file, for ascend); params: precision, gate, mode (nodes|op_types), max_steps, workdir."""
+    import shutil
+
+    from locate import load_inputs, read_csv
+    from common import read_json
+
+    p = smk.params
+    npy = sorted(smk.input.npy)
+    refs = {Path(f).stem: f for f in smk.input.reference}
+    inputs = load_inputs(npy)
+    reference = [np.load(refs[Path(f).stem]) for f in npy]
+    result = repair(smk.input.fp32, p.precision, read_csv(smk.input.csv), read_json(smk.input.json), inputs,
+                    reference, float(p.gate), p.get("workdir", Path(smk.output.json).parent / "repair"),
+                    smk.input.get("target"), p.get("mode", "nodes"), int(p.get("max_steps", 20)))
+    if result["model"] and smk.output.get("model"):
+        # the model and its external data file (named after the step's model.onnx, so the reference holds)
+        src = Path(result["model"])
+        Path(smk.output.model).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, smk.output.model)
+        for data in src.parent.glob(src.name + ".data"):
+            shutil.copyfile(data, Path(smk.output.model).parent / data.name)
+    if smk.output.get("keep_dtype"):
+        write_keep_dtype(smk.output.keep_dtype, result["kept"] if result["mode"] == "nodes" else (),
+                         result["kept"] if result["mode"] == "op_types" else ())
+    write_json(smk.output.json, result)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    from common import run_entry
+
+    run_entry(main, snakemake)  # noqa: F821
