@@ -256,12 +256,14 @@ def accuracy_vs_speed(report: dict, path) -> None:
             _save(fig, path)
             return
         ys = [y for _, _, y, _ in points]
+        # labels alternate above and below from left to right, so neighbours do not overlap
+        rank = {id(p): k for k, (_, p, _, _) in enumerate(sorted(points, key=lambda q: q[1]["throughput_fps"]))}
         for i, (t, p, y, gate) in enumerate(points):
             passed = gate["passed"] if gate else None
             ax.scatter([p["throughput_fps"]], [y], s=70, color=COLORS[i % len(COLORS)], zorder=4,
                        edgecolor=FAIL_COLOR if passed is False else "white", linewidth=1.8)
             ax.annotate(f"{t['name']}\n(batch {p['batch_size']})", (p["throughput_fps"], y),
-                        textcoords="offset points", xytext=(7, 5 if i % 2 == 0 else -22), fontsize=8,
+                        textcoords="offset points", xytext=(7, 5 if rank[id(p)] % 2 == 0 else -22), fontsize=8,
                         color="#24292f")
         ax.set_xscale("log")
         ax.set_yscale("log")
