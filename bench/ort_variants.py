@@ -12,9 +12,11 @@ Variants (--variants, comma-separated; default all):
   fp32-vit, fp32-clip                   fp32 ONNX through onnxruntime.transformers.optimizer
                                         (model_type vit / clip, the arch's heads and width), then EXTENDED
   fp16                                  the fp16 ONNX, EXTENDED
-  int8-preprocess                       the previous int8 recipe: quant_pre_process, quantize_dynamic
-  int8                                  the backend's int8 recipe (quantize_int8), per-tensor
+  int8-preprocess                       the previous dynamic int8 recipe: quant_pre_process, quantize_dynamic
+  int8                                  the backend's dynamic int8 recipe (int8_dynamic), per-tensor
   int8-perchannel                       the same, per-channel weight scales
+  int8-static, int8-static-attention,   the backend's static int8 (precision int8) with each of its
+  int8-static-qlinear                   STATIC_RECIPES, calibrated on the arch's npy inputs
 
 Prints one markdown row per variant: compile s, images/s, p50 ms, GFLOP/s, fraction of the ceiling,
 min cosine vs torch_fp32 over the sample images, op counts of the compiled model (fused ops, and the
@@ -37,16 +39,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import paths  # noqa: E402
+from compare_runtimes import image_onnx  # noqa: E402 (this folder is on sys.path when run as a script)
 from backends import onnxruntime as ort_backend  # noqa: E402
 from benchmark import matmul_ceiling  # noqa: E402
-from timing import time_runs  # noqa: E402
+from timing import OthersCpu, time_runs, wait_for_quiet  # noqa: E402
 
 FUSED = ("Attention", "MultiHeadAttention", "LayerNormalization", "SkipLayerNormalization", "Gelu", "FastGelu",
          "BiasGelu", "QuickGelu")
 MATMULS = ("MatMul", "FusedMatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
            "ConvInteger", "Conv")
 VARIANTS = ("fp32-basic", "fp32-extended", "fp32-all", "fp32-vit", "fp32-clip", "fp16", "int8-preprocess", "int8",
-            "int8-perchannel")
+            "int8-perchannel", "int8-static", "int8-static-attention", "int8-static-qlinear")
 OTHERS_LIMIT = 1.5  # cores used by other processes above which a measurement is marked NOISY
 
 
@@ -67,52 +70,23 @@ def op_counts(model_path: str) -> dict:
     return out
 
 
+def torch_reference(arch: str, stem: str) -> str:
+    """The workflow's torch_fp32 features of one image (per tower in the matrix layout)."""
+    try:
+        return paths.reference(arch, "image", "torch_fp32", stem)
+    except TypeError:
+        return paths.reference(arch, "torch_fp32", stem)
+
+
 def cosines_vs_truth(sess, arch: str, stems: list[str]) -> dict:
     name = sess.get_inputs()[0].name
     out = {}
     for stem in stems:
         x = np.load(paths.npy(arch, stem))
         y = sess.run(None, {name: x})[0].ravel().astype(np.float64)
-        t = np.load(paths.reference(arch, "torch_fp32", stem)).ravel().astype(np.float64)
+        t = np.load(torch_reference(arch, stem)).ravel().astype(np.float64)
         out[stem] = float(y @ t / np.linalg.norm(y) / np.linalg.norm(t))
     return out
-
-
-class OthersCpu:
-    """CPU time (in cores) used by processes other than this one between start() and stop(), from
-    /proc/stat (all CPUs busy time) minus this process's own CPU time."""
-
-    def start(self):
-        self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy(), self._own()
-
-    def stop(self) -> float:
-        wall = time.perf_counter() - self.t0
-        return max(0.0, ((self._busy() - self.busy0) - (self._own() - self.own0)) / wall)
-
-    @staticmethod
-    def _busy() -> float:
-        fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _own() -> float:
-        t = os.times()
-        return t.user + t.system
-
-
-def wait_for_quiet(limit: float, timeout_s: float) -> float:
-    """Wait (up to timeout_s) until other processes use under `limit` cores over one second; returns
-    the last figure. ONNX Runtime's 2 spinning threads on 2 shared cores slow down several-fold
-    as soon as another process takes one core."""
-    deadline = time.perf_counter() + timeout_s
-    probe = OthersCpu()
-    while True:
-        probe.start()
-        time.sleep(1.0)
-        used = probe.stop()
-        if used < limit or time.perf_counter() > deadline:
-            return used
 
 
 def arch_shape(arch: str) -> tuple[int, int]:
@@ -169,7 +143,7 @@ def main() -> None:
     stems = sorted(p.stem for p in Path(f"results/{args.arch}/npy").glob("*.npy"))
     inputs = [np.load(paths.npy(args.arch, s)) for s in stems]
     gflops, gflops_from = gflops_per_image(args.arch, args.gflops, inputs[0].shape[-1])
-    wait_for_quiet(args.max_others, args.quiet_wait)
+    wait_for_quiet(args.quiet_wait, args.max_others)
     ceiling0 = matmul_ceiling(threads)
     print(f"{args.arch}: {gflops:.1f} GFLOPs/image ({gflops_from}); fp32 ceiling at start {ceiling0['ceiling_gflops']:.0f}"
           f" GFLOP/s (torch {ceiling0['torch_gflops']:.0f}, ONNX Runtime {ceiling0['onnxruntime_gflops']:.0f}); "
@@ -181,7 +155,7 @@ def main() -> None:
             raise SystemExit(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
         load_start = os.getloadavg()[0]
         options = {"threads": threads, "precision": "fp32"}
-        source = paths.onnx_fp32(args.arch)
+        source = image_onnx(args.arch)
         with tempfile.TemporaryDirectory(dir=args.scratch, prefix=".ort_variants-") as scratch:
             start = time.perf_counter()
             optimizer_stats = None
@@ -191,9 +165,12 @@ def main() -> None:
                 source, optimizer_stats = transformer_optimized(source, Path(scratch) / "transformer.onnx",
                                                                 variant.split("-")[1], args.arch)
             elif variant == "fp16":
-                source, options["precision"] = paths.onnx_fp16(args.arch), "fp16"
+                source, options["precision"] = image_onnx(args.arch, "fp16"), "fp16"
+            elif variant.startswith("int8-static"):
+                options.update(precision="int8", calibration=[paths.npy(args.arch, s) for s in stems],
+                               static_recipe=variant[len("int8-static-"):] or ort_backend.DEFAULT_STATIC_RECIPE)
             else:
-                options.update(precision="int8", per_channel=variant == "int8-perchannel",  # explicit either way
+                options.update(precision="int8_dynamic", per_channel=variant == "int8-perchannel",  # explicit either way
                                int8_recipe="pre_process" if variant == "int8-preprocess" else "matmul")
             files = ort_backend.compile(source, Path(scratch) / "m", 1, inputs[0].shape[-1], options)
             compile_s = time.perf_counter() - start
@@ -202,9 +179,8 @@ def main() -> None:
             name = sess.get_inputs()[0].name
             attempts = []
             for _ in range(args.tries):
-                wait_for_quiet(args.max_others, args.quiet_wait)
-                others = OthersCpu()
-                others.start()
+                wait_for_quiet(args.quiet_wait, args.max_others)
+                others = OthersCpu().start()
                 r = time_runs(lambda b: sess.run(None, {name: b}), inputs, 1, args.loop, args.warmup, variant)
                 attempts.append((others.stop(), r))
                 if attempts[-1][0] <= args.max_others:
@@ -225,7 +201,7 @@ def main() -> None:
         rows.append(row)
         print(f"{variant}: {r['throughput_fps']:.3f} images/s, p50 {r['latency_ms']['p50']:.1f} ms, min cosine "
               f"{row['min_cosine_vs_torch_fp32']:.6f}, others' CPU {others_cores:.2f} cores", flush=True)
-    wait_for_quiet(args.max_others, args.quiet_wait)
+    wait_for_quiet(args.quiet_wait, args.max_others)
     ceiling1 = matmul_ceiling(threads)
     ceiling = max(ceiling0["ceiling_gflops"], ceiling1["ceiling_gflops"])
     print(f"fp32 ceiling at end {ceiling1['ceiling_gflops']:.0f} GFLOP/s (torch {ceiling1['torch_gflops']:.0f}, "

@@ -1,11 +1,12 @@
 """benchmark: the compiled model at one batch size, and the cn_clip PyTorch fp32 model measured
-the same way in the same job (the baseline), on the real npy inputs."""
+the same way in the same job (the baseline), on the real npy inputs, beside this machine's fp32
+matmul ceilings and the load other processes put on it meanwhile (`load`)."""
 
 import numpy as np
 
 import backends
 from common import log, read_json, write_json
-from timing import time_runs
+from timing import LoadRecord, time_runs, wait_for_quiet, worst_load
 
 
 def model_gflops(model, resolution: int) -> float:
@@ -35,9 +36,10 @@ def matmul_ceiling(threads: int, n: int = 4096, repeats: int = 5) -> dict:
     """This machine's fp32 ceiling, measured now: the best GFLOP/s of an n x n fp32 matmul in torch and
     in ONNX Runtime (MLAS, the kernels the CPU offline model runs on); the ceiling is the faster one."""
     import numpy as np
-    import onnxruntime as ort
     import torch
     from onnx import TensorProto, helper
+
+    from backends.onnxruntime import session
 
     flops = 2 * n**3
     torch.set_num_threads(threads)
@@ -45,10 +47,7 @@ def matmul_ceiling(threads: int, n: int = 4096, repeats: int = 5) -> dict:
     torch_gflops = flops / _best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
     spec = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "abc"]
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString(),
-                                so, providers=["CPUExecutionProvider"])
+    sess = session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString(), threads)
     feeds = {"a": a.numpy(), "b": b.numpy()}
     ort_gflops = flops / _best_seconds(lambda: sess.run(None, feeds), repeats) / 1e9
     return {"matmul_n": n, "threads": threads, "torch_gflops": torch_gflops, "onnxruntime_gflops": ort_gflops,
@@ -88,33 +87,58 @@ def best_ceiling(before: dict, after: dict) -> dict:
 
 
 def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_files: list[str],
-                  batch_size: int, loop: int, warmup: int, options: dict, baseline_loop: int | None = None) -> dict:
+                  batch_size: int, loop: int, warmup: int, options: dict, baseline_loop: int | None = None,
+                  quiet_wait_s: float = 0.0) -> dict:
+    """The record of one benchmark job. `load`: the CPU other processes used during the timed runs
+    (the worse of the offline model's and the baseline's), the load average before the first and
+    after the last; quiet_wait_s > 0 first waits up to that long for the others to fall under a
+    quarter of a core (`quiet_wait` says how it went)."""
     model = read_json(manifest)["model"]
+    quiet = wait_for_quiet(quiet_wait_s)
+    if quiet["quiet"] is False:
+        log.warning("no quiet machine within %.0f s: others use %.2f cores; measuring anyway", quiet_wait_s,
+                    quiet["others_cpu_cores"])
     ceiling_before = matmul_ceiling(options["threads"])
+    around = LoadRecord().start()  # for a backend whose benchmark records no load of its own
     offline = backends.get(backend).benchmark(model, npy_files, batch_size, loop, warmup, options)
-    log.info("%s bs%d: %.2f images/s, p50 %.1f ms", backend, batch_size, offline["throughput_fps"],
-             offline["latency_ms"]["p50"])
+    offline_load = offline.pop("load", None) or around.stop()
+    log.info("%s bs%d: %.2f images/s, p50 %.1f ms; others' CPU %.2f cores", backend, batch_size,
+             offline["throughput_fps"], offline["latency_ms"]["p50"], offline_load["others_cpu_cores"])
     baseline_loop = min(loop, baseline_loop or loop)
     baseline = torch_baseline(checkpoint, arch, npy_files, batch_size, baseline_loop, warmup, options["threads"])
-    log.info("torch_fp32 bs%d: %.2f images/s, p50 %.1f ms", batch_size, baseline["throughput_fps"],
-             baseline["latency_ms"]["p50"])
+    log.info("torch_fp32 bs%d: %.2f images/s, p50 %.1f ms; others' CPU %.2f cores", batch_size,
+             baseline["throughput_fps"], baseline["latency_ms"]["p50"], baseline["load"]["others_cpu_cores"])
     gflops = baseline.pop("model_gflops")
     measured = best_ceiling(ceiling_before, matmul_ceiling(options["threads"]))
     ceiling = measured["ceiling_gflops"]
     log.info("fp32 ceiling (4096x4096 matmul, %d threads): torch %.0f, ONNX Runtime %.0f GFLOP/s; model %.1f GFLOPs "
              "per image", options["threads"], measured["torch_gflops"], measured["onnxruntime_gflops"], gflops)
+    load = worst_load(offline_load, baseline["load"])
+    if load["under_load"]:
+        log.warning("measured under load: other processes used up to %.2f cores during the timed runs",
+                    load["others_cpu_cores"])
     # the ceiling is this host's CPU: a fraction of it only means something for a CPU backend
     on_cpu = getattr(backends.get(backend), "RUNS_ON_HOST_CPU", False)
     return {**offline, **(efficiency(offline, gflops, ceiling) if on_cpu else {}), "model": model,
             "model_gflops_per_image": gflops, "ceiling_gflops": ceiling, "ceiling": measured,
+            "load": load, "offline_load": offline_load, "quiet_wait": quiet,
             "speedup_vs_torch_fp32": offline["throughput_fps"] / baseline["throughput_fps"],
             "baseline_torch_fp32": {**baseline, **efficiency(baseline, gflops, ceiling)}}
+
+
+def param(smk, name: str, default):
+    """A rule param that older rules may not pass."""
+    try:
+        return getattr(smk.params, name)
+    except AttributeError:
+        return default
 
 
 def main(smk) -> None:
     result = run_benchmark(smk.wildcards.backend, smk.input.manifest, smk.input.ckpt, smk.wildcards.arch,
                            list(smk.input.npy), int(smk.wildcards.bs), int(smk.params.loop),
-                           int(smk.params.warmup), dict(smk.params.options), int(smk.params.baseline_loop))
+                           int(smk.params.warmup), dict(smk.params.options), int(smk.params.baseline_loop),
+                           quiet_wait_s=float(param(smk, "quiet_wait_s", 0) or 0))
     write_json(smk.output[0], result)
 
 

@@ -45,10 +45,16 @@ def test_benchmark_reports_throughput_and_latency(tiny_onnx, tmp_path):
     assert set(result["latency_ms"]) >= {"mean", "p50", "p90", "p99"}
 
 
-def test_int8_compile_quantises_and_stays_close(tiny_onnx, tmp_path):
-    files = backend.compile(tiny_onnx["fp32"], tmp_path / "int8", 1, 16, {**OPTIONS, "precision": "int8"})
+INTEGER_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger", "MatMulIntegerToFloat",
+               "QLinearMatMul", "QLinearConv", "QGemm"}
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8_dynamic"])
+def test_int8_compile_quantises_and_stays_close(tiny_onnx, tmp_path, precision):
+    files = backend.compile(tiny_onnx["fp32"], tmp_path / "int8", 1, 16,
+                            {**OPTIONS, "precision": precision, "calibration": tiny_onnx["npy"]})
     ops = {n.op_type for n in onnx.load(files[0]).graph.node}
-    assert ops & {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger"}, ops
+    assert ops & INTEGER_OPS, ops
     sess = backend.session(files[0], 1)
     x = np.load(tiny_onnx["npy"][0])
     got, ref = sess.run(None, {"image": x})[0].ravel(), reference(tiny_onnx["fp32"], tiny_onnx["npy"][0]).ravel()
@@ -87,8 +93,13 @@ def tiny_vit_onnx(tmp_path):
             return x.permute(1, 0, 2)[:, 0, :]
 
     torch.manual_seed(0)
+    block = Block().eval()
+    with torch.no_grad():  # trained-like biases (zero ones would be exported as one shared initialiser)
+        for name, p in block.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)
     path = tmp_path / "vit.img.fp32.onnx"
-    torch.onnx.export(Block().eval(), (torch.randn(1, 8, 32),), str(path), input_names=["image"],
+    torch.onnx.export(block, (torch.randn(1, 8, 32),), str(path), input_names=["image"],
                       output_names=["unnorm_image_features"], dynamic_axes={"image": {0: "batch"}},
                       opset_version=14, do_constant_folding=False, dynamo=False)
     return str(path)
@@ -99,7 +110,7 @@ def test_int8_quantises_every_weight_matmul_of_a_fixed_batch_transformer(tiny_vi
     """Every weight product of a cn_clip-like block (in_proj, out_proj, c_fc, c_proj) must run in int8,
     none left as an fp32 MatMul/Gemm, and the result must stay close to the fp32 model."""
     files = backend.compile(tiny_vit_onnx, tmp_path / "int8", 1, 8,
-                            {**OPTIONS, "precision": "int8", "int8_recipe": recipe})
+                            {**OPTIONS, "precision": "int8_dynamic", "int8_recipe": recipe})
     graph = onnx.load(files[0]).graph
     weights = {i.name for i in graph.initializer}
     fp32_weight_products = [n.name for n in graph.node if n.op_type in ("MatMul", "FusedMatMul", "Gemm")
@@ -123,8 +134,99 @@ def test_compile_at_each_optimisation_level_keeps_the_result(tiny_onnx, tmp_path
 def test_int8_weights_have_per_channel_scales_by_default(tiny_vit_onnx, tmp_path):
     from onnx import numpy_helper
 
-    files = backend.compile(tiny_vit_onnx, tmp_path / "int8", 1, 8, {**OPTIONS, "precision": "int8"})
+    files = backend.compile(tiny_vit_onnx, tmp_path / "int8", 1, 8, {**OPTIONS, "precision": "int8_dynamic"})
     graph = onnx.load(files[0]).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     scales = [inits[n.input[2]] for n in graph.node if n.op_type == "DynamicQuantizeMatMul"]
     assert scales and all(s.size > 1 for s in scales)  # one scale per output channel, not one per tensor
+
+
+def test_static_int8_without_calibration_inputs_is_a_clear_error(tiny_onnx, tmp_path):
+    with pytest.raises(ValueError, match="calibration"):
+        backend.compile(tiny_onnx["fp32"], tmp_path / "int8", 1, 16, {**OPTIONS, "precision": "int8"})
+    with pytest.raises(ValueError, match="unknown precision"):
+        backend.compile(tiny_onnx["fp32"], tmp_path / "x", 1, 16, {**OPTIONS, "precision": "int4"})
+
+
+@pytest.fixture
+def vit_calibration(tmp_path):
+    rng = np.random.default_rng(1)
+    files = []
+    for i in range(4):
+        np.save(tmp_path / f"cal{i}.npy", rng.standard_normal((1, 8, 32)).astype(np.float32))
+        files.append(str(tmp_path / f"cal{i}.npy"))
+    return files
+
+
+def products(graph):
+    """(fp32 weight products, integer products, fp32 activation x activation products) of a compiled graph."""
+    weights = {i.name for i in graph.initializer}
+    fp32 = [n for n in graph.node if n.op_type in ("MatMul", "FusedMatMul", "Gemm")]
+    integer = [n for n in graph.node if n.op_type in ("MatMulIntegerToFloat", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul")]
+    return ([n for n in fp32 if n.input[1] in weights], integer, [n for n in fp32 if n.input[1] not in weights])
+
+
+def cosine_vs_fp32(model, fp32_onnx, x):
+    got = backend.session(model, 1).run(None, {"image": x})[0].ravel()
+    ref = ort.InferenceSession(fp32_onnx, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0].ravel()
+    return got @ ref / np.linalg.norm(got) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("recipe,bs", [("weights", 1), ("weights", 2), ("attention", 1), ("qlinear", 1)])
+def test_static_int8_runs_every_weight_product_in_int8(tiny_vit_onnx, vit_calibration, tmp_path, recipe, bs):
+    """The static recipes, calibrated on real inputs: every weight product of a cn_clip-like block
+    (in_proj, out_proj, c_fc, c_proj) in an integer kernel, none left in fp32 (a MatMul + bias that
+    ONNX Runtime fuses into an fp32 Gemm before its QDQ fusions would be); the attention's two
+    activation products in int8 only with the "attention" recipe; and the result close to fp32."""
+    files = backend.compile(tiny_vit_onnx, tmp_path / "int8", bs, 8, {**OPTIONS, "precision": "int8",
+                            "calibration": vit_calibration, "static_recipe": recipe})
+    fp32_weights, integer, fp32_attention = products(onnx.load(files[0]).graph)
+    assert not fp32_weights
+    assert len(integer) == (6 if recipe == "attention" else 4)
+    assert len(fp32_attention) == (0 if recipe == "attention" else 2)
+    x = np.concatenate([np.load(f) for f in vit_calibration[:bs]])
+    assert cosine_vs_fp32(files[0], tiny_vit_onnx, x) > 0.99
+
+
+def test_static_int8_leaves_named_nodes_in_fp32(tiny_vit_onnx, vit_calibration, tmp_path):
+    files = backend.compile(tiny_vit_onnx, tmp_path / "int8", 1, 8, {**OPTIONS, "precision": "int8",
+                            "calibration": vit_calibration, "int8_exclude": ["c_proj"]})
+    fp32_weights, integer, _ = products(onnx.load(files[0]).graph)
+    assert len(integer) == 3 and len(fp32_weights) == 1
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8_dynamic"])
+def test_int8_weights_are_7_bit_on_a_cpu_without_vnni(tiny_vit_onnx, vit_calibration, tmp_path, monkeypatch, precision):
+    """Without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in saturating 16-bit
+    arithmetic: full-range int8 weights overflow it (ViT-B-16's cosine vs fp32 fell to 0.98 on such
+    a CPU). The recipe follows the CPU unless told."""
+    from onnx import numpy_helper
+
+    def weight_range(options, name):
+        files = backend.compile(tiny_vit_onnx, tmp_path / name, 1, 8, {**OPTIONS, "precision": precision,
+                                "calibration": vit_calibration, **options})
+        graph = onnx.load(files[0]).graph
+        ints = [numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+        return max(int(np.abs(a).max()) for a in ints if a.size > 1)
+
+    monkeypatch.setattr(backend, "cpu_has_vnni", lambda: False)
+    assert weight_range({}, "auto_without_vnni") <= 64
+    assert weight_range({"reduce_range": False}, "forced_full") == 127
+    monkeypatch.setattr(backend, "cpu_has_vnni", lambda: True)
+    assert weight_range({}, "auto_with_vnni") == 127
+
+
+def test_one_session_factory_sets_threads_and_spinning():
+    from onnx import TensorProto, helper
+
+    spec = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, 2]) for x in "abc"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "m", spec[:2], spec[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString()
+
+    def spinning(sess):
+        return sess.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spinning(backend.session(model, 1, spinning=False)) == "0"
+    assert spinning(backend.session(model, 1, spinning=True)) == "1"
+    assert spinning(backend.session(model, 1)) == ("1" if backend.ALLOW_SPINNING else "0")
+    assert backend.session(model, 2).get_session_options().intra_op_num_threads == 2

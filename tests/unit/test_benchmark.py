@@ -9,3 +9,55 @@ def test_ceiling_is_the_better_of_the_two_measurements_per_runtime():
     best = best_ceiling(before, after)
     assert (best["torch_gflops"], best["onnxruntime_gflops"], best["ceiling_gflops"]) == (200.0, 420.0, 420.0)
     assert best["matmul_n"] == 4096 and best["threads"] == 2
+
+
+def _load(others):
+    return {"others_cpu_cores": others, "loadavg_before": [1.0, 1.0, 1.0], "loadavg_after": [2.0, 2.0, 2.0],
+            "under_load": others > 0.25}
+
+
+def test_record_says_how_busy_the_machine_was_during_the_timed_runs(monkeypatch, tmp_path):
+    """The report marks a result "measured under load" from `load`: the worse of the offline model's
+    and the baseline's timed runs; the ceiling keeps both runtimes' figures."""
+    import types
+
+    import benchmark
+
+    ceiling = {"matmul_n": 4096, "threads": 2, "torch_gflops": 200.0, "onnxruntime_gflops": 150.0, "ceiling_gflops": 200.0}
+    stats = {"throughput_fps": 10.0, "latency_ms": {"mean": 100.0, "p50": 100.0, "p90": 100.0, "p99": 100.0}}
+    fake = types.SimpleNamespace(RUNS_ON_HOST_CPU=True, benchmark=lambda *a: {**stats, "batch_size": 1, "load": _load(0.1)})
+    monkeypatch.setattr(benchmark.backends, "get", lambda name: fake)
+    monkeypatch.setattr(benchmark, "matmul_ceiling", lambda threads: dict(ceiling))
+    monkeypatch.setattr(benchmark, "torch_baseline", lambda *a: {**stats, "throughput_fps": 5.0, "load": _load(0.9),
+                                                                 "model_gflops": 1.0})
+    waits = []
+    monkeypatch.setattr(benchmark, "wait_for_quiet", lambda s: waits.append(s) or {"waited_s": 0.0, "quiet": None,
+                                                                                   "others_cpu_cores": None})
+    (tmp_path / "m.json").write_text('{"model": "m.onnx"}')
+    out = benchmark.run_benchmark("fake", str(tmp_path / "m.json"), "ckpt", "ViT-B-16", ["a.npy"], 1, 4, 1,
+                                  {"threads": 2}, quiet_wait_s=30)
+    assert waits == [30]
+    assert set(out["load"]) == {"others_cpu_cores", "loadavg_before", "loadavg_after", "under_load"}
+    assert out["load"]["others_cpu_cores"] == 0.9 and out["load"]["under_load"] is True
+    assert out["offline_load"]["others_cpu_cores"] == 0.1
+    assert out["ceiling"]["torch_gflops"] == 200.0 and out["ceiling"]["onnxruntime_gflops"] == 150.0
+    assert out["speedup_vs_torch_fp32"] == 2.0
+
+
+def test_a_rule_without_the_quiet_wait_param_does_not_wait(monkeypatch):
+    import types
+
+    import benchmark
+
+    seen = {}
+    monkeypatch.setattr(benchmark, "run_benchmark", lambda *a, **k: seen.update(k) or {})
+    monkeypatch.setattr(benchmark, "write_json", lambda *a: None)
+    smk = types.SimpleNamespace(
+        wildcards=types.SimpleNamespace(backend="onnxruntime", arch="ViT-B-16", bs="1"),
+        input=types.SimpleNamespace(manifest="m.json", ckpt="c.pt", npy=["a.npy"]),
+        params=types.SimpleNamespace(loop=3, warmup=1, options={"threads": 1}, baseline_loop=2), output=["out.json"])
+    benchmark.main(smk)
+    assert seen["quiet_wait_s"] == 0
+    smk.params.quiet_wait_s = 12
+    benchmark.main(smk)
+    assert seen["quiet_wait_s"] == 12
