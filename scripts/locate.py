@@ -216,6 +216,7 @@ class SegmentRunner:
                 later.update(x for x in self.nodes[i].input if x)
         self.keep_after.reverse()
         self.sessions: list = [None] * len(self.segments)
+        self.last_segment = max((s for s, seg in enumerate(self.segments) if seg[0]), default=-1)
 
     def _session(self, s: int, held: dict[str, np.ndarray]):
         import onnx
@@ -261,6 +262,10 @@ class SegmentRunner:
             if idx:
                 if self.sessions[s] is None:
                     self.sessions[s] = self._session(s, held)
+                    if s == self.last_segment:
+                        # every session is built and holds its weights: the graph (and the weights of a
+                        # model without external data) can go
+                        self.model = self.inits = self.nodes = None
                 sess, feeds, outputs = self.sessions[s]
                 if outputs:
                     held.update(zip(outputs, sess.run(outputs, {x: held[x] for x in feeds})))
@@ -428,6 +433,10 @@ def locate(reference_onnx: str | Path, target_onnx: str | Path, inputs: list[np.
     CPU execution of an fp16 graph is at least as accurate (it computes most nodes in fp32: SegmentRunner)."""
     target_graph = load_graph(target_onnx)
     target_names = {o for n in target_graph.graph.node for o in n.output} | {i.name for i in target_graph.graph.input}
+    # per-node segments only matter where the target stores fp16 (an int8 graph computes in fp32)
+    fp16_storage = fp16_storage and (
+        any(t.data_type == 10 for t in target_graph.graph.initializer) or
+        any(n.op_type == "Cast" and any(a.name == "to" and a.i == 10 for a in n.attribute) for n in target_graph.graph.node))
     del target_graph
     rows = compared_rows(load_graph(reference_onnx), target_names)
     groups = group(rows, chunk)
@@ -568,7 +577,7 @@ def read_csv(path: str | Path) -> list[dict]:
 
 
 def plot(rows: list[dict], summary: dict, path: str | Path, title: str = "") -> None:
-    """1 - cosine (log) against depth; new inf/NaN in red; the first jump marked."""
+    """Error (log) against depth; new inf/NaN in red; the first jump marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -578,21 +587,24 @@ def plot(rows: list[dict], summary: dict, path: str | Path, title: str = "") -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(10, 4))
     depth = [r["depth"] for r in rows]
-    err = [max(r["one_minus_cosine"], 1e-12) for r in rows]
-    ax.plot(depth, err, lw=0.8, color="#4466aa", label="1 − cosine vs fp32")
-    bad = [(r["depth"], max(r["one_minus_cosine"], 1e-12)) for r in rows if r["nonfinite_new"]]
+    ax.plot(depth, [max(r["one_minus_cosine"], 1e-12) for r in rows], lw=0.6, color="#bbbbbb",
+            label="1 − cosine (raw)")
+    ax.plot(depth, [max(r["error"], 1e-12) for r in rows], lw=0.9, color="#4466aa",
+            label=f"error (1 − cosine; 0 where every element is within {summary['params']['atol']:g})")
+    bad = [(r["depth"], max(r["error"], 1e-12)) for r in rows if r["nonfinite_new"]]
     if bad:
         ax.scatter(*zip(*bad), s=8, color="#cc2222", label="inf/NaN appeared", zorder=3)
     jump = summary.get("first_jump")
     if jump:
         ax.axvline(jump["depth"], color="#cc2222", ls="--", lw=0.8)
-        ax.annotate(f"first jump: {jump['node']} ({jump['op_type']})", (jump["depth"], 1e-11), rotation=90,
-                    fontsize=7, va="bottom", ha="right")
+        name = jump["node"] if len(jump["node"]) <= 48 else "…" + jump["node"][-47:]
+        ax.text(0.01, 0.03, f"first jump: {name} ({jump['op_type']}, depth {jump['depth']})",
+                transform=ax.transAxes, fontsize=8, va="bottom", color="#cc2222")
     ax.set_yscale("log")
     ax.set_xlabel("depth (compared tensors in topological order)")
     ax.set_ylabel("1 − cosine (worst input)")
     ax.set_title(title or f"{Path(str(summary.get('target', ''))).name} vs fp32, node by node")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
