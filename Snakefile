@@ -27,7 +27,6 @@ include: "rules/model.smk"
 include: "rules/reference.smk"
 include: "rules/target.smk"
 include: "rules/evaluate.smk"
-include: "rules/text.smk"
 include: "rules/report.smk"
 
 

@@ -50,9 +50,8 @@ OPENVINO = ("ov-fp32", "ov-int8")
 
 
 def image_onnx(arch: str, precision: str = "fp32") -> str:
-    """The arch's exported image-tower ONNX (scripts/paths.py: `onnx` in the matrix layout, `onnx_fp32`
-    / `onnx_fp16` before it)."""
-    return paths.onnx(arch, "image", precision) if hasattr(paths, "onnx") else getattr(paths, f"onnx_{precision}")(arch)
+    """The arch's exported image-tower ONNX (scripts/paths.py)."""
+    return paths.onnx(arch, "image", precision)
 
 
 # --- the workers: one runtime each, in its own process ----------------------------------------------

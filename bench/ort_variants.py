@@ -71,11 +71,8 @@ def op_counts(model_path: str) -> dict:
 
 
 def torch_reference(arch: str, stem: str) -> str:
-    """The workflow's torch_fp32 features of one image (per tower in the matrix layout)."""
-    try:
-        return paths.reference(arch, "image", "torch_fp32", stem)
-    except TypeError:
-        return paths.reference(arch, "torch_fp32", stem)
+    """The workflow's torch_fp32 features of one image."""
+    return paths.reference(arch, "image", "torch_fp32", stem)
 
 
 def cosines_vs_truth(sess, arch: str, stems: list[str]) -> dict:
@@ -187,7 +184,7 @@ def main() -> None:
                     break
             others_cores, r = min(attempts, key=lambda a: a[0])
             cos = cosines_vs_truth(sess, args.arch, stems)
-            del sess
+            sess = None  # free the model before the next variant
             gc.collect()
         load_end = os.getloadavg()[0]
         achieved = gflops * r["throughput_fps"]

@@ -1,30 +1,26 @@
-# Every artifact path, derived from config in one place; image discovery; input functions.
+# The matrix this run builds, image discovery and input functions. Every path comes from
+# scripts/paths.py (P), every resource figure from scripts/resources.py (R).
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-import paths as P  # noqa: E402  (scripts/paths.py: shared by rules and tests)
+import paths as P  # noqa: E402
+import resources as R  # noqa: E402
 
 # A dry run (-n) and a job step (--mode remote/subprocess: a cluster job parses this file again) never
 # write: Snakemake knows -n from its output settings at parse time (workflow.dryrun only later).
 DRY_RUN = bool(workflow.output_settings.dryrun or workflow.dryrun)
 MAIN_PROCESS = workflow.is_main_process
 
-# The matrix this run builds: every (arch, backend, device) target, each at every batch size.
-RUN_ARCHS = config["model_archs"] or [config["model_arch"]]
-BACKENDS = config["backends"] or [config["backend"]]
-TARGETS = [
-    {"arch": arch, "backend": backend, "device": device}
-    for arch in RUN_ARCHS
-    for backend in BACKENDS
-    for device in P.devices(backend, config["soc_version"], config["soc_versions"])
-]
-BATCH_SIZES = sorted(config["batch_sizes"])
 IMAGES_DIR = config["images"] or P.SAMPLE_IMAGES_DIR
-IMAGES = P.discover_images(IMAGES_DIR, sample=not config["images"])  # {stem: image path}
-SKIPPED_IMAGES = {}  # {path: why}: bad files skipped with skip_bad_images (listed in the report)
+IMAGES = P.discover_images(
+    IMAGES_DIR, sample=not config["images"]
+)  # {stem: image path}
+SKIPPED_IMAGES = (
+    {}
+)  # {path: why}: bad files skipped with skip_bad_images (listed in the report)
 if config["images"]:
     from config_check import usable_images
 
@@ -36,7 +32,48 @@ if config["images"]:
         write_cache=MAIN_PROCESS and not DRY_RUN,
     )
 STEMS = sorted(IMAGES)
+LABELS = list(config["labels"])
+ITEMS = {"image": STEMS, "text": LABELS}  # what each tower's model is run on
 THREADS = config["threads"] or P.physical_cores()
+
+
+def ascend_precision(atc):
+    """The precision coordinate of ATC's precision option: its value, `v2_<value>` for
+    precision_mode_v2, or fp16 (ATC's default on the fp16 ONNX) when neither is set."""
+    if atc.get("precision_mode"):
+        return atc["precision_mode"]
+    if atc.get("precision_mode_v2"):
+        return f"v2_{atc['precision_mode_v2']}"
+    return P.ASCEND_DEFAULT_PRECISION
+
+
+def precisions(backend):
+    """The precisions of a backend's targets (each a target of its own)."""
+    if backend == "ascend":
+        return config["atc_precisions"] or [ascend_precision(config["atc"])]
+    return config["precisions"] or [config["precision"]]
+
+
+# The matrix: every (arch, tower, backend, device, precision) target, each at every batch size.
+RUN_ARCHS = config["model_archs"] or [config["model_arch"]]
+BACKENDS = config["backends"] or [config["backend"]]
+TOWERS = config["towers"]
+TARGETS = [
+    P.Target(arch, tower, backend, device, precision)
+    for arch in RUN_ARCHS
+    for tower in TOWERS
+    for backend in BACKENDS
+    for device in P.devices(backend, config["soc_version"], config["soc_versions"])
+    for precision in precisions(backend)
+]
+BATCH_SIZES = sorted(config["batch_sizes"])
+# The text tower is compiled at batch 1 (infer's) and not benchmarked: batch sizes are the image tower's.
+TOWER_BATCH_SIZES = {"image": BATCH_SIZES, "text": [1]}
+# the cosine gates similarity applies (the zero-shot bound is zero_shot's own: changing it reruns only that)
+COSINE_GATES = {
+    k: v for k, v in config["gates"].items() if k != "zero_shot_max_prob_change"
+}
+
 if config["checkpoint"] not in ("synthetic", "download"):
     if len(RUN_ARCHS) > 1:
         raise P.ConfigError(
@@ -50,39 +87,38 @@ if config["checkpoint"] not in ("synthetic", "download"):
             f"`synthetic` or `download`"
         )
 
-# The text tower (config towers: [image, text]): label prompts tokenised by cn_clip, and the zero-shot check.
-TOWERS = config["towers"]
-TEXT = "text" in TOWERS
-LABELS = list(config["labels"])
-# the cosine gates similarity applies (the zero-shot bound is zero_shot's own: changing it reruns only that)
-COSINE_GATES = {k: v for k, v in config["gates"].items() if k != "zero_shot_max_prob_change"}
-
-REPORT = {fmt: f"results/report.{fmt}" for fmt in ("md", "html", "json")}
-
 
 wildcard_constraints:
     arch="|".join(P.ARCHS).replace(".", r"\."),
-    stage="torch_fp32|onnx_fp32|onnx_fp16",
+    tower="|".join(P.TOWERS),
+    part="|".join(P.PART.values()),
+    stage="|".join(P.STAGES),
     backend="onnxruntime|ascend",
     device=r"[A-Za-z0-9_]+",
+    precision=r"[A-Za-z0-9_]+",
     bs=r"[0-9]+",
     stem=r"[^/]+",
+    item=r"[^/]+",
 
 
 # The wildcard values this config's jobs take (others belong to another config's run).
 WILDCARD_VALUES = {
     "arch": set(RUN_ARCHS),
     "prefix": {P.prefix(arch) for arch in RUN_ARCHS},
+    "tower": set(TOWERS),
+    "part": {P.part(tower) for tower in TOWERS},
     "backend": set(BACKENDS),
-    "device": {t["device"] for t in TARGETS},
+    "device": {t.device for t in TARGETS},
+    "precision": {t.precision for t in TARGETS},
     "bs": {str(bs) for bs in BATCH_SIZES},
     "stem": set(STEMS),
+    "item": set(STEMS) | set(LABELS),
     "seed": {str(config["seed"])},
 }
 
 
 def output_kind(path, all_rules):
-    """"dir" or "file" when a job of this config's run makes `path` (a directory() output or not),
+    """ "dir" or "file" when a job of this config's run makes `path` (a directory() output or not),
     else None (the first rule with a matching output decides)."""
     from snakemake.io import is_flagged
 
@@ -96,6 +132,14 @@ def output_kind(path, all_rules):
     return None
 
 
+def tower_of(wildcards):
+    return (
+        wildcards.tower
+        if "tower" in wildcards.keys()
+        else P.TOWER_OF_PART[wildcards.part]
+    )
+
+
 def checkpoint_file(wildcards):
     return P.checkpoint_path(config["checkpoint"], wildcards.arch, config["seed"])
 
@@ -104,83 +148,120 @@ def image_file(wildcards):
     return IMAGES[wildcards.stem]
 
 
-def npy_files(wildcards):
-    return [P.npy(wildcards.arch, s) for s in STEMS]
+def model_inputs(wildcards):
+    """Every input of a target's tower, in ITEMS order (images' npy, or labels' token ids)."""
+    tower = tower_of(wildcards)
+    return [P.model_input(wildcards.arch, tower, item) for item in ITEMS[tower]]
 
 
-def reference_files(stage):
+def references(stage):
     def files(wildcards):
-        return [P.reference(wildcards.arch, stage, s) for s in STEMS]
+        return [
+            P.reference(wildcards.arch, wildcards.tower, stage, item)
+            for item in ITEMS[wildcards.tower]
+        ]
 
     return files
 
 
-def compiled(wildcards, bs=None):
-    return P.compiled_manifest(
-        wildcards.arch, wildcards.backend, wildcards.device, bs or wildcards.bs
-    )
-
-
-def benchmark_files(wildcards):
-    return [
-        P.benchmark(wildcards.arch, wildcards.backend, wildcards.device, bs)
-        for bs in BATCH_SIZES
-    ]
+def offline_outputs(wildcards):
+    t = P.Target.of(wildcards)
+    return [t.dst(item) for item in ITEMS[t.tower]]
 
 
 def reference_model(wildcards):
+    """What one reference stage runs: the checkpoint (torch_fp32) or the tower's ONNX, with the fp32
+    ONNX's weight file."""
     if wildcards.stage == "torch_fp32":
-        return checkpoint_file(wildcards)
+        return {"model": checkpoint_file(wildcards)}
     if wildcards.stage == "onnx_fp32":
-        return P.onnx_fp32(wildcards.arch)
-    return P.onnx_fp16(wildcards.arch)
+        return {
+            "model": P.onnx(wildcards.arch, wildcards.tower, "fp32"),
+            "data": P.onnx_data(wildcards.arch, wildcards.tower),
+        }
+    return {"model": P.onnx(wildcards.arch, wildcards.tower, "fp16")}
+
+
+def compile_source(wildcards):
+    """The ONNX a target compiles: the fp16 one for Ascend (as the seed does); for ONNX Runtime the
+    one its precision starts from (int8 is quantised from fp32, a static recipe calibrated on the
+    run's own inputs)."""
+    t = P.Target.of(wildcards)
+    stage = P.ORT_PRECISIONS[t.precision] if t.backend == "onnxruntime" else "fp16"
+    source = {"onnx": P.onnx(t.arch, t.tower, stage)}
+    if stage == "fp32":
+        source["data"] = P.onnx_data(t.arch, t.tower)
+    if t.backend == "onnxruntime" and t.precision == "int8":
+        source["calibration"] = model_inputs(wildcards)
+    return source
 
 
 def backend_options(wildcards):
     """What a backend needs besides its inputs. Only the options of the target's own backend, so
     changing an ATC option recompiles the Ascend models and nothing else."""
-    options = {"threads": THREADS, "device": wildcards.device}
-    if wildcards.backend == "onnxruntime":
-        options["precision"] = config["precision"]
-    if wildcards.backend == "ascend":
-        options["atc"] = {k: v for k, v in config["atc"].items() if v}
-        options["ais_bench_python"] = config["ais_bench_python"]
-        options["npu_device"] = config["npu_device"]
+    t = P.Target.of(wildcards)
+    options = {
+        "threads": THREADS,
+        "device": t.device,
+        "tower": t.tower,
+        "precision": t.precision,
+    }
+    if t.backend == "ascend":
+        atc = {
+            k: v
+            for k, v in config["atc"].items()
+            if v and k not in ("precision_mode", "precision_mode_v2")
+        }
+        if t.precision.startswith("v2_"):
+            atc["precision_mode_v2"] = t.precision.removeprefix("v2_")
+        elif t.precision != P.ASCEND_DEFAULT_PRECISION:
+            atc["precision_mode"] = t.precision
+        options.update(
+            atc=atc,
+            ais_bench_python=config["ais_bench_python"],
+            npu_device=config["npu_device"],
+        )
     return options
-
-
-def compile_source(wildcards):
-    """The ONNX a target compiles: fp16 for Ascend (as the seed does); for ONNX Runtime the one its
-    `precision` starts from (int8 is quantised from fp32)."""
-    if wildcards.backend == "onnxruntime" and config["precision"] in ("fp32", "int8"):
-        return {"onnx": P.onnx_fp32(wildcards.arch), "data": P.onnx_fp32_data(wildcards.arch)}
-    return {"onnx": P.onnx_fp16(wildcards.arch)}
-
-
-def text_reference_model(wildcards):
-    if wildcards.stage == "torch_fp32":
-        return checkpoint_file(wildcards)
-    if wildcards.stage == "onnx_fp32":
-        return P.text_onnx_fp32(wildcards.arch)
-    return P.text_onnx_fp16(wildcards.arch)
-
-
-def text_compile_source(wildcards):
-    """The text ONNX a target compiles, by the same choice as compile_source makes for the image."""
-    if wildcards.backend == "onnxruntime" and config["precision"] in ("fp32", "int8"):
-        return {"onnx": P.text_onnx_fp32(wildcards.arch), "data": P.text_onnx_fp32_data(wildcards.arch)}
-    return {"onnx": P.text_onnx_fp16(wildcards.arch)}
-
-
-def text_backend_options(wildcards):
-    """backend_options plus the tower (the ascend backend's ATC input shape depends on it)."""
-    return {**backend_options(wildcards), "tower": "text"}
 
 
 def npu(wildcards):
     """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
     -c8 never puts two of them on one device. ATC (compile) runs on the host CPU."""
     return 1 if wildcards.backend == "ascend" else 0
+
+
+def zero_shot_inputs(wildcards):
+    """Both towers' torch_fp32, onnx_fp16 and deployed features of one deployment."""
+    image = P.Target(
+        wildcards.arch,
+        "image",
+        wildcards.backend,
+        wildcards.device,
+        wildcards.precision,
+    )
+    files = {}
+    for tower, target in (("image", image), ("text", image.twin("text"))):
+        for stage in ("torch_fp32", "onnx_fp16"):
+            files[f"{tower}_{stage}"] = [
+                P.reference(image.arch, tower, stage, i) for i in ITEMS[tower]
+            ]
+        files[f"{tower}_offline"] = [target.dst(i) for i in ITEMS[tower]]
+    return files
+
+
+def report_target(t):
+    """params.targets entry of one target: its coordinates and folder, and the records
+    scripts/reporting/load.py reads (zero_shot belongs to the image target of a pair).
+    """
+    image = t.tower == "image"
+    return {
+        **t.coordinates(),
+        "dir": t.dir,
+        "manifests": [t.manifest(bs) for bs in TOWER_BATCH_SIZES[t.tower]],
+        "similarity": t.similarity(),
+        "benchmarks": [t.benchmark(bs) for bs in BATCH_SIZES] if image else [],
+        "zero_shot": t.zero_shot() if image and "text" in TOWERS else None,
+    }
 
 
 def file_state(path):
@@ -196,9 +277,11 @@ def file_state(path):
 def gates_exit_status(report_json):
     import json
 
-    from report import failed_gates
+    from reporting import failed_gates
 
     failed = failed_gates(json.loads(Path(report_json).read_text()))
     if failed:
-        print("FAIL: accuracy gates missed (see results/report.md):", *failed, sep="\n  ")
+        print(
+            "FAIL: accuracy gates missed (see results/report.md):", *failed, sep="\n  "
+        )
         sys.exit(1)

@@ -1,23 +1,43 @@
-# Accuracy of one target: every pair of stages, paired by image name, and the gates.
+# Accuracy of one target: every pair of stages, paired by item name, and the gates; zero_shot checks
+# that a deployed pair of towers classifies and retrieves like PyTorch.
 
 
 rule similarity:
     input:
-        offline=lambda wc: [P.dst(wc.arch, wc.backend, wc.device, s) for s in STEMS],
-        torch_fp32=reference_files("torch_fp32"),
-        onnx_fp32=reference_files("onnx_fp32"),
-        onnx_fp16=reference_files("onnx_fp16"),
+        offline=offline_outputs,
+        torch_fp32=references("torch_fp32"),
+        onnx_fp32=references("onnx_fp32"),
+        onnx_fp16=references("onnx_fp16"),
     output:
-        "results/{arch}/{backend}/{device}/similarity.json",
-    params:
-        gates=COSINE_GATES,
+        T.similarity(),
     log:
-        "logs/{arch}/{backend}/{device}/similarity.log",
-    threads: 1
-    resources:
-        mem_mb=P.LIGHT["mem_mb"],
-        runtime=P.LIGHT["runtime"],
+        T.log("similarity"),
     conda:
         "../envs/cnclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=R.LIGHT["mem_mb"],
+        runtime=R.LIGHT["runtime"],
+    params:
+        gates=COSINE_GATES,
     script:
         "../scripts/similarity.py"
+
+
+rule zero_shot:
+    input:
+        unpack(zero_shot_inputs),
+    output:
+        P.Target(tower="image").zero_shot(),
+    log:
+        P.Target(tower="image").log("zero_shot"),
+    conda:
+        "../envs/cnclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=R.LIGHT["mem_mb"],
+        runtime=R.LIGHT["runtime"],
+    params:
+        max_prob_change=config["gates"]["zero_shot_max_prob_change"],
+    script:
+        "../scripts/zero_shot.py"

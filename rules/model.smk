@@ -1,22 +1,23 @@
-# Checkpoint (synthetic | download | path), the patched upstream exporter, fp32 and fp16 ONNX.
+# Checkpoint (synthetic | download | path), the patched upstream exporter, each tower's fp32 and
+# fp16 ONNX.
 
 
 rule synthetic_checkpoint:
     output:
-        "resources/checkpoints/synthetic/{arch}.seed{seed}.pt",
-    params:
-        seed=lambda wc: int(wc.seed),
+        P.checkpoint_path("synthetic", "{arch}", "{seed}"),
     log:
         "logs/{arch}/synthetic_checkpoint.seed{seed}.log",
     benchmark:
-        P.cost("{arch}", "synthetic_checkpoint.seed{seed}")
-    resources:
-        mem_mb=lambda wc: P.mem_mb(wc.arch, "checkpoint"),
-        runtime=lambda wc: P.runtime_min(wc.arch, "checkpoint"),
+        "benchmarks/{arch}/synthetic_checkpoint.seed{seed}.tsv"
     conda:
         "../envs/cnclip.yaml"
+    resources:
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "checkpoint"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "checkpoint"),
+    params:
+        seed=lambda wc: int(wc.seed),
     script:
-        "../scripts/checkpoint.py"
+        "../scripts/synthetic_checkpoint.py"
 
 
 rule download_checkpoint:
@@ -26,94 +27,98 @@ rule download_checkpoint:
         "logs/download_checkpoint/{filename}.log",
     wildcard_constraints:
         filename="clip_cn_[a-z0-9-]+",
-    threads: 1
-    resources:
-        mem_mb=P.LIGHT["mem_mb"],
-        runtime=60,
     conda:
         "../envs/cnclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=R.LIGHT["mem_mb"],
+        runtime=60,
     script:
-        "../scripts/checkpoint.py"
+        "../scripts/download_checkpoint.py"
 
 
 rule checkpoint_info:
     input:
         ckpt=checkpoint_file,
     output:
-        "results/{arch}/checkpoint.json",
-    params:
-        source=config["checkpoint"],
+        P.checkpoint_info(),
     log:
-        "logs/{arch}/checkpoint_info.log",
-    threads: 1
-    resources:
-        mem_mb=P.LIGHT["mem_mb"],
-        runtime=P.LIGHT["runtime"],
+        P.log(P.checkpoint_info()),
     conda:
         "../envs/cnclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=R.LIGHT["mem_mb"],
+        runtime=R.LIGHT["runtime"],
+    params:
+        source=config["checkpoint"],
     script:
-        "../scripts/checkpoint.py"
+        "../scripts/checkpoint_info.py"
 
 
 rule patch_exporter:
     input:
         # relative to the working directory, so a copy of the repository does not see new inputs
         patches=sorted(
-            os.path.relpath(p) for p in Path(workflow.basedir, "patches").glob("*.patch")
+            os.path.relpath(p)
+            for p in Path(workflow.basedir, "patches").glob("*.patch")
         ),
     output:
-        "results/exporter/pytorch_to_onnx.py",
+        P.exporter(),
     log:
-        "logs/patch_exporter.log",
-    threads: 1
-    resources:
-        mem_mb=P.LIGHT["mem_mb"],
-        runtime=P.LIGHT["runtime"],
+        P.log(P.exporter()),
     conda:
         "../envs/cnclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=R.LIGHT["mem_mb"],
+        runtime=R.LIGHT["runtime"],
     script:
-        "../scripts/export_onnx.py"
+        "../scripts/patch_exporter.py"
 
 
 rule export_onnx:
     input:
         ckpt=checkpoint_file,
-        info="results/{arch}/checkpoint.json",
-        exporter=rules.patch_exporter.output[0],
+        info=P.checkpoint_info(),
+        exporter=P.exporter(),
     output:
-        onnx="results/{arch}/onnx/{prefix}.img.fp32.onnx",
-        data="results/{arch}/onnx/{prefix}.img.fp32.onnx.extra_file",
-    params:
-        opset=config["opset"],
+        onnx=P.onnx(precision="fp32"),
+        data=P.onnx_data(),
     log:
-        "logs/{arch}/export_onnx.{prefix}.log",
+        P.log(P.onnx(precision="fp32")),
     benchmark:
-        P.cost("{arch}", "export_onnx.{prefix}")
+        P.cost(P.onnx(precision="fp32"))
+    conda:
+        "../envs/cnclip.yaml"
     threads: P.physical_cores()
     resources:
-        mem_mb=lambda wc: P.mem_mb(wc.arch, "export"),
-        runtime=lambda wc: P.runtime_min(wc.arch, "export"),
-    conda:
-        "../envs/cnclip.yaml"
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "export"),
+    params:
+        stage="fp32",
+        tower=tower_of,
+        opset=config["opset"],
     script:
         "../scripts/export_onnx.py"
 
 
-rule fp16_onnx:
+use rule export_onnx as fp16_onnx with:
     input:
-        fp32=rules.export_onnx.output.onnx,
-        data=rules.export_onnx.output.data,
-        exporter=rules.patch_exporter.output[0],
+        fp32=P.onnx(precision="fp32"),
+        data=P.onnx_data(),
+        exporter=P.exporter(),
     output:
-        onnx="results/{arch}/onnx/{prefix}.img.fp16.onnx",
+        onnx=P.onnx(precision="fp16"),
     log:
-        "logs/{arch}/fp16_onnx.{prefix}.log",
+        P.log(P.onnx(precision="fp16")),
     benchmark:
-        P.cost("{arch}", "fp16_onnx.{prefix}")
+        P.cost(P.onnx(precision="fp16"))
+    threads: 1
     resources:
-        mem_mb=lambda wc: P.mem_mb(wc.arch, "fp16"),
-        runtime=lambda wc: P.runtime_min(wc.arch, "fp16"),
-    conda:
-        "../envs/cnclip.yaml"
-    script:
-        "../scripts/export_onnx.py"
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "fp16"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "fp16"),
+    params:
+        stage="fp16",
+        tower=tower_of,
+        opset=config["opset"],

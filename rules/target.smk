@@ -1,75 +1,91 @@
-# One compiled target, results/{arch}/{backend}/{device}/: compile (per batch size), infer, benchmark.
-# Backend-agnostic: the work is done by scripts/backends/{backend}.py.
+# One compiled target (scripts/paths.py Target: arch, tower, backend, device, precision): compile per
+# batch size, infer, benchmark. Backend-agnostic: the work is done by scripts/backends/{backend}.py.
+
+T = P.Target()  # the rules' pattern: {arch}/{tower}/{backend}/{device}/{precision}
 
 
 rule compile:
     input:
         unpack(compile_source),
     output:
-        model=directory("results/{arch}/{backend}/{device}/model_bs{bs}"),
-        manifest="results/{arch}/{backend}/{device}/compile_bs{bs}.json",
-    params:
-        options=backend_options,
+        model=directory(T.compiled()),
+        manifest=T.manifest(),
     log:
-        "logs/{arch}/{backend}/{device}/compile_bs{bs}.log",
+        T.log("compile_bs{bs}"),
     benchmark:
-        P.cost("{arch}", "{backend}", "{device}", "compile_bs{bs}")
-    threads: P.physical_cores()
-    resources:
-        mem_mb=lambda wc: P.mem_mb(wc.arch, "compile"),
-        runtime=lambda wc: P.runtime_min(wc.arch, "compile"),
+        T.cost("compile_bs{bs}")
     conda:
         "../envs/cnclip.yaml"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "compile"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "compile"),
+    params:
+        options=backend_options,
     script:
         "../scripts/compile.py"
 
 
+# The outputs are every item's dst file (a file each, so one can be asked for); the two towers run on
+# different items, so the text tower's infer is this rule with its own list.
 rule infer:
     input:
-        manifest="results/{arch}/{backend}/{device}/compile_bs1.json",
-        npy=npy_files,
+        manifest=T.manifest(1),
+        npy=model_inputs,
     output:
-        [f"results/{{arch}}/{{backend}}/{{device}}/dst/{stem}_0.npy" for stem in STEMS],
-    params:
-        options=backend_options,
+        [T.dst(stem) for stem in STEMS],
     log:
-        "logs/{arch}/{backend}/{device}/infer.log",
+        T.log("infer"),
     benchmark:
-        P.cost("{arch}", "{backend}", "{device}", "infer")
-    threads: P.physical_cores()
-    resources:
-        mem_mb=lambda wc: P.mem_mb(wc.arch, "infer"),
-        runtime=lambda wc: P.runtime_min(wc.arch, "infer", scale=len(STEMS) / 6),
-        npu=npu,
+        T.cost("infer")
+    wildcard_constraints:
+        tower="image",
     conda:
         "../envs/cnclip.yaml"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "infer"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "infer", scale=len(STEMS) / 6),
+        npu=npu,
+    params:
+        options=backend_options,
     script:
         "../scripts/infer.py"
 
 
+use rule infer as text_infer with:
+    output:
+        [T.dst(label) for label in LABELS],
+    wildcard_constraints:
+        tower="text",
+
+
 rule benchmark:
     input:
-        manifest="results/{arch}/{backend}/{device}/compile_bs{bs}.json",
+        manifest=T.manifest(),
         ckpt=checkpoint_file,
-        npy=npy_files,
+        npy=model_inputs,
     output:
-        "results/{arch}/{backend}/{device}/benchmark_bs{bs}.json",
+        T.benchmark(),
+    log:
+        T.log("benchmark_bs{bs}"),
+    benchmark:
+        T.cost("benchmark_bs{bs}")
+    conda:
+        "../envs/cnclip.yaml"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "benchmark"),
+        # measured at loop 100, batch 1: scales with the images timed
+        runtime=lambda wc: R.runtime_min(
+            wc.arch, "benchmark", scale=int(wc.bs) * config["loop"] / 100
+        ),
+        npu=npu,
     params:
         loop=config["loop"],
         baseline_loop=config["baseline_loop"],
         warmup=config["warmup"],
+        quiet_wait_s=config["quiet_wait_s"],
         options=backend_options,
-    log:
-        "logs/{arch}/{backend}/{device}/benchmark_bs{bs}.log",
-    benchmark:
-        P.cost("{arch}", "{backend}", "{device}", "benchmark_bs{bs}")
-    threads: P.physical_cores()
-    resources:
-        mem_mb=lambda wc: P.mem_mb(wc.arch, "benchmark"),
-        # measured at loop 100, batch 1: scales with the images timed
-        runtime=lambda wc: P.runtime_min(wc.arch, "benchmark", scale=int(wc.bs) * config["loop"] / 100),
-        npu=npu,
-    conda:
-        "../envs/cnclip.yaml"
     script:
         "../scripts/benchmark.py"

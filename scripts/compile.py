@@ -32,8 +32,11 @@ def main(smk) -> None:
     from clip_model import model_info
 
     _, resolution = model_info(smk.wildcards.arch)
+    options = dict(smk.params.options)
+    if "calibration" in smk.input.keys():  # static int8: the run's own inputs
+        options["calibration"] = list(smk.input.calibration)
     compile_target(smk.wildcards.backend, smk.input.onnx, smk.output.model, smk.output.manifest,
-                   int(smk.wildcards.bs), resolution, dict(smk.params.options))
+                   int(smk.wildcards.bs), resolution, options)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -1,50 +1,26 @@
-"""export_onnx / fp16_onnx: cn_clip's own exporter (cn_clip/deploy/pytorch_to_onnx.py), copied from
-the installed package and patched by patches/*.patch in order, as the seed does by hand."""
+"""export_onnx (fp32) and fp16_onnx: the patched upstream exporter (patch_exporter), run for one
+tower and one stage; the two rules differ only by their params (`stage`) and inputs.
 
-import importlib.util
+fp32: <prefix>.<img|txt>.fp32.onnx with every weight in one <name>.extra_file; fp16: one file with
+float32 inputs and outputs. The image tower takes `image` (float32 Nx3xRxR) and gives
+`unnorm_image_features`; the text tower takes `text` (int64 Nx52 token ids) and gives
+`unnorm_text_features`; the batch axis is symbolic."""
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from common import log, remove_stale_scratch
+from paths import PART
 
-
-def upstream_exporter() -> Path:
-    """The exporter shipped inside the installed cn_clip (found without importing cn_clip)."""
-    spec = importlib.util.find_spec("cn_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("cn_clip is not installed in this environment: run the README's set-up command")
-    return Path(list(spec.submodule_search_locations)[0]) / "deploy" / "pytorch_to_onnx.py"
-
-
-def apply_patches(upstream: str | Path, patches: list[str | Path], out: str | Path) -> None:
-    """Copy `upstream` and apply each patch with `patch`; a patch that does not apply cleanly fails
-    the rule with patch's own message (no fuzz: a changed upstream must be looked at)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
-        work = Path(scratch) / "pytorch_to_onnx.py"
-        shutil.copyfile(upstream, work)
-        for patch in patches:
-            result = subprocess.run(
-                ["patch", "--forward", "--fuzz=0", "--no-backup-if-mismatch", str(work), "-i",
-                 str(Path(patch).resolve())],
-                capture_output=True, text=True,
-            )
-            log.info("patch %s: %s", patch, (result.stdout + result.stderr).strip())
-            if result.returncode != 0:
-                raise RuntimeError(f"{patch} does not apply to {upstream}:\n{result.stdout}{result.stderr}")
-        os.replace(work, out)
+CONVERT = {"image": "--convert-vision", "text": "--convert-text"}
 
 
 def exporter_command(exporter: str | Path, stage: str, arch: str, checkpoint: str | Path | None,
-                     onnx_prefix: str | Path, opset: int) -> list[str]:
-    """The patched upstream exporter's command line for one stage (fp32 or fp16), vision tower."""
+                     onnx_prefix: str | Path, opset: int, tower: str = "image") -> list[str]:
+    """The patched upstream exporter's command line for one stage (fp32 or fp16) of one tower."""
     command = [sys.executable, str(exporter), "--model-arch", arch, "--save-onnx-path", str(onnx_prefix),
-               "--convert-vision", "--stage", stage, "--opset-version", str(opset)]
+               CONVERT[tower], "--stage", stage, "--opset-version", str(opset)]
     if stage == "fp32":
         command += ["--pytorch-ckpt-path", str(checkpoint)]
     return command
@@ -67,23 +43,24 @@ def run_logged(command: list[str]) -> None:
 def onnx_prefix(onnx_path: str | Path) -> str:
     """results/X/onnx/vit-h-14.img.fp32.onnx -> results/X/onnx/vit-h-14 (the exporter's --save-onnx-path)."""
     name = str(onnx_path)
-    for suffix in (".img.fp32.onnx", ".img.fp16.onnx"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
+    for p in PART.values():
+        for stage in ("fp32", "fp16"):
+            if name.endswith(f".{p}.{stage}.onnx"):
+                return name[: -len(f".{p}.{stage}.onnx")]
     raise ValueError(f"not an exporter output name: {onnx_path}")
 
 
-def main(smk) -> None:
-    if smk.rule == "patch_exporter":
-        apply_patches(upstream_exporter(), list(smk.input.patches), smk.output[0])
-        return
-    stage = "fp32" if smk.rule == "export_onnx" else "fp16"
+def export(exporter: str | Path, stage: str, arch: str, tower: str, checkpoint: str | Path | None,
+           onnx_out: str | Path, opset: int) -> None:
     if stage == "fp32":
         # the exporter exports into .export-* beside its outputs; a killed run leaves one behind
-        remove_stale_scratch(Path(smk.output.onnx).parent, ".export-")
-    checkpoint = smk.input.get("ckpt") if stage == "fp32" else None
-    run_logged(exporter_command(smk.input.exporter, stage, smk.wildcards.arch, checkpoint,
-                                onnx_prefix(smk.output.onnx), smk.params.get("opset", 14)))
+        remove_stale_scratch(Path(onnx_out).parent, ".export-")
+    run_logged(exporter_command(exporter, stage, arch, checkpoint, onnx_prefix(onnx_out), opset, tower))
+
+
+def main(smk) -> None:
+    export(smk.input.exporter, smk.params.stage, smk.wildcards.arch, smk.params.tower, smk.input.get("ckpt"),
+           smk.output.onnx, smk.params.opset)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

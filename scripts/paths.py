@@ -1,31 +1,44 @@
-"""Every artifact path of the workflow, in one place (used by rules/common.smk and by tests).
+"""Every artifact path of the workflow, derived from coordinates in this one module: the rules take
+their output patterns from here (called with no coordinates, a function returns the rule's pattern,
+"{wildcard}" for each coordinate), input functions and tests call the same functions with values.
 
-Layout (docs: ../CONTRACT.md):
-  resources/checkpoints/...                      checkpoints (synthetic or downloaded)
-  resources/images/                              the bundled sample images
-  results/{arch}/checkpoint.json                 sha256 and provenance of the checkpoint
-  results/{arch}/npy/{stem}.npy                  preprocessed inputs
-  results/{arch}/onnx/{prefix}.img.fp32.onnx     + .extra_file (all weights), and .img.fp16.onnx
-  results/{arch}/reference/{stage}/{stem}.npy    torch_fp32, onnx_fp32, onnx_fp16 features
-  results/{arch}/{backend}/{device}/             one compiled target: model_bs{bs}/, compile_bs{bs}.json,
-                                                 dst/{stem}_0.npy, similarity.json, benchmark_bs{bs}.json
-  results/{arch}/text/                           the text tower (config towers: [image, text]), beside the image paths:
-                                                 npy/{label}.npy (token ids), onnx/{prefix}.txt.fp32.onnx (+ .extra_file)
-                                                 and .txt.fp16.onnx, reference/{stage}/{label}.npy,
-                                                 {backend}/{device}/ (model_bs1/, compile_bs1.json, dst/, similarity.json)
-  results/{arch}/{backend}/{device}/zero_shot.json   zero-shot and retrieval agreement of the pair of towers
-  results/report.{md,html,json}
+A target is a point of the matrix: (arch, tower, backend, device, precision), compiled at each batch
+size. Layout (README "Where things are"):
+
+  resources/checkpoints/...                          checkpoints (synthetic or downloaded)
+  resources/images/                                  the bundled sample images
+  results/{arch}/checkpoint.json                     sha256 and provenance of the checkpoint
+  results/{arch}/npy/{stem}.npy                      preprocessed images (the image tower's inputs)
+  results/{arch}/tokens/{label}.npy                  tokenised label prompts (the text tower's inputs)
+  results/{arch}/onnx/{prefix}.{img|txt}.fp32.onnx   (+ .extra_file: all weights) and .{img|txt}.fp16.onnx
+  results/{arch}/reference/{tower}/{stage}/{item}.npy    torch_fp32, onnx_fp32, onnx_fp16 features
+  results/{arch}/{tower}/{backend}/{device}/{precision}/ one target: model_bs{bs}/, compile_bs{bs}.json,
+                                                     dst/{item}_0.npy, similarity.json, benchmark_bs{bs}.json
+                                                     (+ zero_shot.json in the image target when the text
+                                                     twin exists)
+  results/report.{md,html,json}, results/report/     the report
+  logs/..., benchmarks/...                           each job's log and Snakemake benchmark record, at the
+                                                     path of its main output with logs/ or benchmarks/
+                                                     in place of results/
 """
 
-import math
+from __future__ import annotations
+
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ARCHS = ("RN50", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")
 STAGES = ("torch_fp32", "onnx_fp32", "onnx_fp16")
 TOWERS = ("image", "text")
+PART = {"image": "img", "text": "txt"}  # the upstream exporter's file-name part of each tower
+TOWER_OF_PART = {v: k for k, v in PART.items()}
 CONTEXT_LENGTH = 52  # cn_clip's default text context (tokens per prompt), the text ONNX input's second axis
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+# ONNX Runtime precisions (what the CPU target compiles) and the ONNX each one starts from
+ORT_PRECISIONS = {"fp32": "fp32", "fp16": "fp16", "int8": "fp32", "int8_dynamic": "fp32"}
+# The precision coordinate of an Ascend target when no ATC precision option is set: ATC computes the fp16 ONNX in fp16
+ASCEND_DEFAULT_PRECISION = "fp16"
 
 SAMPLE_IMAGES_DIR = "resources/images"
 # Real photographs shipped inside scikit-image's wheel (skimage/data/), no network needed.
@@ -59,10 +72,6 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def device_name(backend: str, soc_version: str) -> str:
-    return soc_version if backend == "ascend" else "cpu"
-
-
 def devices(backend: str, soc_version: str, soc_versions: list[str]) -> list[str]:
     """The `{device}` parts of the targets to build: the chips for ascend, `cpu` otherwise."""
     if backend != "ascend":
@@ -70,12 +79,20 @@ def devices(backend: str, soc_version: str, soc_versions: list[str]) -> list[str
     return list(soc_versions) or [soc_version]
 
 
-def prefix(arch: str) -> str:
-    """File prefix the upstream exporter and the seed use: ViT-H-14 -> vit-h-14."""
-    return arch.lower()
+def prefix(arch: str = "{arch}") -> str:
+    """File prefix the upstream exporter and the seed use: ViT-H-14 -> vit-h-14 ("{prefix}" in a pattern)."""
+    return "{prefix}" if arch == "{arch}" else arch.lower()
 
 
-def checkpoint_path(checkpoint: str, arch: str, seed: int) -> str:
+def part(tower: str = "{tower}") -> str:
+    return "{part}" if tower == "{tower}" else PART[tower]
+
+
+# --------------------------------------------------------------------------------------------
+# Per architecture
+# --------------------------------------------------------------------------------------------
+
+def checkpoint_path(checkpoint: str, arch: str, seed) -> str:
     if checkpoint == "synthetic":
         return f"resources/checkpoints/synthetic/{arch}.seed{seed}.pt"
     if checkpoint == "download":
@@ -83,104 +100,126 @@ def checkpoint_path(checkpoint: str, arch: str, seed: int) -> str:
     return checkpoint
 
 
-def checkpoint_info(arch: str) -> str:
+def checkpoint_info(arch: str = "{arch}") -> str:
     return f"results/{arch}/checkpoint.json"
 
 
-def npy(arch: str, stem: str) -> str:
+def npy(arch: str = "{arch}", stem: str = "{stem}") -> str:
     return f"results/{arch}/npy/{stem}.npy"
 
 
-def onnx_fp32(arch: str) -> str:
-    return f"results/{arch}/onnx/{prefix(arch)}.img.fp32.onnx"
-
-
-def onnx_fp32_data(arch: str) -> str:
-    return onnx_fp32(arch) + ".extra_file"
-
-
-def onnx_fp16(arch: str) -> str:
-    return f"results/{arch}/onnx/{prefix(arch)}.img.fp16.onnx"
-
-
-def reference(arch: str, stage: str, stem: str) -> str:
-    return f"results/{arch}/reference/{stage}/{stem}.npy"
-
-
-def target_dir(arch: str, backend: str, device: str) -> str:
-    return f"results/{arch}/{backend}/{device}"
-
-
-def compiled_dir(arch: str, backend: str, device: str, bs) -> str:
-    return f"{target_dir(arch, backend, device)}/model_bs{bs}"
-
-
-def compiled_manifest(arch: str, backend: str, device: str, bs) -> str:
-    return f"{target_dir(arch, backend, device)}/compile_bs{bs}.json"
-
-
-def dst(arch: str, backend: str, device: str, stem: str) -> str:
-    return f"{target_dir(arch, backend, device)}/dst/{stem}_0.npy"
-
-
-def similarity(arch: str, backend: str, device: str) -> str:
-    return f"{target_dir(arch, backend, device)}/similarity.json"
-
-
-def benchmark(arch: str, backend: str, device: str, bs) -> str:
-    return f"{target_dir(arch, backend, device)}/benchmark_bs{bs}.json"
-
-
-def text_dir(arch: str) -> str:
-    return f"results/{arch}/text"
-
-
-def tokens(arch: str, label: str) -> str:
+def tokens(arch: str = "{arch}", label: str = "{label}") -> str:
     """Token ids of one label's prompt: int64, shape 1 x CONTEXT_LENGTH."""
-    return f"{text_dir(arch)}/npy/{label}.npy"
+    return f"results/{arch}/tokens/{label}.npy"
 
 
-def text_onnx_fp32(arch: str) -> str:
-    return f"{text_dir(arch)}/onnx/{prefix(arch)}.txt.fp32.onnx"
+def model_input(arch: str, tower: str, item: str) -> str:
+    """What a tower's model takes for one item: an image's npy, or a label's token ids."""
+    return npy(arch, item) if tower == "image" else tokens(arch, item)
 
 
-def text_onnx_fp32_data(arch: str) -> str:
-    return text_onnx_fp32(arch) + ".extra_file"
+def onnx(arch: str = "{arch}", tower: str = "{tower}", precision: str = "fp32") -> str:
+    """The exported ONNX of one tower, fp32 (weights in onnx_data) or fp16 (one file)."""
+    return f"results/{arch}/onnx/{prefix(arch)}.{part(tower)}.{precision}.onnx"
 
 
-def text_onnx_fp16(arch: str) -> str:
-    return f"{text_dir(arch)}/onnx/{prefix(arch)}.txt.fp16.onnx"
+def onnx_data(arch: str = "{arch}", tower: str = "{tower}") -> str:
+    return onnx(arch, tower, "fp32") + ".extra_file"
 
 
-def text_reference(arch: str, stage: str, label: str) -> str:
-    return f"{text_dir(arch)}/reference/{stage}/{label}.npy"
+def exporter() -> str:
+    return "results/exporter/pytorch_to_onnx.py"
 
 
-def text_target_dir(arch: str, backend: str, device: str) -> str:
-    return f"{text_dir(arch)}/{backend}/{device}"
+def reference(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage}", item: str = "{item}") -> str:
+    return f"results/{arch}/reference/{tower}/{stage}/{item}.npy"
 
 
-def text_compiled_manifest(arch: str, backend: str, device: str, bs) -> str:
-    return f"{text_target_dir(arch, backend, device)}/compile_bs{bs}.json"
+# --------------------------------------------------------------------------------------------
+# Per target
+# --------------------------------------------------------------------------------------------
+
+COORDINATES = ("arch", "tower", "backend", "device", "precision")
 
 
-def text_dst(arch: str, backend: str, device: str, label: str) -> str:
-    return f"{text_target_dir(arch, backend, device)}/dst/{label}_0.npy"
+@dataclass(frozen=True)
+class Target:
+    """One point of the matrix. Target() is the rules' pattern ("{arch}", ...); Target.of(wildcards)
+    the job's own target."""
+
+    arch: str = "{arch}"
+    tower: str = "{tower}"
+    backend: str = "{backend}"
+    device: str = "{device}"
+    precision: str = "{precision}"
+
+    @classmethod
+    def of(cls, wildcards) -> "Target":
+        """The target of a job's wildcards (or of any mapping of the coordinates)."""
+        get = wildcards.get if isinstance(wildcards, dict) else lambda c: getattr(wildcards, c)
+        return cls(*(get(c) for c in COORDINATES))
+
+    def coordinates(self) -> dict:
+        return asdict(self)
+
+    def twin(self, tower: str) -> "Target":
+        """The same deployment of the other tower (the pair zero_shot checks)."""
+        return Target(self.arch, tower, self.backend, self.device, self.precision)
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch} {self.tower} {self.backend}/{self.device} {self.precision}"
+
+    @property
+    def dir(self) -> str:
+        return f"results/{self.arch}/{self.tower}/{self.backend}/{self.device}/{self.precision}"
+
+    def compiled(self, bs="{bs}") -> str:
+        return f"{self.dir}/model_bs{bs}"
+
+    def manifest(self, bs="{bs}") -> str:
+        return f"{self.dir}/compile_bs{bs}.json"
+
+    def dst(self, item: str = "{item}") -> str:
+        return f"{self.dir}/dst/{item}_0.npy"
+
+    def similarity(self) -> str:
+        return f"{self.dir}/similarity.json"
+
+    def benchmark(self, bs="{bs}") -> str:
+        return f"{self.dir}/benchmark_bs{bs}.json"
+
+    def zero_shot(self) -> str:
+        return f"{self.twin('image').dir}/zero_shot.json"
+
+    def log(self, job: str) -> str:
+        return log(f"{self.dir}/{job}")
+
+    def cost(self, job: str) -> str:
+        return cost(f"{self.dir}/{job}")
 
 
-def text_similarity(arch: str, backend: str, device: str) -> str:
-    return f"{text_target_dir(arch, backend, device)}/similarity.json"
+def _job(path: str) -> str:
+    return path.removeprefix("results/").removesuffix(".json").removesuffix(".npy").removesuffix(".onnx")
 
 
-def zero_shot(arch: str, backend: str, device: str) -> str:
-    return f"{target_dir(arch, backend, device)}/zero_shot.json"
+def log(path: str) -> str:
+    """The log of the job that makes `path` (a results/ path or pattern): logs/<the same>.log."""
+    return f"logs/{_job(path)}.log"
 
 
-def cost(arch: str, *parts: str) -> str:
-    """Snakemake's `benchmark:` record of one job (wall time, peak RSS): benchmarks/{arch}/[{backend}/{device}/]{job}.tsv,
-    parts = ([backend, device,] job). With "{wildcard}" arguments it is the rule's pattern."""
-    return f"benchmarks/{arch}/" + "/".join(parts) + ".tsv"
+def cost(path: str) -> str:
+    """Snakemake's `benchmark:` record (wall time, peak RSS) of the job that makes `path`."""
+    return f"benchmarks/{_job(path)}.tsv"
 
+
+REPORT = {fmt: f"results/report.{fmt}" for fmt in ("md", "html", "json")}
+REPORT_DIR = "results/report"
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
 
 def non_image_files(folder: str) -> dict[str, str]:
     """{path: reason} for the regular, non-hidden files in `folder` that are not named as images."""
@@ -226,42 +265,3 @@ def discover_images(folder: str, sample: bool = False) -> dict[str, str]:
             f"put images there or point `images` at another folder"
         )
     return found
-
-
-# Peak RSS (MB) and wall time (s) per job, from Snakemake's benchmark: records (benchmarks/) of
-# `.venv/bin/snakemake -c1 report` on this 2-core machine, 2026-11-27: ViT-H-14 from the default run on a
-# fresh clone with nothing else running (loop 100, baseline_loop 20; 6 min 31 s in all, 7.2 GB max RSS),
-# ViT-B-16 from the test suite's run (loop 3). Reference: the largest job of its rule (torch_fp32).
-# Other architectures are interpolated by the size of their image tower between the two.
-MEASURED = {
-    "ViT-H-14": {"checkpoint": (4343, 14), "export": (6226, 30), "fp16": (6729, 24), "reference": (4673, 9),
-                 "compile": (5613, 18), "infer": (2554, 8), "benchmark": (4415, 155)},
-    "ViT-B-16": {"checkpoint": (1399, 5), "export": (2555, 15), "fp16": (1439, 6), "reference": (1799, 7),
-                 "compile": (1374, 5), "infer": (427, 2), "benchmark": (918, 38)},
-}
-_SIZE = {"RN50": 0.0, "ViT-B-16": 0.0, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "ViT-H-14": 1.0}
-HEADROOM = 1.25  # mem_mb = measured peak x this, so a job is not killed by a scheduler at its own peak
-
-
-def _measured(arch: str, step: str) -> tuple[float, float]:
-    if arch in MEASURED:
-        return MEASURED[arch][step]
-    w = _SIZE.get(arch, 1.0)
-    (b_mb, b_s), (h_mb, h_s) = MEASURED["ViT-B-16"][step], MEASURED["ViT-H-14"][step]
-    return b_mb + w * (h_mb - b_mb), b_s + w * (h_s - b_s)
-
-
-def mem_mb(arch: str, step: str) -> int:
-    """`resources: mem_mb` of a job: its measured peak RSS with headroom, rounded up to 100 MB."""
-    return int(math.ceil(_measured(arch, step)[0] * HEADROOM / 100.0) * 100)
-
-
-def runtime_min(arch: str, step: str, scale: float = 1.0) -> int:
-    """`resources: runtime` (minutes) of a job: 3x its measured wall time (x `scale`, e.g. the ratio of
-    this run's benchmark loop to the measured one), at least 10 minutes: a scheduler limit, not an estimate."""
-    return max(10, int(math.ceil(3 * _measured(arch, step)[1] * scale / 60.0)))
-
-
-# Jobs that read images, JSON or a checkpoint's header only (preprocess, similarity, report, ...):
-# Snakemake's own default memory floor, one thread, a 10-minute limit; a download gets an hour.
-LIGHT = {"mem_mb": 1000, "runtime": 10}

@@ -1,4 +1,4 @@
-"""tokenize: the prompt of every label (config `label_template` with `{}` replaced by the label) as
+"""tokenize_labels: the prompt of every label (config `label_template` with `{}` replaced by the label) as
 cn_clip's own tokenizer makes it (`cn_clip.clip.tokenize`, BERT ids with [CLS]/[SEP], zero-padded):
 int64, shape 1 x context_length, one file per label (the text tower's inputs, as npy/ is the image's)."""
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import paths
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 STANDINS = REPO / "tests" / "standins"
@@ -21,6 +23,9 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW_FILES = ("Snakefile", "config", "rules", "scripts", "patches", "profiles", "envs", "report")
 E2E_ARCH = "ViT-B-16"
 E2E_IMAGES = ("chelsea.png", "rocket.jpg")  # two of the bundled sample photographs
+# the default run's one target (onnxruntime fp32 on the CPU) of the image tower, and its text twin
+E2E_TARGET = paths.Target(E2E_ARCH, "image", "onnxruntime", "cpu", "fp32")
+E2E_TEXT_TARGET = E2E_TARGET.twin("text")
 
 
 def copy_workflow(dest: Path) -> Path:

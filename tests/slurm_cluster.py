@@ -78,8 +78,12 @@ def _alive(pid: int) -> bool:
 class SlurmCluster:
     """slurmctld + slurmd on this host and munged for their authentication, all in `scratch`."""
 
-    def __init__(self, scratch: Path, partition: str = PARTITION):
+    def __init__(self, scratch: Path, partition: str = PARTITION, node_pid_namespace: bool = False):
+        """node_pid_namespace: slurmd (and so every job and job step) runs in a PID namespace of its own
+        with its own /proc, as on a second node: the submitting Snakemake's pid does not exist there."""
         self.scratch = Path(scratch)
+        self.node_pid_namespace = node_pid_namespace
+        self.slurmd_proc: subprocess.Popen | None = None
         self.partition = partition
         self.node = socket.gethostname().split(".")[0]
         self.conf = self.scratch / "etc" / "slurm.conf"
@@ -194,13 +198,35 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
             self._wait_pid_file("munged")
             self._run(which("slurmctld"), "-f", str(self.conf))
             self._wait_pid_file("slurmctld")
-            self._run(which("slurmd"), "-f", str(self.conf))
-            self._wait_pid_file("slurmd")
+            if self.node_pid_namespace:
+                self._start_slurmd_in_pid_namespace()
+            else:
+                self._run(which("slurmd"), "-f", str(self.conf))
+                self._wait_pid_file("slurmd")
             self.wait_idle(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_slurmd_in_pid_namespace(self) -> None:
+        """slurmd in the foreground as PID 1 of a new PID namespace (unshare --mount-proc: /proc shows
+        that namespace only). Its pid file holds its pid as seen inside, so it is never read: the
+        unshare process (this namespace's pid) stands for it, and --kill-child ends slurmd with it."""
+        self.pid_files.pop("slurmd")
+        log = open(self.log_dir / "slurmd-unshare.log", "w")
+        self.slurmd_proc = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM", which("slurmd"), "-D", "-f",
+             str(self.conf)], env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.started["slurmd"] = self.slurmd_proc.pid
+
+    def node_pid_namespace_id(self) -> str | None:
+        """The PID namespace slurmd runs in (that of its unshare child), or None."""
+        if self.slurmd_proc is None:
+            return None
+        children = Path(f"/proc/{self.slurmd_proc.pid}/task/{self.slurmd_proc.pid}/children").read_text().split()
+        return os.readlink(f"/proc/{children[0]}/ns/pid") if children else None
 
     def wait_idle(self, timeout: float) -> None:
         deadline, state = time.monotonic() + timeout, ""
@@ -229,6 +255,14 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
         (and only those), SIGKILL if it lingers. Jobs still queued or running (a run that failed
         half-way) are cancelled through this cluster's own scancel first."""
         self.cancel_jobs()
+        if self.slurmd_proc is not None:
+            self.started.pop("slurmd", None)
+            self.slurmd_proc.terminate()
+            try:
+                self.slurmd_proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.slurmd_proc.kill()
+                self.slurmd_proc.wait()
         for name in reversed(list(self.pid_files)):
             pid = self.started.pop(name, None)
             pid_file = self.pid_files[name]

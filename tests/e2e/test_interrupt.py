@@ -5,18 +5,17 @@ profile sets rerun-incomplete; the Snakefile restores lost outputs as incomplete
 import pytest
 
 from common import sha256
-from conftest import E2E_ARCH, kill_run, start_run_until, tree_hash
+import paths as P
+from conftest import E2E_ARCH, E2E_TARGET, kill_run, start_run_until, tree_hash
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("rule,log,marker,artifact", [
-    ("export_onnx", f"logs/{E2E_ARCH}/export_onnx.vit-b-16.log", "exporting the vision",
-     f"results/{E2E_ARCH}/onnx/vit-b-16.img.fp32.onnx.extra_file"),
-    ("compile", f"logs/{E2E_ARCH}/onnxruntime/cpu/compile_bs1.log", "optimising",
-     f"results/{E2E_ARCH}/onnxruntime/cpu/model_bs1/model.onnx.data"),
-    ("benchmark", f"logs/{E2E_ARCH}/onnxruntime/cpu/benchmark_bs1.log", "timed runs",
-     f"results/{E2E_ARCH}/npy/chelsea.npy"),
+    ("export_onnx", P.log(P.onnx(E2E_ARCH, "image", "fp32")), "exporting the vision",
+     P.onnx_data(E2E_ARCH, "image")),
+    ("compile", E2E_TARGET.log("compile_bs1"), "optimising", f"{E2E_TARGET.compiled(1)}/model.onnx.data"),
+    ("benchmark", E2E_TARGET.log("benchmark_bs1"), "timed runs", P.npy(E2E_ARCH, "chelsea")),
 ])
 def test_killed_run_completes_on_the_next_plain_run(e2e_workflow, rule, log, marker, artifact):
     before = sha256(e2e_workflow.root / artifact)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import paths as P
 from conftest import E2E_ARCH, SNAKEMAKE, STANDINS, Workflow
 from slurm_cluster import SlurmCluster, SlurmUnavailable, install_slurm
 
@@ -121,7 +122,8 @@ def cluster(tmp_path_factory):
         install_slurm()
     except SlurmUnavailable as exc:
         pytest.skip(f"Slurm unavailable: {exc}")
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    # the node in a PID namespace of its own: job steps cannot see the submitting Snakemake (a second node)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), node_pid_namespace=True).start()
     cluster.startup_s = time.perf_counter() - start
     yield cluster
     cluster.stop()
@@ -177,6 +179,11 @@ def test_timings(runs, capsys):
         print("\nSlurm e2e timings (s): " + ", ".join(f"{k}: {v:.0f}" for k, v in runs["timings"].items()))
 
 
+def test_job_steps_ran_where_the_submitting_run_is_not_visible(cluster, runs):
+    inside = cluster.node_pid_namespace_id()
+    assert inside is not None and inside != os.readlink("/proc/self/ns/pid")
+
+
 def test_slurm_ran_the_jobs_each_logs_its_slurm_job_id(runs):
     expected = {
         # the session's run built batch size 1; batch size 2 and the report are new
@@ -222,7 +229,8 @@ def test_compiled_models_are_the_same(runs, bs):
     from standin_om import read_om
 
     (slurm_header, slurm_onnx), (local_header, local_onnx) = [
-        read_om(runs["ascend"][kind]["root"] / "results" / E2E_ARCH / "ascend" / CHIP / f"model_bs{bs}" / "model.om")
+        read_om(runs["ascend"][kind]["root"] / P.Target(E2E_ARCH, "image", "ascend", CHIP, P.ASCEND_DEFAULT_PRECISION)
+                .compiled(bs) / "model.om")
         for kind in ("slurm", "local")]
     assert slurm_onnx == local_onnx
     assert slurm_header["input_shape"] == local_header["input_shape"] == f"image:{bs},3,224,224"

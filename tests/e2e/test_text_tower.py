@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import E2E_ARCH
+import paths as P
+from conftest import E2E_ARCH, E2E_TARGET, E2E_TEXT_TARGET
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +17,8 @@ LABELS = ["猫", "咖啡", "宇航员", "火箭", "摩托车", "星空"]
 def _image_artifacts(root: Path) -> dict[str, tuple[int, int]]:
     arch = root / "results" / E2E_ARCH
     return {str(p.relative_to(arch)): (p.stat().st_mtime_ns, p.stat().st_size) for p in arch.rglob("*")
-            if p.is_file() and "text" not in p.relative_to(arch).parts and p.name != "zero_shot.json"}
+            if p.is_file() and "text" not in p.relative_to(arch).parts and ".txt." not in p.name
+            and p.name != "zero_shot.json"}
 
 
 def test_text_tower_adds_only_text_jobs_and_zero_shot_figures(e2e_workflow):
@@ -24,29 +26,34 @@ def test_text_tower_adds_only_text_jobs_and_zero_shot_figures(e2e_workflow):
     before = _image_artifacts(wf.root)
     plan = wf.plan("report", config=TEXT)
     plan.pop("all", None)
-    target_jobs = {"text_compile": 1, "text_infer": 1, "text_similarity": 1, "zero_shot": 1, "report": 1}
-    arch_jobs = {"tokenize": 1, "export_text_onnx": 1, "fp16_text_onnx": 1, "text_reference": 3}
+    # one code path for both towers: the text jobs are the image rules' jobs (infer's twin, text_infer)
+    target_jobs = {"compile": 1, "text_infer": 1, "similarity": 1, "zero_shot": 1, "report": 1}
+    arch_jobs = {"tokenize_labels": 1, "export_onnx": 1, "fp16_onnx": 1, "reference": 3 * len(LABELS)}
     # the arch's text jobs are planned unless another test of this session made them already (ascend)
     assert plan == {**arch_jobs, **target_jobs} or (
-        plan == target_jobs and (wf.root / "results" / E2E_ARCH / "text" / "onnx").is_dir())
+        plan == target_jobs and (wf.root / P.onnx(E2E_ARCH, "text", "fp16")).is_file())
     try:
         wf.run("report", config=TEXT)
         assert _image_artifacts(wf.root) == before, "image artifacts untouched"
         assert wf.plan("report", config=TEXT) == {}
-        text_dir = wf.root / "results" / E2E_ARCH / "text"
-        assert sorted(p.name for p in (text_dir / "onnx").iterdir()) == [
+        onnx_dir = wf.root / "results" / E2E_ARCH / "onnx"
+        assert sorted(p.name for p in onnx_dir.iterdir() if ".txt." in p.name) == [
             "vit-b-16.txt.fp16.onnx", "vit-b-16.txt.fp32.onnx", "vit-b-16.txt.fp32.onnx.extra_file"]
-        ids = np.load(text_dir / "npy" / "猫.npy")
+        ids = np.load(wf.root / P.tokens(E2E_ARCH, "猫"))
         assert ids.dtype == np.int64 and ids.shape == (1, 52)
-        assert np.load(text_dir / "onnxruntime" / "cpu" / "dst" / "猫_0.npy").shape == (1, 512)
+        assert np.load(wf.root / E2E_TEXT_TARGET.dst("猫")).shape == (1, 512)
 
         r = wf.report()
         assert r["verdict"] == "PASS"
         assert any("only the agreement" in w for w in r["warnings"])
-        (target,) = r["targets"]
+        target, text = r["targets"]  # the image target and its text twin, each a point of the matrix
+        assert (target["tower"], text["tower"]) == ("image", "text")
+        assert text["dir"] == E2E_TEXT_TARGET.dir and target["dir"] == E2E_TARGET.dir
         assert all(g["passed"] for g in target["text"]["accuracy"]["gates"])
         assert min(p["cosine_min"] for p in target["text"]["accuracy"]["pairs"]) >= 0.99
-        assert any(a["path"].endswith("text/onnxruntime/cpu/model_bs1/model.onnx") for a in target["text"]["artifacts"])
+        assert any(a["path"] == f"{E2E_TEXT_TARGET.compiled(1)}/model.onnx" for a in target["text"]["artifacts"])
+        costs = {row["rule"] for row in r["workflow"]["rules"]}
+        assert "text_infer" in costs, "every text job has its benchmark: record, as its image twin"
         z = target["zero_shot"]
         assert z["labels"] == LABELS and z["images"] == ["chelsea", "rocket"] and z["reference"] == "torch_fp32"
         assert set(z["stages"]) == {"onnx_fp16", "offline"}

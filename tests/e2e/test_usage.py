@@ -10,12 +10,13 @@ import subprocess
 import pytest
 
 import paths as P
-from conftest import (E2E_ARCH, SNAKEMAKE, Workflow, copy_workflow, kill_run, standin_env, start_run_until,
-                      tree_hash)
+from conftest import (E2E_ARCH, E2E_TARGET, SNAKEMAKE, Workflow, copy_workflow, kill_run, standin_env,
+                      start_run_until, tree_hash)
 
 pytestmark = pytest.mark.e2e
 
 NEW_CHIP = "Ascend910B3"
+NEW_CHIP_COMPILE = P.Target(E2E_ARCH, "image", "ascend", NEW_CHIP, P.ASCEND_DEFAULT_PRECISION).manifest(1)
 FAIL_REPORT = {"verdict": "FAIL", "targets": [], "note": "an older run's report whose gates failed"}
 
 
@@ -38,12 +39,12 @@ def test_dry_run_of_a_fresh_copy_writes_nothing(fresh):
 
 @pytest.mark.parametrize("target,config", [
     (P.checkpoint_info(E2E_ARCH), {}),
-    (P.dst(E2E_ARCH, "onnxruntime", "cpu", "chelsea"), {}),
-    (P.similarity(E2E_ARCH, "onnxruntime", "cpu"), {}),
-    (P.compiled_manifest(E2E_ARCH, "ascend", NEW_CHIP, 1), {"backend": "ascend", "soc_version": NEW_CHIP}),
+    (E2E_TARGET.dst("chelsea"), {}),
+    (E2E_TARGET.similarity(), {}),
+    (NEW_CHIP_COMPILE, {"backend": "ascend", "soc_version": NEW_CHIP}),
 ], ids=["checkpoint", "dst", "similarity", "compile-new-chip"])
 def test_a_single_target_builds_and_exits_0_beside_a_failed_report(fresh, target, config):
-    if target == P.compiled_manifest(E2E_ARCH, "ascend", NEW_CHIP, 1):
+    if target == NEW_CHIP_COMPILE:
         # the ONNX models exist by now (dst): a new chip plans that one compile, nothing else
         assert fresh.plan(target, config=config) == {"compile": 1}
     result = fresh.run(target, config=config, check=False)
@@ -69,7 +70,7 @@ def unshare(*cmd: str) -> list[str]:
 def live_run(e2e_workflow):
     """A real run busy in its benchmark job, stopped (SIGSTOP) so that it changes no file while the
     test looks; continued and finished afterwards."""
-    log = f"logs/{E2E_ARCH}/onnxruntime/cpu/benchmark_bs1.log"
+    log = E2E_TARGET.log("benchmark_bs1")
     proc = start_run_until(e2e_workflow, "timed runs", log, "--forcerun", "benchmark", config={"loop": 100000})
     os.killpg(proc.pid, signal.SIGSTOP)
     yield proc

@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import E2E_ARCH
+from conftest import E2E_ARCH, E2E_TARGET
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def test_npy_and_dst_layout(e2e_workflow):
     for stem in ("chelsea", "rocket"):
         x = np.load(arch_dir / "npy" / f"{stem}.npy")
         assert x.dtype == np.float32 and x.shape == (1, 3, 224, 224)
-        assert np.load(arch_dir / "onnxruntime" / "cpu" / "dst" / f"{stem}_0.npy").shape == (1, 512)
+        assert np.load(e2e_workflow.root / E2E_TARGET.dst(stem)).shape == (1, 512)
 
 
 def test_nothing_to_do_after_a_complete_run(e2e_workflow):
@@ -172,3 +172,25 @@ def test_bench_summary_prints_rule_costs_and_speed_per_batch_size(e2e_workflow):
     assert "| export_onnx | 1 |" in out and "| reference | 6 |" in out
     row = next(line for line in out.splitlines() if line.startswith("| onnxruntime/cpu | 1 |"))
     assert row.count("|") == 10 and "x |" in row and "%" in row
+
+
+def test_precisions_are_targets_side_by_side_and_a_list_change_builds_only_new_points(e2e_workflow):
+    import paths as P
+
+    both = {"precisions": ["fp32", "fp16"]}
+    assert e2e_workflow.plan("report", config=both) == {"compile": 1, "infer": 1, "similarity": 1, "benchmark": 1,
+                                                       "report": 1}
+    fp16 = P.Target(E2E_ARCH, "image", "onnxruntime", "cpu", "fp16")
+    try:
+        e2e_workflow.run("report", config=both)
+        r = e2e_workflow.report()
+        assert [(t["precision"], t["dir"]) for t in r["targets"]] == [("fp32", E2E_TARGET.dir), ("fp16", fp16.dir)]
+        assert all(g["passed"] for t in r["targets"] for g in t["accuracy"]["gates"])
+        assert (e2e_workflow.root / "results" / "report" / "accuracy_vs_speed.png").stat().st_size > 0
+        # removing a point rebuilds only the report
+        assert e2e_workflow.plan("report", config={"precisions": ["fp32"]}) == {"report": 1}
+    finally:
+        e2e_workflow.run("report")
+    # the fp16 target stays on disk beside the fp32 one: asking for it again builds only the report
+    assert e2e_workflow.plan("report", config=both) == {"report": 1}
+    assert (e2e_workflow.root / fp16.dst("chelsea")).is_file()

@@ -3,7 +3,8 @@ import os
 import pytest
 import torch
 
-from checkpoint import describe, make_synthetic
+from checkpoint_info import describe
+from synthetic_checkpoint import make_synthetic
 from clip_model import check_architecture, load_model, load_state_dict, new_model
 from common import sha256
 from paths import ConfigError

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from export_onnx import apply_patches, exporter_command, onnx_prefix, upstream_exporter
+from export_onnx import exporter_command, onnx_prefix
+from patch_exporter import apply_patches, upstream_exporter
 
 PATCHES = sorted((Path(__file__).resolve().parents[2] / "patches").glob("*.patch"))
 

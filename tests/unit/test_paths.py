@@ -53,10 +53,40 @@ def test_bad_config_rejected(key, value):
 
 def test_paths_follow_the_contract():
     assert paths.npy("ViT-H-14", "cat") == "results/ViT-H-14/npy/cat.npy"
-    assert paths.dst("ViT-H-14", "ascend", "Ascend910B4", "cat") == "results/ViT-H-14/ascend/Ascend910B4/dst/cat_0.npy"
-    assert paths.onnx_fp16("ViT-H-14").startswith("results/ViT-H-14/onnx/")
+    t = paths.Target("ViT-H-14", "image", "ascend", "Ascend910B4", "fp16")
+    assert t.dir == "results/ViT-H-14/image/ascend/Ascend910B4/fp16"
+    assert t.dst("cat") == f"{t.dir}/dst/cat_0.npy" and t.manifest(4) == f"{t.dir}/compile_bs4.json"
+    assert paths.onnx("ViT-H-14", "image", "fp16") == "results/ViT-H-14/onnx/vit-h-14.img.fp16.onnx"
+    assert paths.onnx_data("ViT-H-14", "text") == "results/ViT-H-14/onnx/vit-h-14.txt.fp32.onnx.extra_file"
     assert paths.devices("onnxruntime", "Ascend910B4", []) == ["cpu"]
     assert paths.devices("ascend", "Ascend910B4", ["Ascend310P3", "Ascend910B4"]) == ["Ascend310P3", "Ascend910B4"]
+
+
+def test_rule_patterns_and_values_come_from_the_same_function():
+    """Called without coordinates a path function gives the rule's output pattern; formatting the
+    pattern with a target's coordinates gives that target's path."""
+    pattern, t = paths.Target(), paths.Target("ViT-B-16", "text", "onnxruntime", "cpu", "int8")
+    assert pattern.dir == "results/{arch}/{tower}/{backend}/{device}/{precision}"
+    assert pattern.similarity().format(**t.coordinates()) == t.similarity()
+    assert pattern.benchmark().format(**t.coordinates(), bs=2) == t.benchmark(2)
+    assert paths.onnx(precision="fp32") == "results/{arch}/onnx/{prefix}.{part}.fp32.onnx"
+    assert paths.onnx(precision="fp32").format(arch="ViT-B-16", prefix="vit-b-16", part="txt") == \
+        paths.onnx("ViT-B-16", "text", "fp32")
+    assert paths.reference().format(arch="A", tower="image", stage="onnx_fp16", item="x") == \
+        paths.reference("A", "image", "onnx_fp16", "x")
+
+
+def test_logs_and_cost_records_sit_at_the_path_of_the_jobs_output():
+    t = paths.Target("ViT-B-16", "image", "onnxruntime", "cpu", "fp32")
+    assert t.log("compile_bs1") == "logs/ViT-B-16/image/onnxruntime/cpu/fp32/compile_bs1.log"
+    assert t.cost("infer") == "benchmarks/ViT-B-16/image/onnxruntime/cpu/fp32/infer.tsv"
+    assert paths.log(paths.npy("A", "x")) == "logs/A/npy/x.log"
+    assert paths.cost(paths.onnx("A", "image", "fp32")) == "benchmarks/A/onnx/a.img.fp32.tsv"
+
+
+def test_zero_shot_belongs_to_the_image_target_of_a_pair():
+    text = paths.Target("A", "text", "ascend", "Ascend310P3", "fp16")
+    assert text.zero_shot() == text.twin("image").dir + "/zero_shot.json"
 
 
 def test_command_line_numbers_are_coerced_where_the_schema_wants_numbers():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tokens import write_tokens
+from tokenize_labels import write_tokens
 
 LABELS = ["猫", "咖啡"]
 

@@ -1,5 +1,5 @@
 """The text tower: cn_clip's tokenisation, the exported text ONNX against cn_clip's encode_text, and
-the zero-shot figures and gate (scripts/tokens.py, text_tower.py, zero_shot.py)."""
+the zero-shot figures and gate (scripts/tokenize_labels.py, export_onnx.py, reference.py, zero_shot.py)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from text_tower import text_exporter_command, text_onnx_prefix
-from tokens import prompts, write_tokens
+from export_onnx import exporter_command, onnx_prefix
+from tokenize_labels import prompts, write_tokens
 from zero_shot import evaluate, probabilities, spearman
 
 PATCHES = sorted((Path(__file__).resolve().parents[2] / "patches").glob("*.patch"))
@@ -29,11 +29,11 @@ def test_tokens_are_cn_clips_own_tokenize(tmp_path):
 
 
 def test_text_exporter_command_and_names():
-    cmd = text_exporter_command("x.py", "fp32", "RN50", "c.pt", "results/RN50/text/onnx/rn50", 14)
+    cmd = exporter_command("x.py", "fp32", "RN50", "c.pt", "results/RN50/onnx/rn50", 14, tower="text")
     assert "--convert-text" in cmd and "--convert-vision" not in cmd and cmd[-2:] == ["--pytorch-ckpt-path", "c.pt"]
-    assert text_onnx_prefix("results/A/text/onnx/rn50.txt.fp16.onnx") == "results/A/text/onnx/rn50"
+    assert onnx_prefix("results/A/onnx/rn50.txt.fp16.onnx") == "results/A/onnx/rn50"
     with pytest.raises(ValueError):
-        text_onnx_prefix("results/A/onnx/rn50.img.fp16.onnx")
+        onnx_prefix("results/A/onnx/rn50.txt.int8.onnx")
 
 
 def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
@@ -41,10 +41,11 @@ def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
     import torch
     from cn_clip.clip import tokenize
 
-    from checkpoint import make_synthetic
+    from backends.onnxruntime import session
     from clip_model import load_model
-    from export_onnx import apply_patches, upstream_exporter
-    from text_tower import onnx_text_session, torch_text_features
+    from patch_exporter import apply_patches, upstream_exporter
+    from reference import torch_features
+    from synthetic_checkpoint import make_synthetic
 
     exporter = tmp_path / "pytorch_to_onnx.py"
     apply_patches(upstream_exporter(), PATCHES, exporter)
@@ -53,15 +54,15 @@ def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
     prefix = tmp_path / "onnx" / "rn50"
     prefix.parent.mkdir()
     for stage in ("fp32", "fp16"):
-        cmd = text_exporter_command(exporter, stage, "RN50", ckpt if stage == "fp32" else None, prefix, 14)
+        cmd = exporter_command(exporter, stage, "RN50", ckpt if stage == "fp32" else None, prefix, 14, tower="text")
         done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert sorted(p.name for p in prefix.parent.iterdir()) == [
         "rn50.txt.fp16.onnx", "rn50.txt.fp32.onnx", "rn50.txt.fp32.onnx.extra_file"]
     tokens = tokenize(prompts(LABELS, "一张{}的照片"), context_length=52).numpy()
-    expected = torch_text_features(load_model(ckpt, "RN50", text_tower=True), tokens)
+    expected = torch_features(load_model(ckpt, "RN50", text_tower=True), tokens, "text")
     for stage, bound in (("fp32", 0.9999), ("fp16", 0.999)):
-        sess = onnx_text_session(f"{prefix}.txt.{stage}.onnx")
+        sess = session(f"{prefix}.txt.{stage}.onnx", 0, optimize=True, level="all")
         (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
         assert (inp.name, inp.type, out.name) == ("text", "tensor(int64)", "unnorm_text_features")
         got = sess.run(None, {"text": tokens})[0]  # batch 6 through the symbolic batch axis
@@ -114,7 +115,7 @@ def test_probabilities_and_spearman():
 
 def test_report_carries_text_gates_zero_shot_and_real_weight_predictions(tmp_path):
     from common import write_json
-    from report import build_report, failed_gates, target_entry
+    from reporting import build_report, failed_gates, load_targets
     from test_report import CONFIG, write_all, write_checkpoint, write_target
 
     image, text = _case()
@@ -123,18 +124,15 @@ def test_report_carries_text_gates_zero_shot_and_real_weight_predictions(tmp_pat
     z = evaluate({"torch_fp32": image, "onnx_fp16": image, "offline": perturbed},
                  {"torch_fp32": text, "onnx_fp16": text, "offline": text}, list("abcd"), LABELS, 0.01)
     write_json(tmp_path / "zero_shot.json", z)
-    t = write_target(tmp_path / "cpu", "cpu", offline_cos=0.99999)  # image and (reused) text records
-    t = target_entry("onnxruntime", "cpu", [c["manifest"] for c in t["compiled"]], t["similarity_record"],
-                     [p["record"] for p in t["performance"]], None,
-                     {"manifests": [c["manifest"] for c in t["compiled"]], "similarity": t["similarity_record"]},
-                     str(tmp_path / "zero_shot.json"))
-    r = build_report(write_checkpoint(tmp_path, synthetic=False), [], [t], {**CONFIG, "checkpoint": "/w/c.pt"})
+    specs = [{**write_target(tmp_path / "cpu", "cpu", offline_cos=0.99999), "zero_shot": str(tmp_path / "zero_shot.json")},
+             {**write_target(tmp_path / "text", "cpu", offline_cos=0.99999, tower="text"), "benchmarks": []}]
+    targets = load_targets(specs)
+    r = build_report([write_checkpoint(tmp_path, synthetic=False)], [], targets, {**CONFIG, "checkpoint": "/w/c.pt"})
     assert r["verdict"] == "FAIL" and r["gates_total"] == 2 * 4 + 2 and r["gates_passed"] == 2 * 4 + 1
-    assert r["targets"][0]["accuracy"]["gates"] == t["accuracy"]["gates"]  # the contract's image gates as they were
+    assert r["targets"][0]["accuracy"]["gates"] == targets[0]["accuracy"]["gates"]  # the contract's image gates as they were
     (line,) = failed_gates(r)
     assert "zero-shot offline vs torch_fp32: top-1 agreement 75%" in line
     html, md = write_all(r, tmp_path)
     assert "| onnxruntime/cpu text | offline | onnx_fp16 |" in md
     assert "## Zero-shot and retrieval" in md and "| onnxruntime/cpu | b | 宇航员 |" in md
     assert "FAIL (zero-shot)" in html and "predicted label (torch_fp32)" in html and "only agreement" not in md
-
