@@ -8,8 +8,9 @@ Rebuild, per precision:
   also between two blocked nodes, so a value that does not fit fp16 would still overflow on the edge
   between them; build_fp16 removes the value_info of edges whose producer and every consumer are blocked,
   which the converter then leaves in fp32.
-- int8 (ONNX Runtime): quantize_dynamic's nodes_to_exclude, on the graph the onnxruntime backend
-  quantises (ONNX Runtime BASIC optimisation first, MatMulAddFusion off: backends/onnxruntime.py).
+- int8 (ONNX Runtime): the backend's static QDQ quantisation (quantize_static_int8, its `exclude`) or
+  quantize_dynamic's nodes_to_exclude (int8_dynamic), on the graph the onnxruntime backend quantises
+  (backends.onnxruntime.fold_constants).
 - Ascend: ATC cannot run here. The fp16 ONNX on ONNX Runtime stands in for ATC's fp16 computation, the
   kept set is found on it, and written as ATC's --keep_dtype file (write_keep_dtype). Use it with ATC on
   the fp32 ONNX: `--precision_mode=force_fp16 --keep_dtype=keep_dtype.cfg` (keep_dtype does nothing under
@@ -126,25 +127,41 @@ def build_fp16(fp32_onnx: str | Path, out: str | Path, node_block_list=(), op_bl
 
 
 def int8_prepared(fp32_onnx: str | Path, out_dir: str | Path) -> Path:
-    """The graph the onnxruntime backend quantises (BASIC optimisation, MatMulAddFusion off): locate
-    compares the int8 model against this one, whose node names quantize_dynamic keeps."""
-    from backends.onnxruntime import session
+    """The graph the onnxruntime backend quantises (backends.onnxruntime.fold_constants): locate compares
+    an int8 model against this one, whose node names the quantisers keep."""
+    from backends.onnxruntime import fold_constants
 
     folded = Path(out_dir) / "folded.onnx"
     folded.parent.mkdir(parents=True, exist_ok=True)
     if not folded.exists():
-        session(fp32_onnx, 1, optimize=True, optimized_out=folded, level="basic", disabled_optimizers=["MatMulAddFusion"])
+        fold_constants(fp32_onnx, folded)
     return folded
 
 
-def build_int8(prepared_onnx: str | Path, out: str | Path, nodes_to_exclude=(), per_channel: bool = True) -> Path:
-    """ONNX Runtime dynamic int8 quantisation (weights int8, per channel) of the prepared graph, leaving
-    `nodes_to_exclude` in fp32."""
+def build_int8(prepared_onnx: str | Path, out: str | Path, nodes_to_exclude=(), per_channel: bool = True,
+               reduce_range: bool = False) -> Path:
+    """Dynamic int8 (the backend's int8_dynamic: quantize_dynamic, weights int8 per channel) of the
+    prepared graph, leaving `nodes_to_exclude` in fp32."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(prepared_onnx), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
-                     use_external_data_format=True, nodes_to_exclude=sorted(set(nodes_to_exclude)))
+                     reduce_range=reduce_range, use_external_data_format=True,
+                     nodes_to_exclude=sorted(set(nodes_to_exclude)))
+    return Path(out)
+
+
+def build_int8_static(fp32_onnx: str | Path, out: str | Path, calibration: list[str | Path], batch_size: int = 1,
+                      nodes_to_exclude=(), **options) -> Path:
+    """Static QDQ int8 (the backend's int8: backends.onnxruntime.quantize_static_int8, calibrated on the
+    .npy files `calibration`), leaving `nodes_to_exclude` in fp32 (as exact-name patterns of its `exclude`)."""
+    import re
+
+    from backends.onnxruntime import quantize_static_int8
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    quantize_static_int8(fp32_onnx, out, list(calibration), batch_size,
+                         exclude=[f"^{re.escape(n)}$" for n in sorted(set(nodes_to_exclude))], **options)
     return Path(out)
 
 
@@ -231,10 +248,12 @@ def greedy(steps: list[list[str]], build: Callable[[list[str], Path], Path], che
 def repair(fp32_onnx: str | Path, precision: str, rows: list[dict], summary: dict, inputs: list[np.ndarray],
            reference: list[np.ndarray], gate: float, workdir: str | Path, target_onnx: str | Path | None = None,
            mode: str = "nodes", max_steps: int = 20, threads: int = 1, fp16_storage: bool | None = None,
-           input_name: str = "image", before: dict | None = None) -> dict:
+           input_name: str = "image", before: dict | None = None,
+           calibration: list[str | Path] | None = None) -> dict:
     """Everything at once (the rule may instead run build_*/verify as separate jobs): the kept set, before
-    and after. precision: fp16 or ascend (fp16 ONNX on ONNX Runtime as the proxy) or int8. For int8 the
-    rows must come from locate against int8_prepared()'s graph. `target_onnx` is the target as built
+    and after. precision: fp16 or ascend (fp16 ONNX on ONNX Runtime as the proxy), int8 (static QDQ, the
+    backend's default; needs `calibration`, the .npy inputs) or int8_dynamic. For both int8 the rows
+    must come from locate against int8_prepared()'s graph. `target_onnx` is the target as built
     today (before); without it the unrepaired model is built here. fp16_storage (default: true for ascend,
     false otherwise): verify with every fp16 tensor stored in fp16 (see run_model). `before`: verify() of
     the target already at hand (else it is verified here)."""
@@ -243,15 +262,22 @@ def repair(fp32_onnx: str | Path, precision: str, rows: list[dict], summary: dic
         def build(kept, out):
             return build_fp16(fp32_onnx, out, **({"node_block_list": kept} if mode == "nodes" else
                                                  {"op_block_list": kept}))
-    elif precision == "int8":
+    elif precision in ("int8", "int8_dynamic"):
         if mode != "nodes":
-            raise ValueError("int8 repair excludes nodes (quantize_dynamic's nodes_to_exclude); use mode 'nodes'")
-        prepared = int8_prepared(fp32_onnx, workdir)
+            raise ValueError("int8 repair excludes nodes (the quantisers' nodes_to_exclude); use mode 'nodes'")
+        if precision == "int8_dynamic":
+            prepared = int8_prepared(fp32_onnx, workdir)
 
-        def build(kept, out):
-            return build_int8(prepared, out, kept)
+            def build(kept, out):
+                return build_int8(prepared, out, kept)
+        else:
+            if not calibration:
+                raise ValueError("static int8 repair needs the calibration inputs (calibration=[.npy files])")
+
+            def build(kept, out):
+                return build_int8_static(fp32_onnx, out, calibration, nodes_to_exclude=kept)
     else:
-        raise ValueError(f"precision must be fp16, int8 or ascend, not {precision}")
+        raise ValueError(f"precision must be fp16, int8, int8_dynamic or ascend, not {precision}")
 
     storage = precision == "ascend" if fp16_storage is None else fp16_storage
 
@@ -286,7 +312,7 @@ def main(smk) -> None:
     reference = [np.load(refs[Path(f).stem]) for f in npy]
     result = repair(smk.input.fp32, p.precision, read_csv(smk.input.csv), read_json(smk.input.json), inputs,
                     reference, float(p.gate), p.get("workdir", Path(smk.output.json).parent / "repair"),
-                    smk.input.get("target"), p.get("mode", "nodes"), int(p.get("max_steps", 20)))
+                    smk.input.get("target"), p.get("mode", "nodes"), int(p.get("max_steps", 20)), calibration=npy)
     if result["model"] and smk.output.get("model"):
         # the model and its external data file (named after the step's model.onnx, so the reference holds)
         src = Path(result["model"])

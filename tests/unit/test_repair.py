@@ -160,10 +160,36 @@ def test_int8_repair_excludes_nodes_from_quantisation(tmp_path):
     target = R.build_int8(prepared, tmp_path / "t" / "model.onnx")
     rows, summary = L.locate(prepared, target, xs, input_name="x")
     gate = 0.99999
-    r = R.repair(fp32, "int8", rows, summary, xs, ref, gate, tmp_path / "work", target_onnx=target, input_name="x")
+    r = R.repair(fp32, "int8_dynamic", rows, summary, xs, ref, gate, tmp_path / "work", target_onnx=target,
+                 input_name="x")
     assert not r["before"]["passed"] and r["passed"] and r["after"]["cosine_min"] >= gate
     assert set(r["kept"]) <= {NAMES["fc1"], NAMES["fc2"], NAMES["out"]} and r["kept"]
     assert [s["kept"] for s in r["steps"]] == list(range(1, len(r["steps"]) + 1))  # one node a step
+
+
+def test_static_int8_repair_uses_the_backends_quantiser_with_exclusions(tmp_path):
+    import onnx
+
+    fp32 = mlp_onnx(tmp_path / "m.onnx")
+    xs = inputs(4)
+    calibration = []
+    for i, x in enumerate(xs):
+        np.save(tmp_path / f"c{i}.npy", x)
+        calibration.append(tmp_path / f"c{i}.npy")
+    kept = R.build_int8_static(fp32, tmp_path / "k" / "model.onnx", calibration, nodes_to_exclude=[NAMES["fc1"]])
+    graph = onnx.load(str(kept), load_external_data=False).graph
+    feeds = {n.output[0]: n.op_type for n in graph.node}
+    fc1 = next(n for n in graph.node if n.name == NAMES["fc1"])
+    fc2 = next(n for n in graph.node if n.name == NAMES["fc2"])
+    assert all(feeds.get(x) != "DequantizeLinear" for x in fc1.input)  # left fp32
+    assert any(feeds.get(x) == "DequantizeLinear" for x in fc2.input)  # quantised (QDQ)
+    ref = reference(fp32, xs)
+    prepared = R.int8_prepared(fp32, tmp_path / "work")
+    target = R.build_int8_static(fp32, tmp_path / "t" / "model.onnx", calibration)
+    rows, summary = L.locate(prepared, target, xs, input_name="x")
+    r = R.repair(fp32, "int8", rows, summary, xs, ref, 0.99999, tmp_path / "work", target_onnx=target,
+                 input_name="x", calibration=calibration)
+    assert not r["before"]["passed"] and r["passed"] and r["kept"]
 
 
 # --------------------------------------------------------------------------------------------
