@@ -11,13 +11,15 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-sys.path.insert(0, f"{workflow.basedir}/scripts")
+# This file's folder (not workflow.basedir: used as a module, that is the calling workflow's).
+WORKFLOW_DIR = str(workflow.current_basedir)
+sys.path.insert(0, f"{WORKFLOW_DIR}/scripts")
 from config_check import check_config
 import stale_lock
 
 # Every bad key listed by name (command-line numbers coerced first), then Snakemake's own
 # validation fills the schema's defaults.
-check_config(config, f"{workflow.basedir}/config/schema.yaml")
+check_config(config, f"{WORKFLOW_DIR}/config/schema.yaml")
 validate(config, "config/schema.yaml")
 
 

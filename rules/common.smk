@@ -4,10 +4,8 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-
-import paths as P  # noqa: E402
-import resources as R  # noqa: E402
+import paths as P
+import resources as R
 
 # A dry run (-n) and a job step (--mode remote/subprocess: a cluster job parses this file again) never
 # write: Snakemake knows -n from its output settings at parse time (workflow.dryrun only later).

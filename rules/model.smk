@@ -60,8 +60,7 @@ rule patch_exporter:
     input:
         # relative to the working directory, so a copy of the repository does not see new inputs
         patches=sorted(
-            os.path.relpath(p)
-            for p in Path(workflow.basedir, "patches").glob("*.patch")
+            os.path.relpath(p) for p in Path(WORKFLOW_DIR, "patches").glob("*.patch")
         ),
     output:
         P.exporter(),

@@ -35,7 +35,6 @@ def _best_seconds(run, repeats: int) -> float:
 def matmul_ceiling(threads: int, n: int = 4096, repeats: int = 5) -> dict:
     """This machine's fp32 ceiling, measured now: the best GFLOP/s of an n x n fp32 matmul in torch and
     in ONNX Runtime (MLAS, the kernels the CPU offline model runs on); the ceiling is the faster one."""
-    import numpy as np
     import torch
     from onnx import TensorProto, helper
 

@@ -1,7 +1,6 @@
 """compile: the offline model of one target for one batch size, by the target's backend, and a
 manifest (files with size and sha256) that infer, benchmark and the report read."""
 
-from pathlib import Path
 
 import backends
 from common import artifact, log, write_json

@@ -162,7 +162,7 @@ def clear_stale_lock(root: str | os.PathLike = ".", got_flock: bool | None = Non
     if not locks:
         return "free"
     if record:
-        where = "this host" if _same_machine(record, identity()) else f"another host or PID namespace"
+        where = "this host" if _same_machine(record, identity()) else "another host or PID namespace"
         print(f"This directory is held by a run of this workflow ({describe(record)}, {where}). Wait for it "
               f"to end; if it is gone for good, run `snakemake --unlock` once, then start again.")
         return "live"

@@ -116,10 +116,10 @@ def main(smk) -> None:
     for stage in STAGES:
         suffix = "_0" if stage == "offline" else ""
         s, image[stage] = load_stack(smk.input[f"image_{stage}"], suffix)
-        l, text[stage] = load_stack(smk.input[f"text_{stage}"], suffix)
-        if stems is not None and (s != stems or l != labels):
+        labels_found, text[stage] = load_stack(smk.input[f"text_{stage}"], suffix)
+        if stems is not None and (s != stems or labels_found != labels):
             raise ValueError(f"stage {stage} covers other images or labels than torch_fp32")
-        stems, labels = s, l
+        stems, labels = s, labels_found
     write_json(smk.output[0], evaluate(image, text, stems, labels, float(smk.params.max_prob_change)))
 
 

@@ -1,5 +1,4 @@
 """The real workflow, end to end, on ViT-B-16 synthetic weights and two images (session fixture)."""
-import json
 import shutil
 from pathlib import Path
 

@@ -10,8 +10,8 @@ def pins(lines):
 
 
 def test_conda_env_pins_the_same_versions_as_requirements():
-    requirements = [l.strip() for l in (ENVS / "requirements.txt").read_text().splitlines()
-                    if l.strip() and not l.startswith("#")]
+    requirements = [line.strip() for line in (ENVS / "requirements.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
     conda = yaml.safe_load((ENVS / "cnclip.yaml").read_text())
     pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
     assert pins(pip_section) == pins(requirements)
@@ -22,4 +22,5 @@ def test_requirements_pin_the_stack_the_workflow_is_tested_on():
     p = pins((ENVS / "requirements.txt").read_text().splitlines())
     assert p["torch"] == "2.14.1" and p["torchvision"] == "0.29.1" and p["cn-clip"] == "1.6.0"
     assert p["snakemake"].startswith("9.")
-    assert all("==" in l for l in (ENVS / "requirements.txt").read_text().splitlines() if l and not l.startswith("#"))
+    lines = (ENVS / "requirements.txt").read_text().splitlines()
+    assert all("==" in line for line in lines if line and not line.startswith("#"))

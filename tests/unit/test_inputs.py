@@ -82,7 +82,7 @@ def test_bad_files_stop_the_run_with_every_file_and_reason(tmp_path):
     message = str(err.value)
     for name, why in (("truncated.jpg", "truncated"), ("zero.jpg", "empty"), ("page.png", "not an image"),
                       ("notes.txt", "not an image")):
-        line = next(l for l in message.splitlines() if name in l)
+        line = next(row for row in message.splitlines() if name in row)
         assert why in line, line
     assert "good.png" not in message and "skip_bad_images" in message
 
@@ -93,7 +93,8 @@ def test_bad_files_skipped_on_request_are_returned_for_the_report(tmp_path):
                                   cache_file=tmp_path.parent / f"{tmp_path.name}-cache.json")
     assert list(good) == ["good"] and len(skipped) == 4
     # cached: a second check decodes nothing and gives the same answer
-    assert usable_images(discover_images(str(folder)), str(folder), True, tmp_path.parent / f"{tmp_path.name}-cache.json") == (good, skipped)
+    cache = tmp_path.parent / f"{tmp_path.name}-cache.json"
+    assert usable_images(discover_images(str(folder)), str(folder), True, cache) == (good, skipped)
 
 
 def default_config():

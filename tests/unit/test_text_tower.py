@@ -1,7 +1,6 @@
 """The text tower: cn_clip's tokenisation, the exported text ONNX against cn_clip's encode_text, and
 the zero-shot figures and gate (scripts/tokenize_labels.py, export_onnx.py, reference.py, zero_shot.py)."""
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,6 @@ def test_text_exporter_command_and_names():
 
 def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
     """RN50 (cn_clip's smallest text tower, RBT3), synthetic weights, through the patched exporter."""
-    import torch
     from cn_clip.clip import tokenize
 
     from backends.onnxruntime import session
