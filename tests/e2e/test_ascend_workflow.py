@@ -30,14 +30,19 @@ def plan(wf, **config):
     return counts
 
 
+def chip_target(chip, precision=P.ASCEND_DEFAULT_PRECISION):
+    """The image tower's ascend target on one chip (ATC's default precision unless told)."""
+    return P.Target(E2E_ARCH, "image", "ascend", chip, precision)
+
+
 def chip_dir(wf, chip) -> Path:
     """A chip's target folder: the report's `dir` when the report holds that target, else paths.py's."""
     report = wf.root / "results" / "report.json"
     if report.is_file():
         for t in json.loads(report.read_text())["targets"]:
-            if t["backend"] == "ascend" and t["device"] == chip:
+            if t["backend"] == "ascend" and t["device"] == chip and t.get("tower", "image") == "image":
                 return wf.root / t["dir"]
-    return wf.root / P.target_dir(E2E_ARCH, "ascend", chip)
+    return wf.root / chip_target(chip).dir
 
 
 def calls(wf, tool):
@@ -89,7 +94,7 @@ def test_tools_got_the_seeds_command_lines_one_fresh_directory_per_atc_job(ascen
     atc_calls = [c for c in calls(ascend_wf, "atc") if any(a.split("=", 1)[1] in CHIPS for a in c["argv"]
                                                              if a.startswith("--soc_version="))]
     assert len(atc_calls) == 2 and len({c["cwd"] for c in atc_calls}) == 2
-    onnx = (ascend_wf.root / P.onnx_fp16(E2E_ARCH)).resolve()
+    onnx = (ascend_wf.root / P.onnx(E2E_ARCH, "image", "fp16")).resolve()
     for call in atc_calls:
         chip = next(a.split("=", 1)[1] for a in call["argv"] if a.startswith("--soc_version="))
         prefix = (chip_dir(ascend_wf, chip) / "model_bs1").resolve() / "model"
@@ -135,7 +140,7 @@ def test_switching_back_and_forth_rebuilds_nothing_but_the_report(ascend_wf):
     ascend_wf.run("report", config={"soc_versions": CHIPS})
     assert plan(ascend_wf, soc_versions=[], soc_version=NEW_CHIP) == {"report": 1}
     for chip in [*CHIPS, NEW_CHIP]:  # side by side
-        assert (ascend_wf.root / P.target_dir(E2E_ARCH, "ascend", chip) / "model_bs1" / "model.om").is_file()
+        assert (ascend_wf.root / chip_target(chip).dir / "model_bs1" / "model.om").is_file()
 
 
 def test_precision_mode_change_recompiles_only_that_chips_models(ascend_wf):
@@ -156,7 +161,7 @@ def test_missing_tools_stop_the_run_before_any_job(e2e_workflow):
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "atc" in out and "set_env.sh" in out
-    assert not (e2e_workflow.root / P.target_dir(E2E_ARCH, "ascend", "Ascend310B1")).exists()
+    assert not (e2e_workflow.root / chip_target("Ascend310B1").dir).exists()
 
 
 def target_files(wf, chip):
@@ -177,12 +182,12 @@ def test_a_failing_step_shows_its_log_tail_leaves_no_partial_artifact_and_touche
     before = {c: target_files(ascend_wf, c) for c in CHIPS}
     wf = Workflow(ascend_wf.root, ascend_wf.config, env={**ascend_wf.env, **env})
     if fault == "runtime crash":  # the model compiles; ais_bench then crashes at run time
-        wf.run(P.compiled_manifest(E2E_ARCH, "ascend", chip, 1), config={"soc_versions": [chip]})
+        wf.run(chip_target(chip).manifest(1), config={"soc_versions": [chip]})
     result = wf.run("report", config={"soc_versions": [*CHIPS, chip]}, check=False)
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert shown in out, "the failed job's log tail reaches the terminal"
-    folder = ascend_wf.root / P.target_dir(E2E_ARCH, "ascend", chip)
+    folder = ascend_wf.root / chip_target(chip).dir
     if fault == "atc crash":
         assert "command: atc --framework=5" in out
         assert not (folder / "model_bs1" / "model.om").exists(), "no partial .om survives"

@@ -32,7 +32,7 @@ def test_text_tower_on_the_ascend_standins(e2e_workflow, tmp_path):
         assert r["verdict"] == "PASS" and target["backend"] == "ascend"
         import paths as P
 
-        text_dir = wf.root / P.text_target_dir(E2E_ARCH, "ascend", target["device"])
+        text_dir = wf.root / P.Target(E2E_ARCH, "text", "ascend", target["device"], target["precision"]).dir
         assert (text_dir / "model_bs1" / "model.om").is_file()
         assert np.load(text_dir / "dst" / "猫_0.npy").shape == (1, 512)
         atc = [json.loads(line)["argv"] for line in log.read_text().splitlines()
