@@ -117,7 +117,7 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
         log.warning("measured under load: other processes used up to %.2f cores during the timed runs",
                     load["others_cpu_cores"])
     # the ceiling is this host's CPU: a fraction of it only means something for a CPU backend
-    on_cpu = getattr(backends.get(backend), "RUNS_ON_HOST_CPU", False)
+    on_cpu = backends.get(backend).RUNS_ON_HOST_CPU
     return {**offline, **(efficiency(offline, gflops, ceiling) if on_cpu else {}), "model": model,
             "model_gflops_per_image": gflops, "ceiling_gflops": ceiling, "ceiling": measured,
             "load": load, "offline_load": offline_load, "quiet_wait": quiet,

@@ -56,7 +56,8 @@ from pathlib import Path
 from common import log
 
 ATC = "atc"
-INPUT_NAME = "image"  # cn_clip's exported input (CONTRACT.md)
+RUNS_ON_HOST_CPU = False  # runs on the NPU: the host's matmul ceiling says nothing of its speed
+INPUT_NAME = "image"  # cn_clip's exported image input
 TEXT_INPUT_NAME, CONTEXT_LENGTH = "text", 52  # the text tower's input: int64 token ids (paths.CONTEXT_LENGTH)
 MODEL_PREFIX = "model"  # the .om is <out_dir>/model.om
 # The ATC options users tune (config `atc:`), in the order they are appended to the command line.
@@ -105,11 +106,13 @@ class UnsafePathError(RuntimeError):
 
 def atc_command(onnx_fp16: str | os.PathLike, output_prefix: str | os.PathLike, batch_size: int,
                 resolution: int, soc_version: str, atc_options: dict | None = None,
-                tower: str = "image") -> list[str]:
+                tower: str = "image", spec=None) -> list[str]:
     """The ATC command line, as an argument list for subprocess (no shell, so no quoting).
     Only the options in `atc_options` that are set (non-empty) are passed, in ATC_OPTIONS order.
-    tower="text": the text encoder, `--input_format=ND --input_shape=text:<bs>,52` (int64 token ids;
-    `resolution` is not used)."""
+    `spec` (backends.base.TensorSpec, read from the ONNX) gives the input's name and its non-batch
+    dimensions: a 4-d input is NCHW, any other ND. Without it, cn_clip's towers as exported: the image
+    `image:<bs>,3,<R>,<R>` (NCHW), tower="text" `text:<bs>,52` (ND, int64 token ids; `resolution`
+    not used)."""
     atc_options = dict(atc_options or {})
     unknown = sorted(set(atc_options) - set(ATC_OPTIONS))
     if unknown:
@@ -134,7 +137,10 @@ def atc_command(onnx_fp16: str | os.PathLike, output_prefix: str | os.PathLike, 
         f"--soc_version={soc_version}",
         "--log=error",
     ]
-    if tower == "text":
+    if spec is not None:
+        dims = ",".join(str(int(d)) for d in (batch_size, *spec.shape[1:]))
+        cmd[4:6] = [f"--input_format={'NCHW' if len(spec.shape) == 4 else 'ND'}", f"--input_shape={spec.name}:{dims}"]
+    elif tower == "text":
         cmd[4:6] = ["--input_format=ND", f"--input_shape={TEXT_INPUT_NAME}:{int(batch_size)},{CONTEXT_LENGTH}"]
     cmd += [f"--{key}={atc_options[key]}" for key in ATC_OPTIONS if atc_options.get(key)]
     return cmd
@@ -281,15 +287,19 @@ def _missing_message(tool: str, what: str) -> str:
     return f"`{tool}` (the Python that runs ais_bench, config `ais_bench_python`) was not found: {AIS_BENCH_FIX}"
 
 
-def compile_command(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
+def compile_command(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
                     options: dict) -> list[str]:
-    """The exact ATC command line compile() runs (absolute paths: ATC runs in a scratch folder)."""
+    """The exact ATC command line compile() runs (absolute paths: ATC runs in a scratch folder); the
+    input's name and shape are read from the ONNX."""
+    from backends.base import model_inputs
+
     prefix = Path(out_dir).resolve() / MODEL_PREFIX
-    return atc_command(Path(onnx_fp16).resolve(), prefix, batch_size, resolution, options["device"],
-                       options.get("atc"), options.get("tower", "image"))
+    (spec,) = model_inputs(onnx_model)
+    return atc_command(Path(onnx_model).resolve(), prefix, batch_size, resolution, options["device"],
+                       options.get("atc"), options.get("tower", "image"), spec=spec)
 
 
-def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
+def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
             options: dict) -> list[str]:
     """ATC: <out_dir>/model.om for options["device"] (the soc_version) at a fixed batch size.
     ATC runs in a fresh scratch folder beside out_dir (its cwd-relative files never collide with another
@@ -300,7 +310,7 @@ def compile(onnx_fp16: str | os.PathLike, out_dir: str | os.PathLike, batch_size
     out_dir.mkdir(parents=True, exist_ok=True)
     om = out_dir / f"{MODEL_PREFIX}.om"
     om.unlink(missing_ok=True)
-    cmd = compile_command(onnx_fp16, out_dir, batch_size, resolution, options)
+    cmd = compile_command(onnx_model, out_dir, batch_size, resolution, options)
     from common import remove_stale_scratch
 
     remove_stale_scratch(out_dir.parent, f".atc-{out_dir.name}-")  # left by a killed earlier run
@@ -664,11 +674,14 @@ def npu_smi_facts(info: str, board: str | None) -> dict:
     return facts
 
 
-def versions(ais_bench_python: str = "python3", npu_device: int = 0) -> dict:
-    """What a support ticket needs, every value a string: npu_smi (tool version), npu_chip, npu_health,
+def versions(options: dict) -> dict:
+    """What a support ticket needs (options: ais_bench_python, npu_device, as in a target's backend
+    options), every value a string: npu_smi (tool version), npu_chip, npu_health,
     npu_driver, npu_firmware (from `npu-smi info` and `npu-smi info -t board -i <npu_device>`), cann (the CANN
     toolkit's version, read from its install records, never by running atc), atc (its path), ais_bench,
     aclruntime and ais_bench_python. A value that could not be found says why, starting "absent: "."""
+    ais_bench_python = options.get("ais_bench_python", "python3")
+    npu_device = options.get("npu_device", 0)
     out: dict[str, str] = {}
     info, why = _npu_smi(["info"])
     board, board_why = _npu_smi(["info", "-t", "board", "-i", str(int(npu_device))]) if info else (None, why)

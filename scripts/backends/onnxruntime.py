@@ -295,5 +295,11 @@ def benchmark(model: str | Path, npy_files: list[str | Path], batch_size: int, l
     return {**result, "threads": options["threads"]}
 
 
-def versions() -> dict:
+def compile_command(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolution: int,
+                    options: dict) -> None:
+    """None: compile() runs no external tool (ONNX Runtime optimises in this process)."""
+    return None
+
+
+def versions(options: dict) -> dict:
     return {"onnxruntime": _ort().__version__}

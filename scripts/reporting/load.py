@@ -174,8 +174,8 @@ def environment(backend_names: list[str], config: dict) -> dict:
     tools = {}
     for name in backend_names:
         module = backends.get(name)
-        tools.update(module.versions(config.get("ais_bench_python", "python3"), int(config.get("npu_device", 0)))
-                     if name == "ascend" else module.versions())
+        tools.update(module.versions({"ais_bench_python": config.get("ais_bench_python", "python3"),
+                                      "npu_device": int(config.get("npu_device", 0))}))
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
             "physical_cores": physical_cores(), "logical_cores": os.cpu_count(),
             "versions": versions, "backend_tools": tools}

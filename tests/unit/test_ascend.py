@@ -373,7 +373,7 @@ def test_check_tools_passes_with_the_standins(standins):
 
 def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
     monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
-    v = ascend.versions("python3")
+    v = ascend.versions({"ais_bench_python": "python3"})
     assert v["atc"] == str(STANDINS / "atc") and v["cann"].startswith("absent: no version.info")
     assert v["ais_bench"] == "0.0.2+standin"
     # a CANN install records its version beside the toolkit; atc itself is never run for it
@@ -387,8 +387,8 @@ def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), VENV_BIN]))
     monkeypatch.delenv("PYTHONPATH")
     monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
-    v = ascend.versions("python3")
+    v = ascend.versions({"ais_bench_python": "python3"})
     assert v["cann"] == "7.0.RC1" and v["atc"] == str(bin_dir / "atc")
     assert v["ais_bench"] == "absent: ais_bench is not installed in python3"
     monkeypatch.setenv("PATH", VENV_BIN)
-    assert ascend.versions("python3")["atc"].startswith("absent: atc not on PATH")
+    assert ascend.versions({"ais_bench_python": "python3"})["atc"].startswith("absent: atc not on PATH")

@@ -290,7 +290,7 @@ def test_versions_record_npu_smi_cann_ais_bench_and_aclruntime(standins, monkeyp
     (home / "aarch64-linux").mkdir(parents=True)
     (home / "aarch64-linux" / "ascend_toolkit_install.info").write_text("version=8.0.RC3\n")
     monkeypatch.setenv("ASCEND_TOOLKIT_HOME", str(home))
-    v = ascend.versions("python3")
+    v = ascend.versions({"ais_bench_python": "python3"})
     assert v["npu_smi"].startswith("23.0.6") and v["npu_chip"] == "910B4" and v["npu_driver"] == "23.0.6"
     assert v["npu_firmware"] == "7.1.0.5.220" and v["cann"] == "8.0.RC3"
     assert v["ais_bench"] == "0.0.2+standin" and v["aclruntime"].startswith("absent")
@@ -301,9 +301,9 @@ def test_versions_say_why_each_tool_is_absent(monkeypatch):
     monkeypatch.setenv("PATH", VENV_BIN)
     monkeypatch.delenv("PYTHONPATH", raising=False)
     monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
-    v = ascend.versions("python3")
+    v = ascend.versions({"ais_bench_python": "python3"})
     assert v["npu_smi"].startswith("absent: npu-smi not on PATH") and v["npu_firmware"].startswith("absent")
     assert v["atc"].startswith("absent: atc not on PATH") and v["cann"].startswith("absent")
     assert v["ais_bench"].startswith("absent: ais_bench is not installed in python3")
-    v = ascend.versions("python3.99-nowhere")
+    v = ascend.versions({"ais_bench_python": "python3.99-nowhere"})
     assert "python3.99-nowhere" in v["ais_bench"] and v["ais_bench"].startswith("absent")
