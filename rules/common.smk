@@ -247,6 +247,23 @@ def zero_shot_inputs(wildcards):
     return files
 
 
+def locate_inputs(wildcards):
+    """What locate compares for a target: its tower's fp32 ONNX against the ONNX at the target's
+    precision (the fp16 ONNX stands for ATC's fp16 computation on Ascend); int8 pairs are rebuilt by
+    the job itself (scripts/locate.py quantised_pair)."""
+    t = P.Target.of(wildcards)
+    files = {
+        "fp32": P.onnx(t.arch, t.tower, "fp32"),
+        "data": P.onnx_data(t.arch, t.tower),
+    }
+    files["npy"] = model_inputs(wildcards)
+    if t.backend == "ascend" or t.precision == "fp16":
+        files["target"] = P.onnx(t.arch, t.tower, "fp16")
+    elif t.precision == "fp32":
+        files["target"] = files["fp32"]
+    return files
+
+
 def report_target(t):
     """params.targets entry of one target: its coordinates and folder, and the records
     scripts/reporting/load.py reads (zero_shot belongs to the image target of a pair).

@@ -41,3 +41,30 @@ rule zero_shot:
         max_prob_change=config["gates"]["zero_shot_max_prob_change"],
     script:
         "../scripts/zero_shot.py"
+
+
+# On demand, for any target (`snakemake <target>/locate/locate.json`): where in the graph the target's
+# precision loses accuracy, node by node against the fp32 ONNX.
+rule locate:
+    input:
+        unpack(locate_inputs),
+    output:
+        csv=f"{T.dir}/locate/locate.csv",
+        chart=f"{T.dir}/locate/locate.png",
+        json=f"{T.dir}/locate/locate.json",
+    log:
+        T.log("locate"),
+    benchmark:
+        T.cost("locate")
+    conda:
+        "../envs/cnclip.yaml"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "export"),
+    params:
+        precision=lambda wc: wc.precision,
+        max_inputs=4,
+        threads=P.physical_cores(),
+    script:
+        "../scripts/locate.py"

@@ -617,22 +617,50 @@ def write_outputs(rows: list[dict], summary: dict, csv_path, chart_path, json_pa
 
 
 def load_inputs(npy_files: list[str | Path], limit: int | None = None) -> list[np.ndarray]:
+    """The first `limit` inputs as stored (float32 images, or the text tower's int64 token ids)."""
     files = sorted(npy_files)[:limit] if limit else sorted(npy_files)
-    return [np.load(f).astype(np.float32) for f in files]
+    return [np.load(f) for f in files]
+
+
+def quantised_pair(fp32_onnx: str | Path, precision: str, calibration: list[str | Path], scratch: str | Path,
+                   options: dict) -> tuple[Path, Path]:
+    """(reference, target) ONNX of an int8 target, rebuilt as the onnxruntime backend quantises: the
+    prepared (constant-folded) fp32 graph whose node names the quantisers keep, and its int8 graph before
+    ONNX Runtime's fusions (the compiled model's fused nodes have no fp32 twin to compare with)."""
+    import repair
+    from backends.onnxruntime import use_reduce_range
+
+    prepared = repair.int8_prepared(fp32_onnx, scratch)
+    out = Path(scratch) / "int8.onnx"
+    if precision == "int8":
+        return prepared, repair.build_int8_static(fp32_onnx, out, calibration, 1,
+                                                  reduce_range=use_reduce_range(options))
+    return prepared, repair.build_int8(prepared, out, reduce_range=use_reduce_range(options))
 
 
 def main(smk) -> None:
-    """Rule locate. input: fp32 (the fp32 ONNX), target (the ONNX at the target's precision, or an ais_bench
-    --output folder holding a --dump_npy dump), npy (preprocessed inputs; a dump is compared on the first);
-    output: csv, chart, json; params (all optional): k, floor, atol, chunk, max_inputs, threads."""
+    """Rule locate, for any target. input: fp32 (the fp32 ONNX of the target's tower), npy (its inputs),
+    target (the ONNX at the target's precision: the fp16 ONNX for fp16 and Ascend targets, the fp32 one
+    for fp32 ones; for int8 ones none is given and the pair is rebuilt here, see quantised_pair; or an
+    ais_bench --output folder holding a --dump_npy dump); output: csv, chart, json; params: precision,
+    and optionally k, floor, atol, chunk, max_inputs, threads."""
+    import tempfile
+
+    from backends.base import model_inputs
+
     p = smk.params
     opts = {key: type(v)(p.get(key, v)) for key, v in DEFAULTS.items()}
     opts["threads"] = int(p.get("threads", 1))
     inputs = load_inputs(list(smk.input.npy), p.get("max_inputs"))
-    if Path(smk.input.target).is_dir():
-        rows, summary = locate_dump(smk.input.fp32, smk.input.target, inputs[0], **opts)
-    else:
-        rows, summary = locate(smk.input.fp32, smk.input.target, inputs, **opts)
+    name = model_inputs(smk.input.fp32)[0].name
+    with tempfile.TemporaryDirectory(dir=Path(smk.output.json).parent, prefix=".locate-") as scratch:
+        if "target" not in smk.input.keys():
+            reference, target = quantised_pair(smk.input.fp32, p.precision, list(smk.input.npy), scratch, {})
+            rows, summary = locate(reference, target, inputs, input_name=name, **opts)
+        elif Path(smk.input.target).is_dir():
+            rows, summary = locate_dump(smk.input.fp32, smk.input.target, inputs[0], **opts)
+        else:
+            rows, summary = locate(smk.input.fp32, smk.input.target, inputs, input_name=name, **opts)
     jump = summary["first_jump"]
     log.info("first jump: %s", f"{jump['node']} ({jump['op_type']}, depth {jump['depth']})" if jump else "none")
     write_outputs(rows, summary, smk.output.csv, smk.output.chart, smk.output.json)

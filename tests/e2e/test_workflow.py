@@ -193,3 +193,21 @@ def test_precisions_are_targets_side_by_side_and_a_list_change_builds_only_new_p
     # the fp16 target stays on disk beside the fp32 one: asking for it again builds only the report
     assert e2e_workflow.plan("report", config=both) == {"report": 1}
     assert (e2e_workflow.root / fp16.dst("chelsea")).is_file()
+
+
+def test_locate_compares_every_tensor_of_a_target_on_demand(e2e_workflow):
+    """`snakemake <target>/locate/locate.json` for a target never built (fp16): only the locate job runs,
+    and the ordinary synthetic checkpoint shows no jump."""
+    import csv
+
+    import paths as P
+
+    fp16 = P.Target(E2E_ARCH, "image", "onnxruntime", "cpu", "fp16")
+    out = f"{fp16.dir}/locate/locate.json"
+    assert e2e_workflow.plan(out) == {"locate": 1}
+    e2e_workflow.run(out)
+    summary = json.loads((e2e_workflow.root / out).read_text())
+    assert summary["first_jump"] is None and summary["final"]["cosine_min"] > 0.9999
+    rows = list(csv.DictReader((e2e_workflow.root / fp16.dir / "locate" / "locate.csv").open()))
+    assert len(rows) > 100 and rows[-1]["tensor"] == "unnorm_image_features"
+    assert (e2e_workflow.root / fp16.dir / "locate" / "locate.png").stat().st_size > 0
