@@ -199,6 +199,7 @@ def test_locate_compares_every_tensor_of_a_target_on_demand(e2e_workflow):
     """`snakemake <target>/locate/locate.json` for a target never built (fp16): only the locate job runs,
     and the ordinary synthetic checkpoint shows no jump."""
     import csv
+    import json
 
     import paths as P
 
