@@ -247,17 +247,14 @@ def discover_images(folder: str, sample: bool = False) -> dict[str, str]:
     for path in sorted(root.iterdir()):
         if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
-        if "." in path.stem:
-            clashes.append(f"{path} (a dot in the name: ais_bench would cut the name at the first dot)")
-            continue
         if path.stem in found:
             clashes.append(f"{found[path.stem]} and {path}")
             continue
         found[path.stem] = str(path)
     if clashes:
         raise ConfigError(
-            "images whose names would collide in the outputs (same stem with another extension, "
-            "or a dot in the stem); rename them: " + "; ".join(clashes)
+            "images whose names would collide in the outputs (same stem with another extension); "
+            "rename them: " + "; ".join(clashes)
         )
     if not found:
         raise ConfigError(
