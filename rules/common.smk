@@ -13,12 +13,10 @@ DRY_RUN = bool(workflow.output_settings.dryrun or workflow.dryrun)
 MAIN_PROCESS = workflow.is_main_process
 
 IMAGES_DIR = config["images"] or P.SAMPLE_IMAGES_DIR
-IMAGES = P.discover_images(
-    IMAGES_DIR, sample=not config["images"]
-)  # {stem: image path}
-SKIPPED_IMAGES = (
-    {}
-)  # {path: why}: bad files skipped with skip_bad_images (listed in the report)
+# {stem: image path}
+IMAGES = P.discover_images(IMAGES_DIR, sample=not config["images"])
+# {path: why}: bad files skipped with skip_bad_images (listed in the report)
+SKIPPED_IMAGES = {}
 if config["images"]:
     from config_check import usable_images
 
