@@ -158,6 +158,8 @@ SelectTypeParameters=CR_Core_Memory
 MpiDefault=none
 ReturnToService=2
 SchedulerParameters=sched_interval=2
+# keep finished jobs for `scontrol show job` until the test has read them (the default purges after 300 s)
+MinJobAge=86400
 GresTypes=npu
 NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.real_memory} Gres=npu:1 State=UNKNOWN
 PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP

@@ -17,7 +17,7 @@ LABELS = ["猫", "咖啡", "宇航员", "火箭", "摩托车", "星空"]
 def _image_artifacts(root: Path) -> dict[str, tuple[int, int]]:
     arch = root / "results" / E2E_ARCH
     return {str(p.relative_to(arch)): (p.stat().st_mtime_ns, p.stat().st_size) for p in arch.rglob("*")
-            if p.is_file() and "text" not in p.relative_to(arch).parts and ".txt." not in p.name
+            if p.is_file() and not {"text", "tokens"} & set(p.relative_to(arch).parts) and ".txt." not in p.name
             and p.name != "zero_shot.json"}
 
 
