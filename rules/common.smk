@@ -178,12 +178,16 @@ def reference_model(wildcards):
     return {"model": P.onnx(wildcards.arch, wildcards.tower, "fp16")}
 
 
+def source_stage(t):
+    """The exported ONNX (fp32 or fp16) a target starts from: fp16 for Ascend (as the seed does); for
+    ONNX Runtime the one its precision starts from (int8 is quantised from fp32)."""
+    return P.ORT_PRECISIONS[t.precision] if t.backend == "onnxruntime" else "fp16"
+
+
 def compile_source(wildcards):
-    """The ONNX a target compiles: the fp16 one for Ascend (as the seed does); for ONNX Runtime the
-    one its precision starts from (int8 is quantised from fp32, a static recipe calibrated on the
-    run's own inputs)."""
+    """The ONNX a target compiles (source_stage); static int8 is calibrated on the run's own inputs."""
     t = P.Target.of(wildcards)
-    stage = P.ORT_PRECISIONS[t.precision] if t.backend == "onnxruntime" else "fp16"
+    stage = source_stage(t)
     source = {"onnx": P.onnx(t.arch, t.tower, stage)}
     if stage == "fp32":
         source["data"] = P.onnx_data(t.arch, t.tower)
@@ -255,7 +259,7 @@ def locate_inputs(wildcards):
         "data": P.onnx_data(t.arch, t.tower),
     }
     files["npy"] = model_inputs(wildcards)
-    if t.backend == "ascend" or t.precision == "fp16":
+    if source_stage(t) == "fp16":
         files["target"] = P.onnx(t.arch, t.tower, "fp16")
     elif t.precision == "fp32":
         files["target"] = files["fp32"]
