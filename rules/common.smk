@@ -62,6 +62,27 @@ TARGETS = [
     for device in P.devices(backend, config["soc_version"], config["soc_versions"])
     for precision in precisions(backend)
 ]
+# The per-item jobs (preprocess, reference, infer) work a shard of items each (scripts/paths.py shards)
+SHARDS = {
+    tower: P.shards(items, config["shard_size"]) for tower, items in ITEMS.items()
+}
+
+
+def arch_qualifier(arch):
+    """An architecture in a sharded rule's name: only when the run has several."""
+    return [arch] if len(RUN_ARCHS) > 1 else []
+
+
+def target_qualifier(t):
+    """A target in a sharded rule's name (infer): the architecture, as above, and the deployment when
+    the tower has several in this run."""
+    same_tower = {
+        (u.backend, u.device, u.precision) for u in TARGETS if u.tower == t.tower
+    }
+    deployment = [t.backend, t.device, t.precision] if len(same_tower) > 1 else []
+    return arch_qualifier(t.arch) + deployment
+
+
 BATCH_SIZES = sorted(config["batch_sizes"])
 # The text tower is compiled at batch 1 (infer's) and not benchmarked: batch sizes are the image tower's.
 TOWER_BATCH_SIZES = {"image": BATCH_SIZES, "text": [1]}
@@ -140,10 +161,6 @@ def checkpoint_file(wildcards):
     return P.checkpoint_path(config["checkpoint"], wildcards.arch, config["seed"])
 
 
-def image_file(wildcards):
-    return IMAGES[wildcards.stem]
-
-
 def model_inputs(wildcards):
     """Every input of a target's tower, in ITEMS order (images' npy, or labels' token ids)."""
     tower = tower_of(wildcards)
@@ -165,17 +182,23 @@ def offline_outputs(wildcards):
     return [t.dst(item) for item in ITEMS[t.tower]]
 
 
-def reference_model(wildcards):
-    """What one reference stage runs: the checkpoint (torch_fp32) or the tower's ONNX, with the fp32
-    ONNX's weight file."""
-    if wildcards.stage == "torch_fp32":
-        return {"model": checkpoint_file(wildcards)}
-    if wildcards.stage == "onnx_fp32":
-        return {
-            "model": P.onnx(wildcards.arch, wildcards.tower, "fp32"),
-            "data": P.onnx_data(wildcards.arch, wildcards.tower),
-        }
-    return {"model": P.onnx(wildcards.arch, wildcards.tower, "fp16")}
+def reference_model(arch, tower):
+    """The input function of a reference rule: what one stage runs, the checkpoint (torch_fp32) or the
+    tower's ONNX, with the fp32 ONNX's weight file."""
+
+    def model(wildcards):
+        if wildcards.stage == "torch_fp32":
+            return {
+                "model": P.checkpoint_path(config["checkpoint"], arch, config["seed"])
+            }
+        if wildcards.stage == "onnx_fp32":
+            return {
+                "model": P.onnx(arch, tower, "fp32"),
+                "data": P.onnx_data(arch, tower),
+            }
+        return {"model": P.onnx(arch, tower, "fp16")}
+
+    return model
 
 
 def source_stage(t):
@@ -197,9 +220,13 @@ def compile_source(wildcards):
 
 
 def backend_options(wildcards):
-    """What a backend needs besides its inputs. Only the options of the target's own backend, so
-    changing an ATC option recompiles the Ascend models and nothing else."""
-    t = P.Target.of(wildcards)
+    """What a backend needs besides its inputs (target_options of the job's target)."""
+    return target_options(P.Target.of(wildcards))
+
+
+def target_options(t):
+    """What a target's backend needs besides its inputs. Only the options of the target's own backend,
+    so changing an ATC option recompiles the Ascend models and nothing else."""
     options = {
         "threads": THREADS,
         "device": t.device,
@@ -228,6 +255,11 @@ def npu(wildcards):
     """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
     -c8 never puts two of them on one device. ATC (compile) runs on the host CPU."""
     return 1 if wildcards.backend == "ascend" else 0
+
+
+def shard_targets(tower):
+    """(target, shard) of every infer job of a tower: one per target and shard of its items."""
+    return [(t, shard) for t in TARGETS if t.tower == tower for shard in SHARDS[tower]]
 
 
 def zero_shot_inputs(wildcards):

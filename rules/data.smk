@@ -17,21 +17,32 @@ rule sample_images:
         "../scripts/sample_images.py"
 
 
-rule preprocess:
-    input:
-        image_file,
-    output:
-        P.npy(),
-    log:
-        P.log(P.npy()),
-    conda:
-        "../envs/cnclip.yaml"
-    threads: 1
-    resources:
-        mem_mb=R.LIGHT["mem_mb"],
-        runtime=R.LIGHT["runtime"],
-    script:
-        "../scripts/preprocess.py"
+# One rule per shard of images (and architecture of a matrix): preprocess, or preprocess_3of8 when the
+# images make several shards. Outputs are named files, so Snakemake finds each one's rule directly.
+for arch in RUN_ARCHS:
+    for shard in SHARDS["image"]:
+
+        rule:
+            name:
+                shard.rule("preprocess", *arch_qualifier(arch))
+            input:
+                [IMAGES[stem] for stem in shard.items],
+            output:
+                [P.npy(arch, stem) for stem in shard.items],
+            log:
+                P.log(P.npy(arch, shard.label)),
+            benchmark:
+                P.cost(P.npy(arch, shard.label))
+            conda:
+                "../envs/cnclip.yaml"
+            threads: 1
+            resources:
+                mem_mb=R.LIGHT["mem_mb"],
+                runtime=R.LIGHT["runtime"],
+            params:
+                arch=arch,
+            script:
+                "../scripts/preprocess.py"
 
 
 rule tokenize_labels:

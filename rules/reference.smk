@@ -1,25 +1,36 @@
 # Reference features per item of each tower: torch_fp32 (cn_clip PyTorch, the ground truth), onnx_fp32
-# and onnx_fp16 (ONNX Runtime on the CPU, the seed's online reference).
+# and onnx_fp16 (ONNX Runtime on the CPU, the seed's online reference). A job per stage and shard of
+# items, each loading its model once: rule reference (text_reference for the text tower), with the
+# architecture of a matrix and the shard in its name when there are several (reference_3of8).
+for arch in RUN_ARCHS:
+    for tower in TOWERS:
+        for shard in SHARDS[tower]:
 
-
-rule reference:
-    input:
-        unpack(reference_model),
-        npy=lambda wc: P.model_input(wc.arch, wc.tower, wc.item),
-    output:
-        P.reference(),
-    log:
-        P.log(P.reference()),
-    benchmark:
-        P.cost(P.reference())
-    conda:
-        "../envs/cnclip.yaml"
-    threads: P.physical_cores()
-    resources:
-        # torch_fp32 of the text tower loads it in fp32, as the exporter does
-        mem_mb=lambda wc: R.mem_mb(
-            wc.arch, "reference" if wc.tower == "image" else "export"
-        ),
-        runtime=lambda wc: R.runtime_min(wc.arch, "reference"),
-    script:
-        "../scripts/reference.py"
+            rule:
+                name:
+                    shard.rule(
+                        "reference" if tower == "image" else "text_reference",
+                        *arch_qualifier(arch),
+                    )
+                input:
+                    unpack(reference_model(arch, tower)),
+                    npy=[P.model_input(arch, tower, item) for item in shard.items],
+                output:
+                    [P.reference(arch, tower, "{stage}", item) for item in shard.items],
+                log:
+                    P.log(P.reference(arch, tower, "{stage}", shard.label)),
+                benchmark:
+                    P.cost(P.reference(arch, tower, "{stage}", shard.label))
+                conda:
+                    "../envs/cnclip.yaml"
+                threads: P.physical_cores()
+                resources:
+                    # torch_fp32 of the text tower loads it in fp32, as the exporter does
+                    mem_mb=R.mem_mb(arch, "reference" if tower == "image" else "export"),
+                    # measured per item: scales with the shard's items
+                    runtime=R.runtime_min(arch, "reference", scale=len(shard.items)),
+                params:
+                    arch=arch,
+                    tower=tower,
+                script:
+                    "../scripts/reference.py"

@@ -24,18 +24,27 @@ COSTS = {
     ),
     "export_onnx": [P.cost(P.onnx(a, tw, "fp32")) for a in RUN_ARCHS for tw in TOWERS],
     "fp16_onnx": [P.cost(P.onnx(a, tw, "fp16")) for a in RUN_ARCHS for tw in TOWERS],
-    "reference": [
-        P.cost(P.reference(a, tw, st, i))
-        for a in RUN_ARCHS
-        for tw in TOWERS
-        for st in P.STAGES
-        for i in ITEMS[tw]
+    "preprocess": [
+        P.cost(P.npy(a, shard.label)) for a in RUN_ARCHS for shard in SHARDS["image"]
     ],
+    **{
+        ("reference" if tw == "image" else "text_reference"): [
+            P.cost(P.reference(a, tw, st, shard.label))
+            for a in RUN_ARCHS
+            for st in P.STAGES
+            for shard in SHARDS[tw]
+        ]
+        for tw in TOWERS
+    },
     "compile": [
         t.cost(f"compile_bs{bs}") for t in TARGETS for bs in TOWER_BATCH_SIZES[t.tower]
     ],
-    "infer": [t.cost("infer") for t in TARGETS if t.tower == "image"],
-    "text_infer": [t.cost("infer") for t in TARGETS if t.tower == "text"],
+    **{
+        ("infer" if tw == "image" else "text_infer"): [
+            t.cost(shard.rule("infer")) for t, shard in shard_targets(tw)
+        ]
+        for tw in TOWERS
+    },
     "benchmark": [
         t.cost(f"benchmark_bs{bs}")
         for t in TARGETS

@@ -8,10 +8,11 @@ size. Layout (README "Where things are"):
   resources/checkpoints/...                          checkpoints (synthetic or downloaded)
   resources/images/                                  the bundled sample images
   results/{arch}/checkpoint.json                     sha256 and provenance of the checkpoint
-  results/{arch}/npy/{stem}.npy                      preprocessed images (the image tower's inputs)
+  results/{arch}/npy/{stem}.npy                      preprocessed images (the image tower's inputs), made a
+                                                     shard of images per job (shards() below)
   results/{arch}/tokens/{label}.npy                  tokenised label prompts (the text tower's inputs)
   results/{arch}/onnx/{prefix}.{img|txt}.fp32.onnx   (+ .extra_file: all weights) and .{img|txt}.fp16.onnx
-  results/{arch}/reference/{tower}/{stage}/{item}.npy    torch_fp32, onnx_fp32, onnx_fp16 features
+  results/{arch}/reference/{tower}/{item}.{stage}.npy    torch_fp32, onnx_fp32, onnx_fp16 features
   results/{arch}/{tower}/{backend}/{device}/{precision}/ one target: model_bs{bs}/, compile_bs{bs}.json,
                                                      dst/{item}_0.npy, similarity.json, benchmark_bs{bs}.json
                                                      (+ zero_shot.json in the image target when the text
@@ -25,6 +26,7 @@ size. Layout (README "Where things are"):
 from __future__ import annotations
 
 import os
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,7 +134,58 @@ def exporter() -> str:
 
 
 def reference(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage}", item: str = "{item}") -> str:
-    return f"results/{arch}/reference/{tower}/{stage}/{item}.npy"
+    """One item's features by one stage. The stage comes last: a shard's rule has one output per item with
+    only {stage} left open, and Snakemake finds a file's rule by the path's part before the first wildcard
+    (a shared prefix for every item would make that search, and so the plan, grow with images squared)."""
+    return f"results/{arch}/reference/{tower}/{item}.{stage}.npy"
+
+
+# --------------------------------------------------------------------------------------------
+# Shards: the per-item jobs (preprocess, reference, infer) each take a shard of items, so a job
+# starts Python and loads its model once per shard, not once per image.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 0-based
+    count: int
+    items: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """The shard in file names: shard1of1, shard3of8."""
+        return f"shard{self.index + 1}of{self.count}"
+
+    def rule(self, name: str, *qualifiers: str) -> str:
+        """The rule of this shard: its outputs are named files (one per item, the same paths as ever), so
+        each shard (and architecture, and target) is a rule of its own. Its name is the step's (preprocess,
+        reference, infer) while the run's items make one shard, with the qualifiers that tell this run's
+        rules apart (an architecture of a matrix, a target) and the shard (reference_3of8) when needed."""
+        return "_".join([name, *qualifiers] + ([f"{self.index + 1}of{self.count}"] if self.count > 1 else []))
+
+
+def shard_count(n_items: int, size: int) -> int:
+    """1 while the items fit in one shard, else the power of two that keeps shards at most about
+    `size` long: the count changes only when the number of items doubles or halves past it."""
+    count = 1
+    while n_items > count * size:
+        count *= 2
+    return count
+
+
+def shard_of(item: str, count: int) -> int:
+    """An item's shard depends on its name and the shard count only: adding an item reruns its own
+    shard's jobs, and doubling the count splits each shard in two."""
+    return int(hashlib.sha256(item.encode("utf-8")).hexdigest()[:12], 16) % count
+
+
+def shards(items, size: int) -> list[Shard]:
+    """The items (kept in their order) in shards of about `size`; empty shards are left out."""
+    count = shard_count(len(items), size)
+    members: list[list[str]] = [[] for _ in range(count)]
+    for item in items:
+        members[shard_of(item, count)].append(item)
+    return [Shard(i, count, tuple(m)) for i, m in enumerate(members) if m]
 
 
 # --------------------------------------------------------------------------------------------

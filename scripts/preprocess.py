@@ -1,5 +1,6 @@
-"""preprocess: one float32 1x3xRxR .npy per image, exactly cn_clip's image_transform(R)."""
+"""preprocess: one float32 1x3xRxR .npy per image of a shard, exactly cn_clip's image_transform(R)."""
 
+import functools
 import os
 from pathlib import Path
 
@@ -8,12 +9,18 @@ import numpy as np
 from common import log
 
 
-def preprocess_image(image_path: str | Path, resolution: int) -> np.ndarray:
+@functools.cache
+def _transform(resolution: int):
     from cn_clip.clip.utils import image_transform
+
+    return image_transform(resolution)
+
+
+def preprocess_image(image_path: str | Path, resolution: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(image_path) as image:
-        tensor = image_transform(resolution)(image)
+        tensor = _transform(resolution)(image)
     return tensor.unsqueeze(0).numpy().astype(np.float32, copy=False)
 
 
@@ -25,13 +32,22 @@ def write_npy(array: np.ndarray, out: str | Path) -> None:
     os.replace(tmp, out)
 
 
+def preprocess_images(images: list[str], outputs: list[str], resolution: int) -> None:
+    """Each image to its npy (outputs in the same order)."""
+    from common import Progress
+
+    progress = Progress("preprocess", len(images))
+    for image, out in zip(images, outputs, strict=True):
+        write_npy(preprocess_image(image, resolution), out)
+        progress.step()
+
+
 def main(smk) -> None:
     from clip_model import model_info
 
-    _, resolution = model_info(smk.wildcards.arch)
-    array = preprocess_image(smk.input[0], resolution)
-    write_npy(array, smk.output[0])
-    log.info("%s -> %s %s", smk.input[0], smk.output[0], array.shape)
+    _, resolution = model_info(smk.params.arch)
+    preprocess_images(list(smk.input), list(smk.output), resolution)
+    log.info("%d images at %dx%d -> %s", len(smk.output), resolution, resolution, Path(smk.output[0]).parent)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

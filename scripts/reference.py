@@ -1,6 +1,8 @@
-"""reference: the features of one item (an image, or a label's prompt) by one stage: the ground truth
+"""reference: the features of each item of a shard (images, or labels' prompts) by one stage: the ground truth
 (cn_clip's PyTorch model, fp32: encode_image or encode_text), and the fp32 and fp16 ONNX of that tower
 on ONNX Runtime (the seed's online reference), run through the CPU backend's one session factory."""
+from pathlib import Path
+
 import numpy as np
 
 from common import log
@@ -15,29 +17,35 @@ def torch_features(model, inputs: np.ndarray, tower: str = "image") -> np.ndarra
         return encode(torch.from_numpy(inputs)).float().numpy()
 
 
-def onnx_features(onnx_path: str, inputs: np.ndarray, threads: int = 0) -> np.ndarray:
-    """The ONNX model's one output for its one input (names read from the model)."""
-    from backends.onnxruntime import session
-
-    sess = session(onnx_path, threads, optimize=True, level="all")  # ONNX Runtime's defaults, as the seed ran it
-    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
-    return sess.run([out.name], {inp.name: inputs})[0].astype(np.float32, copy=False)
-
-
-def reference_features(stage: str, arch: str, tower: str, npy: str, model_file: str) -> np.ndarray:
-    inputs = np.load(npy)
+def reference_runner(stage: str, arch: str, tower: str, model_file: str):
+    """features(inputs) of one stage, its model loaded once (a job runs it over a shard of items)."""
     if stage == "torch_fp32":
         from clip_model import load_model
 
-        return torch_features(load_model(model_file, arch, text_tower=tower == "text"), inputs, tower)
-    return onnx_features(model_file, inputs)
+        model = load_model(model_file, arch, text_tower=tower == "text")
+        return lambda inputs: torch_features(model, inputs, tower)
+    from backends.onnxruntime import session
+
+    sess = session(model_file, 0, optimize=True, level="all")  # ONNX Runtime's defaults, as the seed ran it
+    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+    return lambda inputs: sess.run([out.name], {inp.name: inputs})[0].astype(np.float32, copy=False)
+
+
+def write_references(stage: str, arch: str, tower: str, model_file: str, inputs: list[str], outputs: list[str]) -> None:
+    """Each input's features to its output (same order), by one stage whose model is loaded once."""
+    from common import Progress
+
+    features = reference_runner(stage, arch, tower, model_file)
+    progress = Progress(f"reference {stage} {tower}", len(inputs))
+    for npy, out in zip(inputs, outputs, strict=True):
+        write_npy(features(np.load(npy)), out)
+        progress.step()
 
 
 def main(smk) -> None:
-    w = smk.wildcards
-    features = reference_features(w.stage, w.arch, w.tower, smk.input.npy, smk.input.model)
-    write_npy(features, smk.output[0])
-    log.info("%s %s %s: features %s", w.stage, w.tower, w.item, features.shape)
+    stage, p = smk.wildcards.stage, smk.params
+    write_references(stage, p.arch, p.tower, smk.input.model, list(smk.input.npy), list(smk.output))
+    log.info("%s %s: %d items -> %s", stage, p.tower, len(smk.output), Path(smk.output[0]).parent)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -147,15 +147,16 @@ def test_bad_files_stop_the_run_or_are_skipped_and_listed_in_the_report(e2e_work
 def test_report_shows_each_rules_time_and_peak_memory(e2e_workflow):
     costs = {row["rule"]: row for row in e2e_workflow.report()["workflow"]["rules"]}
     assert {"synthetic_checkpoint", "export_onnx", "fp16_onnx", "reference", "compile", "infer", "benchmark"} <= set(costs)
-    assert costs["reference"]["jobs"] == 3 * 2  # three stages, two images
+    assert costs["reference"]["jobs"] == 3  # three stages, each a job for the one shard of two images
+    assert costs["preprocess"]["jobs"] == 1
     assert costs["export_onnx"]["peak_rss_mb"] > 300 and costs["export_onnx"]["wall_s"] > 0
     assert "## Workflow cost" in (e2e_workflow.root / "results" / "report.md").read_text()
 
 
 def test_a_second_architecture_plans_only_its_own_jobs_and_the_report(e2e_workflow):
     plan = e2e_workflow.plan("report", config={"model_archs": [E2E_ARCH, "ViT-L-14"]})
-    assert plan == {"synthetic_checkpoint": 1, "checkpoint_info": 1, "preprocess": 2, "export_onnx": 1, "fp16_onnx": 1,
-                    "reference": 3 * 2, "compile": 1, "infer": 1, "similarity": 1, "benchmark": 1, "report": 1}
+    assert plan == {"synthetic_checkpoint": 1, "checkpoint_info": 1, "preprocess": 1, "export_onnx": 1, "fp16_onnx": 1,
+                    "reference": 3, "compile": 1, "infer": 1, "similarity": 1, "benchmark": 1, "report": 1}
     # the same single arch spelt as a list: nothing is rebuilt, the report only records the new spelling
     assert e2e_workflow.plan("report", config={"model_archs": [E2E_ARCH]}) == {"report": 1}
 
@@ -168,7 +169,7 @@ def test_bench_summary_prints_rule_costs_and_speed_per_batch_size(e2e_workflow):
 
     out = subprocess.run([sys.executable, str(REPO / "bench" / "summary.py"), str(e2e_workflow.root / "results" / "report.json")],
                          capture_output=True, text=True, check=True).stdout
-    assert "| export_onnx | 1 |" in out and "| reference | 6 |" in out
+    assert "| export_onnx | 1 |" in out and "| reference | 3 |" in out
     row = next(line for line in out.splitlines() if line.startswith("| onnxruntime/cpu | 1 |"))
     assert row.count("|") == 10 and "x |" in row and "%" in row
 

@@ -100,3 +100,28 @@ def test_command_line_numbers_are_coerced_where_the_schema_wants_numbers():
     assert config == {"batch_sizes": [1, 4], "gates": {"vs_torch_fp32": 0.5}, "loop": 3, "model_arch": "ViT-B-16",
                       "images": "1"}
     assert coerce_cli_types({"batch_sizes": ["x"]}, schema) == {"batch_sizes": ["x"]}
+
+
+def test_items_fit_one_shard_named_as_the_rule_until_they_outgrow_it():
+    (one,) = paths.shards([f"img{i}" for i in range(128)], 128)
+    assert (one.count, len(one.items), one.rule("reference"), one.label) == (1, 128, "reference", "shard1of1")
+    many = paths.shards([f"img{i}" for i in range(1000)], 128)
+    assert {s.count for s in many} == {8} and sum(len(s.items) for s in many) == 1000
+    assert max(len(s.items) for s in many) < 2 * 128, "shards stay about shard_size long"
+    assert many[2].rule("reference") == "reference_3of8" and many[2].label == "shard3of8"
+
+
+def test_adding_an_item_changes_only_its_own_shard():
+    stems = [f"photo_{i:04d}" for i in range(900)]
+    before = {s.index: s.items for s in paths.shards(stems, 128)}
+    after = {s.index: s.items for s in paths.shards(stems + ["new photo"], 128)}
+    changed = [i for i in after if after[i] != before.get(i)]
+    assert len(changed) == 1 and "new photo" in after[changed[0]]
+    assert set(after[changed[0]]) - {"new photo"} == set(before[changed[0]])
+
+
+def test_doubling_the_shard_count_splits_each_shard_in_two():
+    stems = [f"photo_{i:04d}" for i in range(1000)]
+    coarse = {item: s.index for s in paths.shards(stems, 256) for item in s.items}
+    fine = {item: s.index for s in paths.shards(stems, 128) for item in s.items}
+    assert {fine[x] % 4 == coarse[x] for x in stems} == {True}

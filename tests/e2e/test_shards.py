@@ -1,0 +1,67 @@
+"""Shards (issue 16): preprocess, reference and infer work a shard of images per job; an image's shard
+depends on its name only, so adding an image reruns its own shard's jobs and the per-target aggregates,
+and the plan grows with shards, not images."""
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import paths as P
+from conftest import E2E_ARCH, E2E_TARGET, Workflow
+
+SAMPLES = ("chelsea.png", "rocket.jpg", "coffee.png", "astronaut.png", "motorcycle_left.png")
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _private_copy(wf: Workflow, dest: Path) -> Path:
+    """The session workflow's tree with its results (big files hard-linked: every job replaces its outputs,
+    never writes into them) and its own .snakemake/ (Snakemake rewrites its metadata in place)."""
+    for entry in wf.root.iterdir():
+        if entry.is_dir():
+            big = entry.name in ("results", "resources")
+            shutil.copytree(entry, dest / entry.name, symlinks=True, copy_function=_link_or_copy if big else shutil.copy2)
+        else:
+            shutil.copy2(entry, dest / entry.name)
+    return dest
+
+
+def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
+    from sample_images import sample_image_source
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in SAMPLES[:3]:
+        shutil.copyfile(sample_image_source(name), images / name)
+    wf = Workflow(_private_copy(e2e_workflow, tmp_path / "wf"), {**e2e_workflow.config, "images": str(images),
+                                                                  "shard_size": 2})
+    stems = sorted(Path(n).stem for n in SAMPLES[:3])
+    shards = P.shards(stems, 2)
+    assert len(shards) == 2 and shards[0].count == 2, "three images, two per shard: two shards"
+    wf.run("report")
+    r = wf.report()
+    assert r["verdict"] == "PASS"
+    target = next(t for t in r["targets"] if t["dir"] == E2E_TARGET.dir)
+    for pair in target["accuracy"]["pairs"]:
+        assert sorted(pair["per_image"]) == stems, "every image's number is in the report"
+    for stem in stems:
+        assert np.load(wf.root / P.npy(E2E_ARCH, stem)).shape == (1, 3, 224, 224)
+        assert np.load(wf.root / E2E_TARGET.dst(stem)).shape == (1, 512)
+        for stage in P.STAGES:
+            assert (wf.root / P.reference(E2E_ARCH, "image", stage, stem)).is_file()
+    costs = {row["rule"]: row["jobs"] for row in r["workflow"]["rules"]}
+    assert (costs["preprocess"], costs["reference"], costs["infer"]) == (2, 3 * 2, 2), "a job per shard (and stage)"
+
+    new = Path(SAMPLES[3]).stem
+    home = next(s for s in P.shards(stems + [new], 2) if new in s.items)
+    shutil.copyfile(sample_image_source(SAMPLES[3]), images / SAMPLES[3])
+    plan = wf.plan("report")
+    plan.pop("all", None)
+    assert plan == {home.rule("preprocess"): 1, home.rule("reference"): 3, home.rule("infer"): 1,
+                    "similarity": 1, "benchmark": 1, "report": 1}
