@@ -188,6 +188,12 @@ def shards(items, size: int) -> list[Shard]:
     return [Shard(i, count, tuple(m)) for i, m in enumerate(members) if m]
 
 
+def item_suffix(stage: str) -> str:
+    """What follows the item's name in the stem of a stage's feature file: ais_bench's output index `_0`
+    for a target's output (`offline`), `.{stage}` for a reference."""
+    return "_0" if stage == "offline" else f".{stage}"
+
+
 # --------------------------------------------------------------------------------------------
 # Per target
 # --------------------------------------------------------------------------------------------

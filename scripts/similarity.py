@@ -18,13 +18,14 @@ PAIRS = (
 
 
 def by_stem(files: list[str | Path], suffix: str = "") -> dict[str, Path]:
-    """{stem: path}; `suffix` is cut from the stem (ais_bench's `_0` output index)."""
+    """{item: path}; `suffix` is cut from the stem (paths.item_suffix: ais_bench's `_0` output index, a
+    reference's `.{stage}`)."""
     out = {}
     for f in files:
         stem = Path(f).stem
         if suffix:
             if not stem.endswith(suffix):
-                raise ValueError(f"{f}: expected a name ending in '{suffix}.npy' (ais_bench's layout)")
+                raise ValueError(f"{f}: expected a name ending in '{suffix}.npy'")
             stem = stem[: -len(suffix)]
         out[stem] = Path(f)
     return out
@@ -89,13 +90,13 @@ def evaluate(outputs: dict[str, dict[str, Path]], thresholds: dict[str, float],
 
 
 def main(smk) -> None:
-    outputs = {"offline": by_stem(smk.input.offline, suffix="_0")}
-    for stage in ("torch_fp32", "onnx_fp32", "onnx_fp16"):
-        outputs[stage] = by_stem(smk.input[stage])
+    from paths import item_suffix
+
+    stages = ("offline", "torch_fp32", "onnx_fp32", "onnx_fp16")
+    outputs = {stage: by_stem(smk.input[stage], item_suffix(stage)) for stage in stages}
     text, labels = None, None
     if "text_torch_fp32" in smk.input.keys():  # optional: label features of every stage, for image-to-label ranking
-        text = {st: by_stem(smk.input[f"text_{st}"], "_0" if st == "offline" else "")
-                for st in ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")}
+        text = {st: by_stem(smk.input[f"text_{st}"], item_suffix(st)) for st in stages}
         labels = list(text["torch_fp32"])
     write_json(smk.output[0], evaluate(outputs, dict(smk.params.gates), text, labels))
 

@@ -113,8 +113,10 @@ def load_stack(files: list[str | Path], suffix: str = "") -> tuple[list[str], np
 
 def main(smk) -> None:
     image, text, stems, labels = {}, {}, None, None
+    from paths import item_suffix
+
     for stage in STAGES:
-        suffix = "_0" if stage == "offline" else ""
+        suffix = item_suffix(stage)
         s, image[stage] = load_stack(smk.input[f"image_{stage}"], suffix)
         labels_found, text[stage] = load_stack(smk.input[f"text_{stage}"], suffix)
         if stems is not None and (s != stems or labels_found != labels):

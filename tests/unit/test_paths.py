@@ -125,3 +125,16 @@ def test_doubling_the_shard_count_splits_each_shard_in_two():
     coarse = {item: s.index for s in paths.shards(stems, 256) for item in s.items}
     fine = {item: s.index for s in paths.shards(stems, 128) for item in s.items}
     assert {fine[x] % 4 == coarse[x] for x in stems} == {True}
+
+
+def test_every_feature_file_names_its_item_back():
+    """similarity and zero_shot pair files by item name: each path function's file gives its item back,
+    dots and all."""
+    from similarity import by_stem
+
+    items = ["astronaut", "a.b.c", "猫", "x_0"]
+    for stage in paths.STAGES:
+        files = [paths.reference("A", "image", stage, i) for i in items]
+        assert list(by_stem(files, paths.item_suffix(stage))) == items
+    target = paths.Target("A", "image", "onnxruntime", "cpu", "fp32")
+    assert list(by_stem([target.dst(i) for i in items], paths.item_suffix("offline"))) == items
