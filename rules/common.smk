@@ -62,7 +62,7 @@ TARGETS = [
     for device in P.devices(backend, config["soc_version"], config["soc_versions"])
     for precision in precisions(backend)
 ]
-# The per-item jobs (preprocess, reference, infer) work a shard of items each (scripts/paths.py shards)
+# The per-item jobs (preprocess, reference) work a shard of items each (scripts/paths.py shards)
 SHARDS = {
     tower: P.shards(items, config["shard_size"]) for tower, items in ITEMS.items()
 }
@@ -71,16 +71,6 @@ SHARDS = {
 def arch_qualifier(arch):
     """An architecture in a sharded rule's name: only when the run has several."""
     return [arch] if len(RUN_ARCHS) > 1 else []
-
-
-def target_qualifier(t):
-    """A target in a sharded rule's name (infer): the architecture, as above, and the deployment when
-    the tower has several in this run."""
-    same_tower = {
-        (u.backend, u.device, u.precision) for u in TARGETS if u.tower == t.tower
-    }
-    deployment = [t.backend, t.device, t.precision] if len(same_tower) > 1 else []
-    return arch_qualifier(t.arch) + deployment
 
 
 BATCH_SIZES = sorted(config["batch_sizes"])
@@ -220,13 +210,9 @@ def compile_source(wildcards):
 
 
 def backend_options(wildcards):
-    """What a backend needs besides its inputs (target_options of the job's target)."""
-    return target_options(P.Target.of(wildcards))
-
-
-def target_options(t):
-    """What a target's backend needs besides its inputs. Only the options of the target's own backend,
-    so changing an ATC option recompiles the Ascend models and nothing else."""
+    """What a backend needs besides its inputs. Only the options of the target's own backend, so
+    changing an ATC option recompiles the Ascend models and nothing else."""
+    t = P.Target.of(wildcards)
     options = {
         "threads": THREADS,
         "device": t.device,
@@ -255,11 +241,6 @@ def npu(wildcards):
     """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
     -c8 never puts two of them on one device. ATC (compile) runs on the host CPU."""
     return 1 if wildcards.backend == "ascend" else 0
-
-
-def shard_targets(tower):
-    """(target, shard) of every infer job of a tower: one per target and shard of its items."""
-    return [(t, shard) for t in TARGETS if t.tower == tower for shard in SHARDS[tower]]
 
 
 def zero_shot_inputs(wildcards):

@@ -39,12 +39,8 @@ COSTS = {
     "compile": [
         t.cost(f"compile_bs{bs}") for t in TARGETS for bs in TOWER_BATCH_SIZES[t.tower]
     ],
-    **{
-        ("infer" if tw == "image" else "text_infer"): [
-            t.cost(shard.rule("infer")) for t, shard in shard_targets(tw)
-        ]
-        for tw in TOWERS
-    },
+    "infer": [t.cost("infer") for t in TARGETS if t.tower == "image"],
+    "text_infer": [t.cost("infer") for t in TARGETS if t.tower == "text"],
     "benchmark": [
         t.cost(f"benchmark_bs{bs}")
         for t in TARGETS

@@ -26,40 +26,40 @@ rule compile:
         "../scripts/compile.py"
 
 
-# A rule per target and shard of its items (infer, text_infer for the text tower; the target and shard
-# in the name when the run has several): each output a named file, so one can be asked for.
-for tower in TOWERS:
-    for t, shard in shard_targets(tower):
+# The outputs are every item's dst file (a file each, so one can be asked for); the two towers run on
+# different items, so the text tower's infer is this rule with its own list. One job per target, not
+# per shard: the cluster profiles place NPU jobs by this rule's name (set-resources: infer), which a
+# rule per shard would not have.
+rule infer:
+    input:
+        manifest=T.manifest(1),
+        npy=model_inputs,
+    output:
+        [T.dst(stem) for stem in STEMS],
+    log:
+        T.log("infer"),
+    benchmark:
+        T.cost("infer")
+    wildcard_constraints:
+        tower="image",
+    conda:
+        "../envs/cnclip.yaml"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "infer"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "infer", scale=len(STEMS) / 6),
+        npu=npu,
+    params:
+        options=backend_options,
+    script:
+        "../scripts/infer.py"
 
-        rule:
-            name:
-                shard.rule(
-                    "infer" if tower == "image" else "text_infer", *target_qualifier(t)
-                )
-            input:
-                manifest=t.manifest(1),
-                npy=[P.model_input(t.arch, tower, item) for item in shard.items],
-            output:
-                [t.dst(item) for item in shard.items],
-            log:
-                t.log(shard.rule("infer")),
-            benchmark:
-                t.cost(shard.rule("infer"))
-            conda:
-                "../envs/cnclip.yaml"
-            threads: P.physical_cores()
-            resources:
-                mem_mb=R.mem_mb(t.arch, "infer"),
-                runtime=R.runtime_min(t.arch, "infer", scale=len(shard.items) / 6),
-                npu=1 if t.backend == "ascend" else 0,
-            params:
-                backend=t.backend,
-                options={
-                    **target_options(t),
-                    "shard": shard.label if shard.count > 1 else None,
-                },
-            script:
-                "../scripts/infer.py"
+
+use rule infer as text_infer with:
+    output:
+        [T.dst(label) for label in LABELS],
+    wildcard_constraints:
+        tower="text",
 
 
 rule benchmark:

@@ -17,7 +17,7 @@ def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, o
 
 
 def main(smk) -> None:
-    run_infer(smk.params.backend, smk.input.manifest, list(smk.input.npy),
+    run_infer(smk.wildcards.backend, smk.input.manifest, list(smk.input.npy),
               str(Path(smk.output[0]).parent), dict(smk.params.options))
 
 

@@ -141,7 +141,7 @@ def reference(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage
 
 
 # --------------------------------------------------------------------------------------------
-# Shards: the per-item jobs (preprocess, reference, infer) each take a shard of items, so a job
+# Shards: the per-item jobs (preprocess, reference) each take a shard of items, so a job
 # starts Python and loads its model once per shard, not once per image.
 # --------------------------------------------------------------------------------------------
 
@@ -158,9 +158,9 @@ class Shard:
 
     def rule(self, name: str, *qualifiers: str) -> str:
         """The rule of this shard: its outputs are named files (one per item, the same paths as ever), so
-        each shard (and architecture, and target) is a rule of its own. Its name is the step's (preprocess,
-        reference, infer) while the run's items make one shard, with the qualifiers that tell this run's
-        rules apart (an architecture of a matrix, a target) and the shard (reference_3of8) when needed."""
+        each shard (and architecture) is a rule of its own. Its name is the step's (preprocess, reference)
+        while the run's items make one shard, with the qualifiers that tell this run's rules apart (an
+        architecture of a matrix) and the shard (reference_3of8) when needed."""
         return "_".join([name, *qualifiers] + ([f"{self.index + 1}of{self.count}"] if self.count > 1 else []))
 
 

@@ -472,9 +472,6 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
     module docstring), so no user name, folder or umask reaches it."""
     paths = _check_inputs(npy_files)
     dst_dir = Path(dst_dir).resolve()
-    # the records beside dst/: dst_summary.json, dst_names.json; per shard (dst_shard3of8_...) when the
-    # target's inputs are split in shards, each shard a job of its own
-    side = dst_dir.name if not options.get("shard") else f"{dst_dir.name}_{options['shard']}"
     dst_dir.mkdir(parents=True, exist_ok=True)
     for f in dst_dir.glob("*_0.npy"):  # a stale output must never pass for a fresh one
         if f.name[:-len("_0.npy")] in {p.stem for p in paths}:
@@ -500,15 +497,15 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
                 _write_atomically(result, dst_dir / f"{src.stem}_{index}.npy")
         summary = out / "dst_summary.json"
         if summary.is_file():
-            _write_atomically(summary, dst_dir.parent / f"{side}_summary.json")
+            _write_atomically(summary, dst_dir.parent / f"{dst_dir.name}_summary.json")
         else:
             log.warning("ais_bench wrote no %s", summary.name)
     record = {"note": "ais_bench ran on copies with safe names (its path rules allow only A-Z a-z 0-9 _ - / .); "
                       "its output <safe name>_<i>.npy was written here as <stem>_<i>.npy",
               "inputs": {name: {"stem": src.stem, "source": str(src)} for name, src in names.items()}}
-    tmp = dst_dir.parent / f".{side}_names.json.partial"
+    tmp = dst_dir.parent / f".{dst_dir.name}_names.json.partial"
     tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, dst_dir.parent / f"{side}_names.json")
+    os.replace(tmp, dst_dir.parent / f"{dst_dir.name}_names.json")
     log.info("ais_bench wrote %d outputs into %s", len(names), dst_dir)
 
 

@@ -308,18 +308,3 @@ def test_versions_say_why_each_tool_is_absent(monkeypatch):
     v = ascend.versions({"ais_bench_python": "python3.99-nowhere"})
     assert "python3.99-nowhere" in v["ais_bench"] and v["ais_bench"].startswith("absent")
 
-
-def test_shards_of_one_target_share_dst_and_keep_their_own_records(tmp_path, standins, tiny_onnx):
-    """Each infer job of a sharded target writes its own items into the target's dst/ and its own
-    dst_<shard>_names.json / _summary.json: a shard never removes or overwrites another's."""
-    inputs = user_inputs(tiny_onnx, tmp_path)
-    target = tmp_path / "target"
-    om = ascend.compile(tiny_onnx["fp16"], target / "model_bs1", 1, 16, OPTIONS)[0]
-    first, second = inputs[:1], inputs[1:]
-    ascend.infer(om, first, target / "dst", {**OPTIONS, "shard": "shard1of2"})
-    ascend.infer(om, second, target / "dst", {**OPTIONS, "shard": "shard2of2"})
-    assert sorted(p.name for p in (target / "dst").iterdir()) == sorted(f"{s}_0.npy" for s in USER_STEMS)
-    for shard, part in (("shard1of2", first), ("shard2of2", second)):
-        names = json.loads((target / f"dst_{shard}_names.json").read_text())["inputs"]
-        assert sorted(v["stem"] for v in names.values()) == sorted(p.stem for p in map(Path, part))
-        assert (target / f"dst_{shard}_summary.json").is_file()
