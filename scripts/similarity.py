@@ -88,6 +88,11 @@ def evaluate(outputs: dict[str, dict[str, Path]], thresholds: dict[str, float],
     return {"pairs": pairs, "gates": gates + ranked["gates"], "ranking": ranked}
 
 
+def missed(record: dict) -> list[dict]:
+    """The gates of a similarity record that failed (what makes the workflow locate the target)."""
+    return [g for g in record.get("gates", []) if not g["passed"]]
+
+
 def main(smk) -> None:
     outputs = {"offline": by_stem(smk.input.offline, suffix="_0")}
     for stage in ("torch_fp32", "onnx_fp32", "onnx_fp16"):
