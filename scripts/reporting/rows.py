@@ -188,7 +188,9 @@ def locate_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
     if not loc:
         return None
     jump = loc.get("first_jump")
-    ops = ", ".join(f"{o['op_type']} {o['share']:.1%}" for o in loc.get("op_types") or [] if o["share"] > 0) or "none"
+    shares = [o for o in loc.get("op_types") or [] if o["share"] > 0]
+    ops = ", ".join(f"{o['op_type']} {o['share']:.1%}" for o in shares[:1] + [o for o in shares[1:] if o["share"] >= 5e-4])
+    ops = ops or "none"
     blocks = ", ".join(f"{b['block']}" for b in loc.get("blocks") or []) or "n/a"
     overflow = loc.get("overflow_nodes") or []
     rows = [["first jump", Cell(_node(jump), "fail") if jump else "none"],
