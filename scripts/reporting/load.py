@@ -94,7 +94,11 @@ def repair_entry(path: str) -> dict:
     return entry
 
 
-def target_entry(spec: dict) -> Target:
+def _shown(path, located) -> bool:
+    return bool(path) and Path(path).is_file() and (located is None or str(path) in located)
+
+
+def target_entry(spec: dict, located: set[str] | None = None) -> Target:
     """One target from its spec: {"arch", "tower", "backend", "device", "precision", "dir", "manifests"
     (one compile manifest per batch size), "similarity", "benchmarks" (per batch size, may be empty),
     "zero_shot" (path or None), and optionally "locate" and "repair" (their json, read when present)}."""
@@ -116,10 +120,11 @@ def target_entry(spec: dict) -> Target:
     })
     if spec.get("zero_shot"):
         entry["zero_shot"] = {**read_json(spec["zero_shot"]), "record": str(spec["zero_shot"])}
-    # locate and repair: present after a missed gate (or when run on demand)
-    if spec.get("locate") and Path(spec["locate"]).is_file():
+    # locate and repair: those of this run (the report rule's `located` input: targets with a missed
+    # gate), not a record left by an earlier run or an on-demand one; located None: any present
+    if _shown(spec.get("locate"), located):
         entry["locate"] = locate_entry(spec["locate"])
-    if spec.get("repair") and Path(spec["repair"]).is_file():
+    if _shown(spec.get("repair"), located):
         entry["repair"] = repair_entry(spec["repair"])
     return entry
 
@@ -139,12 +144,12 @@ def name_targets(targets: list[Target]) -> None:
         t["name"] = " ".join(parts)
 
 
-def load_targets(specs: list[dict]) -> list[Target]:
+def load_targets(specs: list[dict], located: set[str] | None = None) -> list[Target]:
     """Every target of the report rule's `params.targets` (a flat list, one spec per (arch, tower,
     backend, device, precision); see target_entry), in that order. Each image target also carries its
     text twin's figures under `text` (the layout readers of report.json had before the tower was a
     coordinate). This is the one place that knows the shape of the params."""
-    targets = [target_entry(spec) for spec in specs]
+    targets = [target_entry(spec, located) for spec in specs]
     twins = {tuple(t[k] for k in COORDINATES if k != "tower"): t for t in targets if t["tower"] == "text"}
     for t in targets:
         twin = twins.get(tuple(t[k] for k in COORDINATES if k != "tower"))
@@ -310,9 +315,16 @@ def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: lis
     return report
 
 
+def located(inputs) -> set[str] | None:
+    """The locate and repair records the report rule was given (its `located` input), or None when the
+    inputs have no such entry (then any record present is shown)."""
+    names = inputs.keys() if hasattr(inputs, "keys") else vars(inputs)
+    return {str(f) for f in inputs.located} if "located" in names else None
+
+
 def load(inputs, params) -> Report:
     """The report from the report rule's inputs (checkpoint, onnx) and params (targets, config,
     skipped, costs): any objects with those attributes (Snakemake's, or a SimpleNamespace)."""
-    return build_report(list(inputs.checkpoint), list(inputs.onnx), load_targets(list(params.targets)),
+    return build_report(list(inputs.checkpoint), list(inputs.onnx), load_targets(list(params.targets), located(inputs)),
                         dict(params.config), dict(params.skipped),
                         {rule: list(files) for rule, files in dict(params.costs).items()})

@@ -605,3 +605,21 @@ def test_a_located_and_repaired_target_shows_both_sections_and_stays_self_contai
     assert all(v.startswith("#") for tag, attrs in parsed.tags for k, v in attrs.items() if k == "href")
     images = [attrs["src"] for tag, attrs in parsed.tags if tag == "img"]
     assert len(images) == len(PLOT_NAMES) + 1 and all(src.startswith("data:image/png;base64,") for src in images)
+
+
+def test_only_the_locate_records_the_rule_was_given_are_shown(tmp_path):
+    """A locate.json left by an earlier failing run (or an on-demand one) is not this run's: the report
+    shows the records of its `located` input only."""
+    import report
+
+    spec = write_target(tmp_path / "cpu", "cpu", 0.99999)
+    record = tmp_path / "cpu" / "locate" / "locate.json"
+    write_json(record, {"tensors_compared": 3, "first_jump": None, "op_types": [], "overflow_nodes": []})
+    spec.update(locate=str(record), repair=str(tmp_path / "cpu" / "repair" / "repair.json"))
+    for given, shown in (([], False), ([str(record)], True)):
+        job = rule_job(tmp_path, [spec])
+        job.input.located = given
+        report.main(job)
+        saved = json.loads(open(job.output.json).read())
+        assert ("locate" in saved["targets"][0]) is shown
+        assert ("Where accuracy is lost" in open(job.output.md).read()) is shown
