@@ -279,6 +279,61 @@ def locate_inputs(wildcards):
     return files
 
 
+def repair_inputs(wildcards):
+    """What repair needs for a target: locate's rows and summary, the fp32 ONNX it rebuilds from, the
+    inputs and their torch_fp32 features (the ground truth it verifies against), the target's ONNX as
+    deployed today where there is one (fp16 and Ascend: the fp16 ONNX). Not the target's compiled
+    model: repair verifies on ONNX Runtime, so it runs on demand without the target's tools.
+    """
+    t = P.Target.of(wildcards)
+    files = {
+        k: v
+        for k, v in locate_inputs(wildcards).items()
+        if k in ("fp32", "data", "npy")
+    }
+    files.update(
+        csv=t.locate("csv"),
+        json=t.locate("json"),
+        reference=[
+            P.reference(t.arch, t.tower, "torch_fp32", i) for i in ITEMS[t.tower]
+        ],
+    )
+    if source_stage(t) == "fp16":
+        files["target"] = P.onnx(t.arch, t.tower, "fp16")
+    return files
+
+
+def repair_precision(wildcards):
+    """repair.py's precision: the ONNX Runtime precision, or `ascend` (the fp16 ONNX stored in fp16)."""
+    return "ascend" if wildcards.backend == "ascend" else wildcards.precision
+
+
+def repairable(t):
+    """Whether repair can keep anything in fp32 for a target (an ONNX Runtime fp32 target is fp32)."""
+    return not (t.backend == "onnxruntime" and t.precision == "fp32")
+
+
+def gates_failed(similarity_json):
+    import json
+
+    from similarity import missed
+
+    return bool(missed(json.loads(Path(similarity_json).read_text())))
+
+
+def located_for_report(wildcards):
+    """locate.json of every target whose similarity.json shows a missed gate, and with `repair: true`
+    its repair record too. similarity is a checkpoint: each target's record is read once it exists, so
+    without a missed gate the report's jobs are those of the matrix alone."""
+    files = []
+    for t in TARGETS:
+        if gates_failed(checkpoints.similarity.get(**t.coordinates()).output[0]):
+            files.append(t.locate("json"))
+            if config["repair"] and repairable(t):
+                files.append(t.repair("json"))
+    return files
+
+
 def report_target(t):
     """params.targets entry of one target: its coordinates and folder, and the records
     scripts/reporting/load.py reads (zero_shot belongs to the image target of a pair).
@@ -291,6 +346,9 @@ def report_target(t):
         "similarity": t.similarity(),
         "benchmarks": [t.benchmark(bs) for bs in BATCH_SIZES] if image else [],
         "zero_shot": t.zero_shot() if image and "text" in TOWERS else None,
+        # read when present (after a missed gate, or run on demand)
+        "locate": t.locate("json"),
+        "repair": t.repair("json"),
     }
 
 

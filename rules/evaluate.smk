@@ -1,8 +1,10 @@
 # Accuracy of one target: every pair of stages, paired by item name, and the gates; zero_shot checks
-# that a deployed pair of towers classifies and retrieves like PyTorch.
+# that a deployed pair of towers classifies and retrieves like PyTorch. similarity is a checkpoint: the
+# report asks for locate (and with `repair: true` repair) of a target only once its gates are known
+# to fail (rules/common.smk located_for_report).
 
 
-rule similarity:
+checkpoint similarity:
     input:
         offline=offline_outputs,
         torch_fp32=references("torch_fp32"),
@@ -49,9 +51,9 @@ rule locate:
     input:
         unpack(locate_inputs),
     output:
-        csv=f"{T.dir}/locate/locate.csv",
-        chart=f"{T.dir}/locate/locate.png",
-        json=f"{T.dir}/locate/locate.json",
+        csv=T.locate("csv"),
+        chart=T.locate("png"),
+        json=T.locate("json"),
     log:
         T.log("locate"),
     benchmark:
@@ -68,3 +70,44 @@ rule locate:
         threads=P.physical_cores(),
     script:
         "../scripts/locate.py"
+
+
+# On demand (`snakemake <target>/repair/repair.json`) or, with `repair: true`, for a target that misses a
+# gate: the smallest kept-in-fp32 set from locate's list, each step rebuilt and re-verified against
+# torch_fp32 (scripts/repair.py). Ascend targets also get ATC's --keep_dtype file.
+rule repair:
+    input:
+        unpack(repair_inputs),
+    output:
+        json=T.repair("json"),
+        model=T.repair("onnx"),
+    log:
+        T.log("repair"),
+    benchmark:
+        T.cost("repair")
+    wildcard_constraints:
+        backend="onnxruntime",
+    conda:
+        "../envs/cnclip.yaml"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "export", scale=4),
+    params:
+        precision=repair_precision,
+        gate=config["gates"]["vs_torch_fp32"],
+        mode="nodes",
+        max_steps=20,
+        workdir=lambda wc: P.Target.of(wc).repair("work"),
+        threads=P.physical_cores(),
+    script:
+        "../scripts/repair.py"
+
+
+use rule repair as repair_ascend with:
+    output:
+        json=T.repair("json"),
+        model=T.repair("onnx"),
+        keep_dtype=T.repair("keep_dtype"),
+    wildcard_constraints:
+        backend="ascend",

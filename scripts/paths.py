@@ -16,7 +16,9 @@ size. Layout (README "Where things are"):
   results/{arch}/{tower}/{backend}/{device}/{precision}/ one target: model_bs{bs}/, compile_bs{bs}.json,
                                                      dst/{item}_0.npy, similarity.json, benchmark_bs{bs}.json
                                                      (+ zero_shot.json in the image target when the text
-                                                     twin exists)
+                                                     twin exists; locate/locate.{json,csv,png} and
+                                                     repair/{repair.json,model.onnx,keep_dtype.cfg} when
+                                                     a gate fails or on demand)
   results/report.{md,html,json}, results/report/     the report
   logs/..., benchmarks/...                           each job's log and Snakemake benchmark record, at the
                                                      path of its main output with logs/ or benchmarks/
@@ -250,6 +252,17 @@ class Target:
 
     def zero_shot(self) -> str:
         return f"{self.twin('image').dir}/zero_shot.json"
+
+    def locate(self, kind: str = "json") -> str:
+        """locate's outputs: `json` (summary: first jump, op types, overflow), `csv` (one row per
+        compared tensor), `png` (error against depth)."""
+        return f"{self.dir}/locate/locate.{kind}"
+
+    def repair(self, kind: str = "json") -> str:
+        """repair's outputs: `json` (the record: before, after, kept set, steps), `onnx` (the repaired
+        model), `keep_dtype` (ATC's --keep_dtype file, Ascend targets), `work` (each step's rebuild)."""
+        names = {"json": "repair.json", "onnx": "model.onnx", "keep_dtype": "keep_dtype.cfg", "work": "steps"}
+        return f"{self.dir}/repair/{names[kind]}"
 
     def log(self, job: str) -> str:
         return log(f"{self.dir}/{job}")

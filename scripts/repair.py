@@ -21,6 +21,8 @@ fp16 range first, as one step (no fp16 model can hold such a tensor); then one n
 error it adds (locate's `increment`), largest first. After each step: rebuild, verify, stop as soon as
 the gate passes. Each rebuild and each verify is its own function, so a rule can make each a job."""
 
+import shutil
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -220,9 +222,10 @@ def verify(onnx_path: str | Path, inputs: list[np.ndarray], reference: list[np.n
 # --------------------------------------------------------------------------------------------
 
 def greedy(steps: list[list[str]], build: Callable[[list[str], Path], Path], check: Callable[[Path], dict],
-           workdir: str | Path, before: dict, max_steps: int = 20) -> dict:
+           workdir: str | Path, before: dict, max_steps: int = 20, cleanup: bool = False) -> dict:
     """Add step after step to the kept set; after each, build(kept, path) then check(path); stop at the
-    first that passes. `before` is check() of the target as it is."""
+    first that passes. `before` is check() of the target as it is. cleanup: remove each failed step's
+    folder once the next step starts (the last step's model is kept)."""
     workdir = Path(workdir)
     record = {"before": before, "kept": [], "steps": [], "passed": before["passed"], "after": before, "model": None}
     if before["passed"]:
@@ -231,6 +234,8 @@ def greedy(steps: list[list[str]], build: Callable[[list[str], Path], Path], che
     kept: list[str] = []
     for i, step in enumerate(steps[:max_steps], start=1):
         kept = kept + [s for s in step if s not in kept]
+        if cleanup and i > 1:  # the previous step failed: its model is not needed again (a model per step fills a disk)
+            shutil.rmtree(workdir / f"step{i - 1}", ignore_errors=True)
         model = build(list(kept), workdir / f"step{i}" / "model.onnx")
         result = check(model)
         record["steps"].append({"step": i, "added": step, "kept": len(kept), "cosine_min": result["cosine_min"],
@@ -249,7 +254,7 @@ def repair(fp32_onnx: str | Path, precision: str, rows: list[dict], summary: dic
            reference: list[np.ndarray], gate: float, workdir: str | Path, target_onnx: str | Path | None = None,
            mode: str = "nodes", max_steps: int = 20, threads: int = 1, fp16_storage: bool | None = None,
            input_name: str = "image", before: dict | None = None,
-           calibration: list[str | Path] | None = None) -> dict:
+           calibration: list[str | Path] | None = None, cleanup: bool = False) -> dict:
     """Everything at once (the rule may instead run build_*/verify as separate jobs): the kept set, before
     and after. precision: fp16 or ascend (fp16 ONNX on ONNX Runtime as the proxy), int8 (static QDQ, the
     backend's default; needs `calibration`, the .npy inputs) or int8_dynamic. For both int8 the rows
@@ -286,7 +291,8 @@ def repair(fp32_onnx: str | Path, precision: str, rows: list[dict], summary: dic
 
     if before is None:
         before = check(target_onnx if target_onnx else build([], workdir / "step0" / "model.onnx"))
-    result = greedy(candidate_steps(rows, summary, mode, precision), build, check, workdir, before, max_steps)
+    result = greedy(candidate_steps(rows, summary, mode, precision), build, check, workdir, before, max_steps,
+                    cleanup)
     result.update(precision=precision, mode=mode, gate=gate)
     if precision == "ascend":
         cfg = write_keep_dtype(workdir / "keep_dtype.cfg", *((result["kept"], ()) if mode == "nodes"
@@ -295,35 +301,98 @@ def repair(fp32_onnx: str | Path, precision: str, rows: list[dict], summary: dic
     return result
 
 
-def main(smk) -> None:
-    """Rule repair. input: fp32 (fp32 ONNX), csv and json (locate's), npy (inputs), reference (torch_fp32
-    features, one .npy per input, same stems), target (optional: the target's model as built today);
-    output: json (the record), model (the repaired ONNX, copied from the passing step), keep_dtype
-    (optional: ATC's file, for ascend); params: precision, gate, mode (nodes|op_types), max_steps, workdir."""
-    import shutil
+def latency_ms(onnx_path: str | Path, x: np.ndarray, input_name: str = "image", threads: int = 1,
+               runs: int = 5) -> dict:
+    """Median and minimum wall time of one input through the model on ONNX Runtime's CPU (as the onnxruntime
+    backend runs it), after one untimed run: enough to show what keeping nodes in fp32 costs."""
+    from backends.onnxruntime import session
 
-    from locate import load_inputs, read_csv
+    sess = session(onnx_path, threads, optimize=True, level="extended")
+    sess.run(None, {input_name: x})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        sess.run(None, {input_name: x})
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median": float(np.median(times)), "min": float(min(times)), "runs": runs}
+
+
+def speed(before_model: str | Path, after_model: str | Path, x: np.ndarray, input_name: str = "image",
+          threads: int = 1, runs: int = 5) -> dict:
+    """Latency of the model before and after repair, measured the same way in one job."""
+    before = latency_ms(before_model, x, input_name, threads, runs)
+    after = latency_ms(after_model, x, input_name, threads, runs)
+    return {"before_ms": before, "after_ms": after, "ratio": after["median"] / before["median"],
+            "threads": threads, "measured_on": "ONNX Runtime CPU, batch 1, one input",
+            "note": "for an Ascend target this is the CPU proxy, not the NPU"}
+
+
+def copy_model(src: str | Path, dst: str | Path) -> None:
+    """An ONNX model and its external data file, if any (named as the model refers to it)."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    import onnx
+
+    for location in {e.value for t in onnx.load(str(src), load_external_data=False).graph.initializer
+                     for e in t.external_data if e.key == "location"}:
+        shutil.copyfile(src.parent / location, dst.parent / location)
+
+
+def run(fp32: str, data: str | None, csv_path: str, locate_json: str, npy: list[str], reference: list[str],
+        precision: str, gate: float, out_json: str, out_model: str, keep_dtype: str | None = None,
+        target: str | None = None, mode: str = "nodes", max_steps: int = 20,
+        threads: int = 1, workdir: str | Path | None = None, speed_runs: int = 5) -> dict:
+    """The repair rule's work as a plain function: repair() from locate's files, the record (before, after,
+    kept nodes or op types, steps, speed) to `out_json`, the repaired
+    model (or, when nothing needed repair or nothing passed, the last model verified) to `out_model`, and
+    for Ascend ATC's --keep_dtype file to `keep_dtype`."""
+    from backends.base import model_inputs
     from common import read_json
+    from locate import load_inputs, read_csv
 
-    p = smk.params
-    npy = sorted(smk.input.npy)
-    refs = {Path(f).stem: f for f in smk.input.reference}
+    if precision == "fp32":
+        raise ValueError("an fp32 target has nothing to keep in fp32: repair applies to fp16, int8, int8_dynamic "
+                         "and Ascend targets")
+    npy = sorted(npy)
+    refs = {Path(f).stem: f for f in reference}
+    missing = [Path(f).stem for f in npy if Path(f).stem not in refs]
+    if missing:
+        raise ValueError(f"no torch_fp32 reference for inputs {missing}")
     inputs = load_inputs(npy)
-    reference = [np.load(refs[Path(f).stem]) for f in npy]
-    result = repair(smk.input.fp32, p.precision, read_csv(smk.input.csv), read_json(smk.input.json), inputs,
-                    reference, float(p.gate), p.get("workdir", Path(smk.output.json).parent / "repair"),
-                    smk.input.get("target"), p.get("mode", "nodes"), int(p.get("max_steps", 20)), calibration=npy)
-    if result["model"] and smk.output.get("model"):
-        # the model and its external data file (named after the step's model.onnx, so the reference holds)
-        src = Path(result["model"])
-        Path(smk.output.model).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, smk.output.model)
-        for data in src.parent.glob(src.name + ".data"):
-            shutil.copyfile(data, Path(smk.output.model).parent / data.name)
-    if smk.output.get("keep_dtype"):
-        write_keep_dtype(smk.output.keep_dtype, result["kept"] if result["mode"] == "nodes" else (),
+    ref = [np.load(refs[Path(f).stem]) for f in npy]
+    name = model_inputs(fp32)[0].name
+    workdir = Path(workdir or Path(out_json).parent / "steps")
+    shutil.rmtree(workdir, ignore_errors=True)  # steps of an earlier run are not this run's
+    result = repair(fp32, precision, read_csv(csv_path), read_json(locate_json), inputs, ref, float(gate), workdir,
+                    target, mode, int(max_steps), threads=threads, input_name=name, calibration=npy, cleanup=True)
+    result["locate"] = {"csv": str(csv_path), "json": str(locate_json)}
+    result["repaired"] = bool(result["steps"]) and result["passed"]
+    final = result["model"] or result["before"]["model"]
+    copy_model(final, out_model)
+    if speed_runs and result["steps"]:
+        result["speed"] = speed(result["before"]["model"], final, inputs[0], name, threads, speed_runs)
+    result["model"] = str(out_model)
+    if keep_dtype:
+        write_keep_dtype(keep_dtype, result["kept"] if result["mode"] == "nodes" else (),
                          result["kept"] if result["mode"] == "op_types" else ())
-    write_json(smk.output.json, result)
+        result["keep_dtype"] = str(keep_dtype)
+    write_json(out_json, result)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def main(smk) -> None:
+    """Rule repair (and repair_ascend). input: fp32 and data (the fp32 ONNX), csv and json (locate's), npy
+    (inputs), reference (torch_fp32 features, one .npy per input, same stems), target (optional: the
+    target's model as deployed today); output: json (the record), model (the repaired ONNX), keep_dtype
+    (Ascend: ATC's file); params: precision (fp16, int8, int8_dynamic, ascend), gate, mode (nodes|op_types), max_steps, workdir, threads."""
+    p = smk.params
+    inp = smk.input
+    run(inp.fp32, inp.get("data"), inp.csv, inp.json, list(inp.npy), list(inp.reference), p.precision, p.gate,
+        smk.output.json, smk.output.model, smk.output.get("keep_dtype"), inp.get("target"),
+        p.get("mode", "nodes"), int(p.get("max_steps", 20)), int(p.get("threads", 1)), p.get("workdir"),
+        int(p.get("speed_runs", 5)))
 
 
 if __name__ == "__main__" and "snakemake" in globals():

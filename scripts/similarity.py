@@ -89,6 +89,11 @@ def evaluate(outputs: dict[str, dict[str, Path]], thresholds: dict[str, float],
     return {"pairs": pairs, "gates": gates + ranked["gates"], "ranking": ranked}
 
 
+def missed(record: dict) -> list[dict]:
+    """The gates of a similarity record that failed (what makes the workflow locate the target)."""
+    return [g for g in record.get("gates", []) if not g["passed"]]
+
+
 def main(smk) -> None:
     from paths import item_suffix
 

@@ -25,5 +25,5 @@ def write_report(report: dict, out_json: str, out_md: str, out_html: str, plots:
     written = figures.write_plots(report, plots or {})
     write_tables(report, tables or {})
     Path(out_md).write_text(render_markdown(report, written, Path(out_md).parent), encoding="utf-8")
-    Path(out_html).write_text(render_html(report, written), encoding="utf-8")
+    Path(out_html).write_text(render_html(report, written, Path(out_html).parent), encoding="utf-8")
     log.info("report: %s and %s (verdict %s)", out_md, out_html, report["verdict"])

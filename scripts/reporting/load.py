@@ -47,10 +47,61 @@ def performance_entry(record_path: str) -> Performance:
     return entry
 
 
-def target_entry(spec: dict) -> Target:
+def _finite(value):
+    """A cosine as JSON can hold it: NaN (an output of inf/NaN) becomes None."""
+    return None if value is None or value != value else float(value)
+
+
+def locate_entry(path: str) -> dict:
+    """What the report shows of locate.json: the first jump, the op types and blocks that carry the error,
+    the overflow nodes, and where the CSV and the chart are (beside the json)."""
+    s = read_json(path)
+    folder = Path(path).parent
+    overflow = list(s.get("overflow_nodes") or [])
+    return {"record": str(path), "csv": (folder / "locate.csv").as_posix(), "chart": (folder / "locate.png").as_posix(),
+            "tensors_compared": s.get("tensors_compared"), "inputs": s.get("inputs"),
+            "fp16_storage": s.get("fp16_storage"), "first_jump": s.get("first_jump"),
+            "first_nonfinite": s.get("first_nonfinite"), "op_types": list(s.get("op_types") or [])[:5],
+            "blocks": list(s.get("blocks") or [])[:3], "overflow_nodes": overflow, "overflow": bool(overflow),
+            "final": s.get("final")}
+
+
+def _verified(v: dict | None) -> dict | None:
+    if not v:
+        return None
+    return {"cosine_min": _finite(v.get("cosine_min")), "nonfinite": v.get("nonfinite"), "passed": v.get("passed"),
+            "gate": v.get("gate"), "fp16_storage": v.get("fp16_storage")}
+
+
+def repair_entry(path: str) -> dict:
+    """What the report shows of repair.json: before and after against torch_fp32, what was kept in fp32
+    (nodes and their op types, from locate's CSV), the steps, the repaired model and, if measured, speed."""
+    r = read_json(path)
+    kept = list(r.get("kept") or [])
+    op_of = {}
+    csv_path = (r.get("locate") or {}).get("csv")
+    if r.get("mode", "nodes") == "nodes" and csv_path and Path(csv_path).is_file():
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            op_of = {row["node"]: row["op_type"] for row in csv.DictReader(f)}
+    kept_ops = Counter(op_of.get(n, "?") for n in kept) if r.get("mode", "nodes") == "nodes" else Counter(kept)
+    entry = {"record": str(path), "precision": r.get("precision"), "mode": r.get("mode"), "gate": r.get("gate"),
+             "passed": bool(r.get("passed")), "repaired": bool(r.get("repaired")),
+             "before": _verified(r.get("before")), "after": _verified(r.get("after")),
+             "kept": kept, "kept_op_types": dict(kept_ops.most_common()), "steps": len(r.get("steps") or []),
+             "model": r.get("model"), "keep_dtype": r.get("keep_dtype")}
+    if r.get("speed"):
+        entry["speed"] = r["speed"]
+    return entry
+
+
+def _shown(path, located) -> bool:
+    return bool(path) and Path(path).is_file() and (located is None or str(path) in located)
+
+
+def target_entry(spec: dict, located: set[str] | None = None) -> Target:
     """One target from its spec: {"arch", "tower", "backend", "device", "precision", "dir", "manifests"
     (one compile manifest per batch size), "similarity", "benchmarks" (per batch size, may be empty),
-    "zero_shot" (path or None)}."""
+    "zero_shot" (path or None), and optionally "locate" and "repair" (their json, read when present)}."""
     manifests = list(spec["manifests"])
     compiled = [read_json(m) for m in manifests]
     entry: Target = {k: spec[k] for k in COORDINATES}
@@ -69,6 +120,12 @@ def target_entry(spec: dict) -> Target:
     })
     if spec.get("zero_shot"):
         entry["zero_shot"] = {**read_json(spec["zero_shot"]), "record": str(spec["zero_shot"])}
+    # locate and repair: those of this run (the report rule's `located` input: targets with a missed
+    # gate), not a record left by an earlier run or an on-demand one; located None: any present
+    if _shown(spec.get("locate"), located):
+        entry["locate"] = locate_entry(spec["locate"])
+    if _shown(spec.get("repair"), located):
+        entry["repair"] = repair_entry(spec["repair"])
     return entry
 
 
@@ -87,12 +144,12 @@ def name_targets(targets: list[Target]) -> None:
         t["name"] = " ".join(parts)
 
 
-def load_targets(specs: list[dict]) -> list[Target]:
+def load_targets(specs: list[dict], located: set[str] | None = None) -> list[Target]:
     """Every target of the report rule's `params.targets` (a flat list, one spec per (arch, tower,
     backend, device, precision); see target_entry), in that order. Each image target also carries its
     text twin's figures under `text` (the layout readers of report.json had before the tower was a
     coordinate). This is the one place that knows the shape of the params."""
-    targets = [target_entry(spec) for spec in specs]
+    targets = [target_entry(spec, located) for spec in specs]
     twins = {tuple(t[k] for k in COORDINATES if k != "tower"): t for t in targets if t["tower"] == "text"}
     for t in targets:
         twin = twins.get(tuple(t[k] for k in COORDINATES if k != "tower"))
@@ -258,9 +315,16 @@ def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: lis
     return report
 
 
+def located(inputs) -> set[str] | None:
+    """The locate and repair records the report rule was given (its `located` input), or None when the
+    inputs have no such entry (then any record present is shown)."""
+    names = inputs.keys() if hasattr(inputs, "keys") else vars(inputs)
+    return {str(f) for f in inputs.located} if "located" in names else None
+
+
 def load(inputs, params) -> Report:
     """The report from the report rule's inputs (checkpoint, onnx) and params (targets, config,
     skipped, costs): any objects with those attributes (Snakemake's, or a SimpleNamespace)."""
-    return build_report(list(inputs.checkpoint), list(inputs.onnx), load_targets(list(params.targets)),
+    return build_report(list(inputs.checkpoint), list(inputs.onnx), load_targets(list(params.targets), located(inputs)),
                         dict(params.config), dict(params.skipped),
                         {rule: list(files) for rule, files in dict(params.costs).items()})

@@ -111,6 +111,51 @@ class Target(TypedDict, total=False):
     performance: list[Performance]
     zero_shot: dict  # image targets whose text twin is deployed: zero_shot.json plus "record"
     text: dict  # image targets: their text twin's artifacts, compiled, accuracy and similarity_record
+    locate: "Locate"  # when located (a missed gate, or on demand)
+    repair: "Repair"  # when repaired (`repair: true` and a missed gate, or on demand)
+
+
+class Locate(TypedDict, total=False):
+    """locate.json in short: where the target's precision loses accuracy, node by node vs the fp32 ONNX."""
+    record: str  # locate.json
+    csv: str  # one row per compared tensor
+    chart: str  # error against depth (PNG)
+    tensors_compared: int
+    inputs: int
+    fp16_storage: bool
+    first_jump: dict | None  # {depth, node, op_type, tensor, block, one_minus_cosine, error, nonfinite_new, ...}
+    first_nonfinite: dict | None
+    op_types: list[dict]  # top 5: {op_type, increment_sum, share, nodes}
+    blocks: list[dict]  # top 3: {block, increment_sum}
+    overflow_nodes: list[str]  # nodes reading or writing a tensor past fp16's range
+    overflow: bool
+    final: dict | None
+
+
+class Verified(TypedDict, total=False):
+    cosine_min: float | None  # None: an output held inf/NaN
+    nonfinite: int
+    passed: bool
+    gate: float
+    fp16_storage: bool
+
+
+class Repair(TypedDict, total=False):
+    """repair.json in short: before/after vs torch_fp32, what was kept in fp32."""
+    record: str
+    precision: str
+    mode: str  # nodes or op_types
+    gate: float
+    passed: bool
+    repaired: bool  # steps were needed and the last one passed
+    before: Verified
+    after: Verified
+    kept: list[str]
+    kept_op_types: dict[str, int]
+    steps: int
+    model: str
+    keep_dtype: str | None
+    speed: dict  # {before_ms, after_ms, ratio, ...} when measured
 
 
 class Model(TypedDict, total=False):

@@ -40,7 +40,7 @@ def _context(r: Report) -> dict:
 def render_markdown(r: Report, plots: dict | None = None, base: str | os.PathLike = ".") -> str:
     """The report as Markdown tables; `plots` ({name: path}) are linked relative to `base` (the folder
     the Markdown is written to)."""
-    context = {**_context(r), "figures": rows.figure_links(plots, base)}
+    context = {**_context(r), "figures": rows.figure_links(plots, base), "base": str(base)}
     text = _environment().get_template("report.md.j2").render(context)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
@@ -53,7 +53,14 @@ def embed(plots: dict | None) -> dict:
             for name, path in (plots or {}).items() if path and Path(path).is_file()}
 
 
-def render_html(r: Report, plots: dict | None = None) -> str:
-    """One self-contained page; `plots`: {name: PNG path}, embedded as base64."""
+def png(path: str | None) -> str | None:
+    """base64 of one PNG file of the run (locate's chart), or None when there is none."""
+    return base64.b64encode(Path(path).read_bytes()).decode("ascii") if path and Path(path).is_file() else None
+
+
+def render_html(r: Report, plots: dict | None = None, base: str | os.PathLike = ".") -> str:
+    """One self-contained page; `plots`: {name: PNG path}, embedded as base64; links to files of the run
+    (locate's CSV and chart, the repaired model) relative to `base` (the folder the page is written to)."""
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    return _environment().get_template("report.html.j2").render({**_context(r), "images": embed(plots), "css": css})
+    return _environment().get_template("report.html.j2").render({**_context(r), "images": embed(plots), "css": css, "png": png,
+                                                                 "base": str(base)})

@@ -162,6 +162,80 @@ def ranking_table(t: Target) -> dict | None:
                   "mean cosine between images (torch_fp32)"], rows, numeric={2, 3, 4}) if rows else None
 
 
+# ---- locate and repair ------------------------------------------------------------------------
+
+def link(path: str | None, base: str | os.PathLike = ".") -> Cell | str:
+    """A file of the run as a link relative to the folder the report is written to."""
+    if not path:
+        return "n/a"
+    return Cell(Path(os.path.relpath(path, base)).as_posix(), "link")
+
+
+def _cos(value) -> str:
+    return "inf/NaN" if value is None else f"{value:.6f}"
+
+
+def _node(n: dict | None) -> str:
+    if not n:
+        return "none"
+    block = f", block {n['block']}" if n.get("block") is not None else ""
+    return f"{n['node']} ({n['op_type']}, depth {n['depth']}{block})"
+
+
+def locate_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
+    """Where the target's precision loses accuracy (locate.json), when located."""
+    loc = t.get("locate")
+    if not loc:
+        return None
+    jump = loc.get("first_jump")
+    shares = [o for o in loc.get("op_types") or [] if o["share"] > 0]
+    ops = ", ".join(f"{o['op_type']} {o['share']:.1%}" for o in shares[:1] + [o for o in shares[1:] if o["share"] >= 5e-4])
+    ops = ops or "none"
+    blocks = ", ".join(f"{b['block']}" for b in loc.get("blocks") or []) or "n/a"
+    overflow = loc.get("overflow_nodes") or []
+    rows = [["first jump", Cell(_node(jump), "fail") if jump else "none"],
+            ["its 1 − cosine", f"{jump['one_minus_cosine']:.3g}" + (" (new inf/NaN)" if jump.get("nonfinite_new") else "")
+             if jump else "n/a"],
+            ["first inf/NaN", _node(loc.get("first_nonfinite"))],
+            ["op types carrying the error", ops],
+            ["worst blocks", blocks],
+            ["past fp16's range (65504)", f"{len(overflow)} node(s): " + ", ".join(overflow[:6])
+             + (" …" if len(overflow) > 6 else "") if overflow else "none"],
+            ["compared", f"{loc.get('tensors_compared')} tensors over {loc.get('inputs')} input(s)"
+             + (", fp16 stored between nodes" if loc.get("fp16_storage") else "")],
+            ["per node (CSV)", link(loc.get("csv"), base)],
+            ["error against depth (chart)", link(loc.get("chart"), base)]]
+    return table(["locate", "value"], rows)
+
+
+def repair_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
+    """Before and after the repair (repair.json), when repaired."""
+    rep = t.get("repair")
+    if not rep:
+        return None
+    before, after = rep.get("before") or {}, rep.get("after") or {}
+    result = ("repaired" if rep.get("repaired") else "gate already met, nothing kept") if rep.get("passed") \
+        else "not repaired"
+    kept = rep.get("kept") or []
+    what = "op type(s)" if rep.get("mode") == "op_types" else "node(s)"
+    ops = ", ".join(f"{op} ×{n}" for op, n in (rep.get("kept_op_types") or {}).items())
+    speed = rep.get("speed")
+    rows = [["result", Cell(result, "pass" if rep.get("passed") else "fail")],
+            [f"before: cosine min vs torch_fp32 (gate {rep.get('gate')})",
+             _cos(before.get("cosine_min")) + (f", {before['nonfinite']} inf/NaN" if before.get("nonfinite") else "")],
+            ["after", _cos(after.get("cosine_min")) + (f", {after['nonfinite']} inf/NaN" if after.get("nonfinite") else "")],
+            [f"kept in fp32 ({rep.get('steps')} step(s))", f"{len(kept)} {what}" + (f": {ops}" if ops else "")],
+            ["which", ", ".join(kept[:8]) + (" …" if len(kept) > 8 else "") if kept else "none"],
+            ["verified", "fp16 stored between nodes (the Ascend proxy)" if before.get("fp16_storage")
+             else "as ONNX Runtime runs it"],
+            ["speed (batch 1)", f"{speed['before_ms']['median']:.2f} ms → {speed['after_ms']['median']:.2f} ms "
+             f"(×{speed['ratio']:.2f}, {speed.get('measured_on', '')})" if speed else "not measured"],
+            ["repaired model", link(rep.get("model"), base)]]
+    if rep.get("keep_dtype"):
+        rows.append(["ATC --keep_dtype file", link(rep["keep_dtype"], base)])
+    return table(["repair", "value"], rows)
+
+
 def zero_shot_rows(r: Report) -> list[dict]:
     """Per target and stage: the zero-shot and retrieval agreement with torch_fp32 and its gate."""
     rows = []

@@ -392,3 +392,34 @@ def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
     assert v["ais_bench"] == "absent: ais_bench is not installed in python3"
     monkeypatch.setenv("PATH", VENV_BIN)
     assert ascend.versions({"ais_bench_python": "python3"})["atc"].startswith("absent: atc not on PATH")
+
+
+def test_standin_ais_bench_can_store_fp16_between_nodes_like_an_npu(tmp_path, standins, monkeypatch):
+    """STANDIN_AIS_BENCH_FP16_STORAGE=1: the fp16 overflow that ONNX Runtime's CPU computes away (its fp32
+    chains) shows in the stand-in's outputs, as on an NPU; without it the stand-in matches ONNX Runtime."""
+    from repair import build_fp16
+    from test_locate import inputs, mlp_onnx
+
+    monkeypatch.syspath_prepend(str(STANDINS))
+    import standin_om
+
+    fp16 = build_fp16(mlp_onnx(tmp_path / "m.onnx", scale=2.0 ** 16), tmp_path / "m.fp16.onnx")
+    om = tmp_path / "m.om"
+    standin_om.write_om(str(om), {"stand-in": True}, fp16.read_bytes())
+    os.chmod(om, 0o640)
+    src = tmp_path / "in"
+    src.mkdir(mode=0o750)
+    np.save(src / "a.npy", inputs(1)[0])
+    os.chmod(src / "a.npy", 0o640)
+
+    def run(name, storage):
+        monkeypatch.setenv("STANDIN_AIS_BENCH_FP16_STORAGE", "1" if storage else "0")
+        out = tmp_path / "out"
+        out.mkdir(mode=0o750, exist_ok=True)
+        os.chmod(out, 0o750)
+        subprocess.run([sys.executable, "-m", "ais_bench", "--model", str(om), "--input", str(src), "--output",
+                        str(out), "--output_dirname", name, "--outfmt", "NPY"], check=True, capture_output=True)
+        return np.load(out / name / "a_0.npy")
+
+    assert np.isfinite(run("cpu", False)).all()
+    assert not np.isfinite(run("npu", True)).all()

@@ -241,3 +241,87 @@ def test_vit_b16_overflow_variant_fails_is_located_to_its_block_and_repaired(tmp
 
     fp32, fp16, ref = models["ordinary"]
     assert R.verify(fp16, xs, ref, 0.99, fp16_storage=True)["cosine_min"] > 0.9999  # needs no repair
+
+
+# --------------------------------------------------------------------------------------------
+# the rule's function: locate's files in, record + model (+ keep_dtype) out
+# --------------------------------------------------------------------------------------------
+
+def rule_inputs(tmp_path, scale):
+    """What the repair rule gets for a small model: locate's csv/json, npy inputs and torch_fp32-like
+    references by stem, the fp32 model and the fp16 target."""
+    fp32 = mlp_onnx(tmp_path / "m.fp32.onnx", scale=scale)
+    target = R.build_fp16(fp32, tmp_path / "m.fp16.onnx")
+    xs = inputs(2)
+    stems = ["b img", "a"]  # names with a space, not in sorted order
+    npy, refs = [], []
+    for stem, x, y in zip(stems, xs, reference(fp32, xs)):
+        (tmp_path / "npy").mkdir(exist_ok=True)
+        (tmp_path / "ref").mkdir(exist_ok=True)
+        np.save(tmp_path / "npy" / f"{stem}.npy", x)
+        np.save(tmp_path / "ref" / f"{stem}.npy", y)
+        npy.append(str(tmp_path / "npy" / f"{stem}.npy"))
+        refs.append(str(tmp_path / "ref" / f"{stem}.npy"))
+    rows, summary = L.locate(fp32, target, xs, input_name="x")
+    L.write_outputs(rows, summary, tmp_path / "l.csv", tmp_path / "l.png", tmp_path / "l.json")
+    return {"fp32": str(fp32), "data": None, "csv_path": str(tmp_path / "l.csv"),
+            "locate_json": str(tmp_path / "l.json"), "npy": npy, "reference": list(reversed(refs)),
+            "target": str(target)}
+
+
+def test_the_rule_repairs_an_ascend_target_and_writes_record_model_and_keep_dtype(tmp_path):
+    import json
+
+    files = rule_inputs(tmp_path, 2.0 ** 16)
+    out = tmp_path / "target" / "repair"
+    r = R.run(**files, precision="ascend", gate=0.99, out_json=str(out / "repair.json"),
+              out_model=str(out / "model.onnx"), keep_dtype=str(out / "keep_dtype.cfg"), speed_runs=2)
+    record = json.loads((out / "repair.json").read_text())
+    assert record == json.loads(json.dumps(r))
+    assert not record["before"]["passed"] and record["passed"] and record["repaired"]
+    assert record["kept"] == OVERFLOW and record["mode"] == "nodes"
+    assert (out / "keep_dtype.cfg").read_text().splitlines() == OVERFLOW
+    assert record["speed"]["before_ms"]["median"] > 0 and record["speed"]["after_ms"]["runs"] == 2
+    assert record["model"] == str(out / "model.onnx") and record["locate"]["csv"] == files["csv_path"]
+    # the model written is the repaired one: finite and over the gate with fp16 storage
+    xs = [np.load(f) for f in sorted(files["npy"])]
+    refs = [np.load(f) for f in sorted(files["reference"])]
+    check = R.verify(out / "model.onnx", xs, refs, 0.99, input_name="x", fp16_storage=True)
+    assert check["passed"] and check["nonfinite"] == 0
+    assert not (out / "steps").exists()  # the step models are scratch
+
+
+def test_the_rule_on_a_target_that_passes_keeps_the_model_as_it_is(tmp_path):
+    files = rule_inputs(tmp_path, 1.0)
+    out = tmp_path / "repair"
+    r = R.run(**files, precision="ascend", gate=0.99, out_json=str(out / "repair.json"),
+              out_model=str(out / "model.onnx"), keep_dtype=str(out / "keep_dtype.cfg"))
+    assert r["passed"] and not r["repaired"] and r["steps"] == [] and r["kept"] == [] and "speed" not in r
+    assert (out / "model.onnx").read_bytes() == (tmp_path / "m.fp16.onnx").read_bytes()
+    assert (out / "keep_dtype.cfg").read_text() == ""
+
+
+def test_the_rule_refuses_an_fp32_target_and_inputs_without_a_reference(tmp_path):
+    files = rule_inputs(tmp_path, 1.0)
+    with pytest.raises(ValueError, match="fp32 target"):
+        R.run(**files, precision="fp32", gate=0.99, out_json=str(tmp_path / "r.json"),
+              out_model=str(tmp_path / "m.onnx"))
+    with pytest.raises(ValueError, match="no torch_fp32 reference"):
+        R.run(**{**files, "reference": files["reference"][:1]}, precision="fp16", gate=0.99,
+              out_json=str(tmp_path / "r.json"), out_model=str(tmp_path / "m.onnx"))
+
+
+def test_greedy_cleanup_keeps_only_the_last_steps_model(tmp_path):
+    def build(kept, out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(",".join(kept))
+        return out
+
+    def check(model):
+        n = len(model.read_text().split(","))
+        return {"cosine_min": n / 10, "nonfinite": 0, "passed": n >= 3, "model": str(model)}
+
+    before = {"cosine_min": 0.0, "nonfinite": 0, "passed": False, "model": "x"}
+    r = R.greedy([["a"], ["b"], ["c"], ["d"]], build, check, tmp_path, before, cleanup=True)
+    assert r["passed"] and r["kept"] == ["a", "b", "c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step3"]

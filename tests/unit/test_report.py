@@ -557,3 +557,69 @@ def test_every_backend_tool_record_is_a_row_of_the_environment(passing_real):
         assert f"| {key} (backend tool) | `{shown}` |" in md
         assert f'<td>{key} (backend tool)</td><td><span class="mono">{html.escape(shown)}</span></td>' in page
     assert "cann 8.0.RC1" in _top(page) and "aclruntime absent" not in page
+
+
+def test_a_located_and_repaired_target_shows_both_sections_and_stays_self_contained(tmp_path):
+    """Real locate and repair records of a small overflowing model (test_repair's), beside a target
+    that has neither: report.json gains `locate` and `repair` for the first only, every existing key
+    stays; Markdown links the CSV and chart, the HTML page embeds the chart and links nothing outside."""
+    import repair as R
+    from test_repair import OVERFLOW, rule_inputs
+
+    folder = tmp_path / "fp16"
+    spec = write_target(folder, "cpu", offline_cos=0.5, precision="fp16")
+    (tmp_path / "work").mkdir()
+    files = rule_inputs(tmp_path / "work", 2.0 ** 16)
+    (folder / "locate").mkdir()
+    for kind in ("csv", "png", "json"):
+        os.replace(tmp_path / "work" / f"l.{kind}", folder / "locate" / f"locate.{kind}")
+    files.update(csv_path=str(folder / "locate" / "locate.csv"), locate_json=str(folder / "locate" / "locate.json"))
+    out = folder / "repair"
+    R.run(**files, precision="ascend", gate=0.99, out_json=str(out / "repair.json"), out_model=str(out / "model.onnx"),
+          keep_dtype=str(out / "keep_dtype.cfg"), speed_runs=1)
+    spec.update(locate=str(folder / "locate" / "locate.json"), repair=str(out / "repair.json"))
+    plain = write_target(tmp_path / "fp32", "cpu", offline_cos=0.99999)
+    plain.update(locate=str(tmp_path / "fp32" / "locate" / "locate.json"), repair=str(tmp_path / "fp32" / "nope.json"))
+    r = build_report([write_checkpoint(tmp_path)], [], load_targets([spec, plain]), CONFIG)
+    page, md = write_all(r, tmp_path)
+    saved = json.loads((tmp_path / "r.json").read_text())
+    located, other = saved["targets"]
+    assert "locate" not in other and "repair" not in other
+    assert {"backend", "device", "dir", "artifacts", "accuracy", "performance"} <= set(located)
+    loc = located["locate"]
+    assert loc["first_jump"]["node"] == OVERFLOW[0] and loc["overflow"] and loc["op_types"][0]["op_type"] == "MatMul"
+    assert loc["csv"].endswith("locate/locate.csv") and loc["chart"].endswith("locate/locate.png")
+    rep = located["repair"]
+    assert rep["before"]["cosine_min"] is None or rep["before"]["cosine_min"] < 0.99
+    assert rep["after"]["cosine_min"] > 0.999 and rep["repaired"] and rep["kept"] == OVERFLOW
+    assert rep["kept_op_types"] == {"MatMul": 2, "Add": 1, "Relu": 1}
+    assert rep["speed"]["after_ms"]["median"] > 0 and rep["keep_dtype"].endswith("keep_dtype.cfg")
+    # Markdown: both sections, the first jump, links relative to the report's folder
+    assert "### Where accuracy is lost (locate)" in md and "### Repair (nodes kept in fp32)" in md
+    assert OVERFLOW[0] in md and "(<fp16/locate/locate.csv>)" in md and "(<fp16/locate/locate.png>)" in md
+    assert "MatMul ×2" in md and "fp16/repair/keep_dtype.cfg" in md
+    assert md.count("### Where accuracy is lost") == 1
+    # HTML: the same facts, the chart embedded, nothing fetched or linked outside the page
+    assert "where accuracy is lost (locate)" in page and "repair (nodes kept in fp32)" in page
+    parsed = Page(page)
+    assert all(v.startswith("#") for tag, attrs in parsed.tags for k, v in attrs.items() if k == "href")
+    images = [attrs["src"] for tag, attrs in parsed.tags if tag == "img"]
+    assert len(images) == len(PLOT_NAMES) + 1 and all(src.startswith("data:image/png;base64,") for src in images)
+
+
+def test_only_the_locate_records_the_rule_was_given_are_shown(tmp_path):
+    """A locate.json left by an earlier failing run (or an on-demand one) is not this run's: the report
+    shows the records of its `located` input only."""
+    import report
+
+    spec = write_target(tmp_path / "cpu", "cpu", 0.99999)
+    record = tmp_path / "cpu" / "locate" / "locate.json"
+    write_json(record, {"tensors_compared": 3, "first_jump": None, "op_types": [], "overflow_nodes": []})
+    spec.update(locate=str(record), repair=str(tmp_path / "cpu" / "repair" / "repair.json"))
+    for given, shown in (([], False), ([str(record)], True)):
+        job = rule_job(tmp_path, [spec])
+        job.input.located = given
+        report.main(job)
+        saved = json.loads(open(job.output.json).read())
+        assert ("locate" in saved["targets"][0]) is shown
+        assert ("Where accuracy is lost" in open(job.output.md).read()) is shown
