@@ -354,8 +354,11 @@ def run(fp32: str, data: str | None, csv_path: str, locate_json: str, npy: list[
     if precision == "fp32":
         raise ValueError("an fp32 target has nothing to keep in fp32: repair applies to fp16, int8, int8_dynamic "
                          "and Ascend targets")
+    from paths import item_suffix
+    from similarity import by_stem
+
     npy = sorted(npy)
-    refs = {Path(f).stem: f for f in reference}
+    refs = by_stem(reference, item_suffix("torch_fp32"))
     missing = [Path(f).stem for f in npy if Path(f).stem not in refs]
     if missing:
         raise ValueError(f"no torch_fp32 reference for inputs {missing}")

@@ -1,6 +1,8 @@
 """repair and the overflow checkpoint: small graphs built here (test_locate's residual MLP), then one
 slower test on cn_clip's real ViT-B-16 image tower (random weights, the smallest real arch)."""
 import numpy as np
+
+import paths
 import pytest
 
 import locate as L
@@ -259,9 +261,11 @@ def rule_inputs(tmp_path, scale):
         (tmp_path / "npy").mkdir(exist_ok=True)
         (tmp_path / "ref").mkdir(exist_ok=True)
         np.save(tmp_path / "npy" / f"{stem}.npy", x)
-        np.save(tmp_path / "ref" / f"{stem}.npy", y)
+        ref = tmp_path / paths.reference("A", "image", "torch_fp32", stem)  # named as the workflow names them
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        np.save(ref, y)
         npy.append(str(tmp_path / "npy" / f"{stem}.npy"))
-        refs.append(str(tmp_path / "ref" / f"{stem}.npy"))
+        refs.append(str(ref))
     rows, summary = L.locate(fp32, target, xs, input_name="x")
     L.write_outputs(rows, summary, tmp_path / "l.csv", tmp_path / "l.png", tmp_path / "l.json")
     return {"fp32": str(fp32), "data": None, "csv_path": str(tmp_path / "l.csv"),
