@@ -1,10 +1,9 @@
 # Accuracy of one target: every pair of stages, paired by item name, and the gates; zero_shot checks
-# that a deployed pair of towers classifies and retrieves like PyTorch. similarity is a checkpoint: the
-# report asks for locate (and with `repair: true` repair) of a target only once its gates are known
-# to fail (rules/common.smk located_for_report).
+# that a deployed pair of towers classifies and retrieves like PyTorch. The report asks for locate of a
+# target whose similarity.json shows a missed gate (rules/common.smk located_for_report).
 
 
-checkpoint similarity:
+rule similarity:
     input:
         offline=offline_outputs,
         torch_fp32=references("torch_fp32"),

@@ -1,7 +1,7 @@
 """The wiring of locate and repair into the workflow's DAG, without running any model: a copy of the
 workflow whose every file the report stands on is a placeholder made up to date with `--touch`, then
-dry runs. similarity is a checkpoint: a target whose similarity.json shows a missed gate gets locate
-(and, with `repair: true`, repair) before the report; a target that passes gets neither."""
+dry runs. A target whose similarity.json shows a missed gate gets locate before the report; with
+`repair: true` every target repair applies to gets locate and repair; a passing target gets neither."""
 import json
 import subprocess
 
@@ -49,11 +49,18 @@ def rewrite_similarity(wf: Workflow, passed: bool) -> None:
     (wf.root / TARGET.similarity()).write_text(json.dumps(similarity(passed)))
 
 
-def test_a_passing_target_is_neither_located_nor_repaired(placeholders):
+def test_a_passing_target_is_neither_located_nor_repaired_unless_asked(placeholders):
     rewrite_similarity(placeholders, True)
     assert placeholders.plan("report") == {}
-    # the report's params hold the config, so it alone reruns
-    assert placeholders.plan("report", config={"repair": True}) == {"report": 1}
+    # repair: true repairs every reduced-precision target (one that passes keeps its model)
+    assert placeholders.plan("report", config={"repair": True}) == {"locate": 1, "repair": 1, "report": 1}
+
+
+def test_a_new_target_beside_an_existing_report_is_planned(placeholders):
+    """The report exists: a target added to the matrix still gets all its jobs (with similarity as a
+    checkpoint, Snakemake said 'Nothing to be done')."""
+    plan = placeholders.plan("report", config={"precisions": ["fp16", "fp32"]})
+    assert {"compile", "infer", "similarity", "benchmark", "report"} <= set(plan)
 
 
 def test_a_missed_gate_locates_the_target_and_with_repair_true_repairs_it(placeholders):
