@@ -88,6 +88,7 @@ rule benchmark:
         baseline_loop=config["baseline_loop"],
         warmup=config["warmup"],
         quiet_wait_s=config["quiet_wait_s"],
+        ceiling_n=config["ceiling_matmul_size"],
         options=backend_options,
     script:
         "../scripts/benchmark.py"

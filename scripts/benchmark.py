@@ -87,17 +87,18 @@ def best_ceiling(before: dict, after: dict) -> dict:
 
 def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_files: list[str],
                   batch_size: int, loop: int, warmup: int, options: dict, baseline_loop: int | None = None,
-                  quiet_wait_s: float = 0.0) -> dict:
+                  quiet_wait_s: float = 0.0, ceiling_n: int = 4096) -> dict:
     """The record of one benchmark job. `load`: the CPU other processes used during the timed runs
     (the worse of the offline model's and the baseline's), the load average before the first and
     after the last; quiet_wait_s > 0 first waits up to that long for the others to fall under a
-    quarter of a core (`quiet_wait` says how it went)."""
+    quarter of a core (`quiet_wait` says how it went). The ceiling: the best of a ceiling_n^3 fp32 matmul
+    before and after."""
     model = read_json(manifest)["model"]
     quiet = wait_for_quiet(quiet_wait_s)
     if quiet["quiet"] is False:
         log.warning("no quiet machine within %.0f s: others use %.2f cores; measuring anyway", quiet_wait_s,
                     quiet["others_cpu_cores"])
-    ceiling_before = matmul_ceiling(options["threads"])
+    ceiling_before = matmul_ceiling(options["threads"], ceiling_n)
     around = LoadRecord().start()  # for a backend whose benchmark records no load of its own
     offline = backends.get(backend).benchmark(model, npy_files, batch_size, loop, warmup, options)
     offline_load = offline.pop("load", None) or around.stop()
@@ -108,10 +109,11 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
     log.info("torch_fp32 bs%d: %.2f images/s, p50 %.1f ms; others' CPU %.2f cores", batch_size,
              baseline["throughput_fps"], baseline["latency_ms"]["p50"], baseline["load"]["others_cpu_cores"])
     gflops = baseline.pop("model_gflops")
-    measured = best_ceiling(ceiling_before, matmul_ceiling(options["threads"]))
+    measured = best_ceiling(ceiling_before, matmul_ceiling(options["threads"], ceiling_n))
     ceiling = measured["ceiling_gflops"]
-    log.info("fp32 ceiling (4096x4096 matmul, %d threads): torch %.0f, ONNX Runtime %.0f GFLOP/s; model %.1f GFLOPs "
-             "per image", options["threads"], measured["torch_gflops"], measured["onnxruntime_gflops"], gflops)
+    log.info("fp32 ceiling (%dx%d matmul, %d threads): torch %.0f, ONNX Runtime %.0f GFLOP/s; model %.1f GFLOPs "
+             "per image", ceiling_n, ceiling_n, options["threads"], measured["torch_gflops"],
+             measured["onnxruntime_gflops"], gflops)
     load = worst_load(offline_load, baseline["load"])
     if load["under_load"]:
         log.warning("measured under load: other processes used up to %.2f cores during the timed runs",
@@ -137,7 +139,8 @@ def main(smk) -> None:
     result = run_benchmark(smk.wildcards.backend, smk.input.manifest, smk.input.ckpt, smk.wildcards.arch,
                            list(smk.input.npy), int(smk.wildcards.bs), int(smk.params.loop),
                            int(smk.params.warmup), dict(smk.params.options), int(smk.params.baseline_loop),
-                           quiet_wait_s=float(param(smk, "quiet_wait_s", 0) or 0))
+                           quiet_wait_s=float(param(smk, "quiet_wait_s", 0) or 0),
+                           ceiling_n=int(smk.params.ceiling_n))
     write_json(smk.output[0], result)
 
 

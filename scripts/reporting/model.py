@@ -48,7 +48,8 @@ class Latency(TypedDict, total=False):
 
 
 class Ceiling(TypedDict, total=False):
-    """The host's 4096^3 fp32 matmul rate in GFLOP/s, measured in the benchmark job."""
+    """The host's fp32 matmul rate in GFLOP/s (an n x n matmul, config ceiling_matmul_size), measured in the
+    benchmark job."""
     matmul_n: int
     threads: int
     torch_gflops: float

@@ -456,9 +456,10 @@ def performance_notes(t: Target) -> list[str]:
     p0 = t["performance"][0] if t["performance"] else {}
     notes = []
     if p0.get("ceiling_gflops") is not None and p0.get("model_gflops_per_image") is not None:
+        n = (p0.get("ceiling") or {}).get("matmul_n", 4096)
         notes.append(f"Model: {p0['model_gflops_per_image']:.1f} GFLOPs per image (torch FlopCounterMode); ceiling "
-                     f"{p0['ceiling_gflops']:.0f} GFLOP/s: the faster of torch and ONNX Runtime on a 4096×4096 fp32 "
-                     "matmul, measured in the same job.")
+                     f"{p0['ceiling_gflops']:.0f} GFLOP/s: the faster of torch and ONNX Runtime on a "
+                     f"{n}×{n} fp32 matmul, measured in the same job.")
     for p in t["performance"]:
         notes += [f"batch {p['batch_size']}: {note}" for note in ([p["method"]] if p.get("method") else [])
                   + list(p.get("notes") or [])]
