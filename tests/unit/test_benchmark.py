@@ -27,7 +27,8 @@ def test_record_says_how_busy_the_machine_was_during_the_timed_runs(monkeypatch,
     stats = {"throughput_fps": 10.0, "latency_ms": {"mean": 100.0, "p50": 100.0, "p90": 100.0, "p99": 100.0}}
     fake = types.SimpleNamespace(RUNS_ON_HOST_CPU=True, benchmark=lambda *a: {**stats, "batch_size": 1, "load": _load(0.1)})
     monkeypatch.setattr(benchmark.backends, "get", lambda name: fake)
-    monkeypatch.setattr(benchmark, "matmul_ceiling", lambda threads: dict(ceiling))
+    sizes = []
+    monkeypatch.setattr(benchmark, "matmul_ceiling", lambda threads, n: sizes.append(n) or dict(ceiling))
     monkeypatch.setattr(benchmark, "torch_baseline", lambda *a: {**stats, "throughput_fps": 5.0, "load": _load(0.9),
                                                                  "model_gflops": 1.0})
     waits = []
@@ -35,8 +36,9 @@ def test_record_says_how_busy_the_machine_was_during_the_timed_runs(monkeypatch,
                                                                                    "others_cpu_cores": None})
     (tmp_path / "m.json").write_text('{"model": "m.onnx"}')
     out = benchmark.run_benchmark("fake", str(tmp_path / "m.json"), "ckpt", "ViT-B-16", ["a.npy"], 1, 4, 1,
-                                  {"threads": 2}, quiet_wait_s=30)
+                                  {"threads": 2}, quiet_wait_s=30, ceiling_n=512)
     assert waits == [30]
+    assert sizes == [512, 512], "the ceiling is measured before and after, at the configured size"
     assert set(out["load"]) == {"others_cpu_cores", "loadavg_before", "loadavg_after", "under_load"}
     assert out["load"]["others_cpu_cores"] == 0.9 and out["load"]["under_load"] is True
     assert out["offline_load"]["others_cpu_cores"] == 0.1
@@ -55,9 +57,11 @@ def test_a_rule_without_the_quiet_wait_param_does_not_wait(monkeypatch):
     smk = types.SimpleNamespace(
         wildcards=types.SimpleNamespace(backend="onnxruntime", arch="ViT-B-16", bs="1"),
         input=types.SimpleNamespace(manifest="m.json", ckpt="c.pt", npy=["a.npy"]),
-        params=types.SimpleNamespace(loop=3, warmup=1, options={"threads": 1}, baseline_loop=2), output=["out.json"])
+        params=types.SimpleNamespace(loop=3, warmup=1, options={"threads": 1}, baseline_loop=2, ceiling_n=512),
+        output=["out.json"])
     benchmark.main(smk)
     assert seen["quiet_wait_s"] == 0
+    assert seen["ceiling_n"] == 512, "the rule's ceiling_matmul_size reaches the benchmark"
     smk.params.quiet_wait_s = 12
     benchmark.main(smk)
     assert seen["quiet_wait_s"] == 12
