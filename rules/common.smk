@@ -104,8 +104,6 @@ wildcard_constraints:
     device=r"[A-Za-z0-9_]+",
     precision=r"[A-Za-z0-9_]+",
     bs=r"[0-9]+",
-    stem=r"[^/]+",
-    item=r"[^/]+",
 
 
 # The wildcard values this config's jobs take (others belong to another config's run).
@@ -118,8 +116,6 @@ WILDCARD_VALUES = {
     "device": {t.device for t in TARGETS},
     "precision": {t.precision for t in TARGETS},
     "bs": {str(bs) for bs in BATCH_SIZES},
-    "stem": set(STEMS),
-    "item": set(STEMS) | set(LABELS),
     "seed": {str(config["seed"])},
 }
 
