@@ -275,13 +275,14 @@ def locate_inputs(wildcards):
     return files
 
 
-def repair_inputs(wildcards):
-    """What repair needs for a target: locate's rows and summary, the fp32 ONNX it rebuilds from, the
-    inputs and their torch_fp32 features (the ground truth it verifies against), the target's ONNX as
-    deployed today where there is one (fp16 and Ascend: the fp16 ONNX). Not the target's compiled
-    model: repair verifies on ONNX Runtime, so it runs on demand without the target's tools.
+def repair_step_inputs(wildcards):
+    """What a repair step needs: locate's rows and summary, the fp32 ONNX it rebuilds from, the inputs and
+    their torch_fp32 features (the ground truth it verifies against); step 0 the target's ONNX as deployed
+    today where there is one (fp16 and Ascend: the fp16 ONNX), step n the record and model of step n - 1.
+    Not the target's compiled model: repair verifies on ONNX Runtime, so it runs without the target's tools.
     """
     t = P.Target.of(wildcards)
+    step = int(wildcards.step)
     files = {
         k: v
         for k, v in locate_inputs(wildcards).items()
@@ -294,9 +295,26 @@ def repair_inputs(wildcards):
             P.reference(t.arch, t.tower, "torch_fp32", i) for i in ITEMS[t.tower]
         ],
     )
-    if source_stage(t) == "fp16":
+    if step > 0:
+        files.update(
+            prev_json=t.repair_step(step - 1, "json"),
+            prev_model=t.repair_step(step - 1, "onnx"),
+        )
+    elif source_stage(t) == "fp16":
         files["target"] = P.onnx(t.arch, t.tower, "fp16")
     return files
+
+
+def repair_final_inputs(wildcards):
+    """The repair chain's first record (the target before) and its last step's record and model."""
+    t = P.Target.of(wildcards)
+    last = config["repair_max_steps"]
+    return {
+        "first_json": t.repair_step(0, "json"),
+        "json": t.repair_step(last, "json"),
+        "model": t.repair_step(last, "onnx"),
+        "npy": model_inputs(wildcards),
+    }
 
 
 def repair_precision(wildcards):
@@ -309,30 +327,14 @@ def repairable(t):
     return not (t.backend == "onnxruntime" and t.precision == "fp32")
 
 
-def gates_failed(similarity_json):
-    """Whether a similarity.json on disk shows a missed gate (False when there is none yet)."""
-    import json
-
-    from similarity import missed
-
-    path = Path(similarity_json)
-    return path.is_file() and bool(missed(json.loads(path.read_text())))
-
-
-def located_for_report(wildcards):
-    """What the report adds for accuracy lost: locate.json of every target whose similarity.json on disk
-    shows a missed gate (a target whose gates are first missed in this run is located by the next one:
-    see README), and with `repair: true` the locate and repair records of every target repair applies
-    to. Read from disk, not through a checkpoint: with a checkpoint, an existing report hid every new
-    target's jobs from the plan ("Nothing to be done")."""
-    files = []
-    for t in TARGETS:
-        repair = config["repair"] and repairable(t)
-        if repair or gates_failed(t.similarity()):
-            files.append(t.locate("json"))
-        if repair:
-            files.append(t.repair("json"))
-    return files
+# What the report adds for accuracy lost: locate.json of every reduced-precision target (the job locates
+# only a target that missed a gate, in the same run) and, with `repair: true`, its repair.json.
+LOCATED = [
+    f
+    for t in TARGETS
+    if repairable(t)
+    for f in [t.locate("json")] + ([t.repair("json")] if config["repair"] else [])
+]
 
 
 def report_target(t):

@@ -1,6 +1,6 @@
 # Accuracy of one target: every pair of stages, paired by item name, and the gates; zero_shot checks
-# that a deployed pair of towers classifies and retrieves like PyTorch. The report asks for locate of a
-# target whose similarity.json shows a missed gate (rules/common.smk located_for_report).
+# that a deployed pair of towers classifies and retrieves like PyTorch; locate and repair say where a
+# reduced-precision target loses accuracy and what to keep in fp32 to win it back.
 
 
 rule similarity:
@@ -44,11 +44,13 @@ rule zero_shot:
         "../scripts/zero_shot.py"
 
 
-# On demand, for any target (`snakemake <target>/locate/locate.json`): where in the graph the target's
-# precision loses accuracy, node by node against the fp32 ONNX.
+# Where in the graph a reduced-precision target loses accuracy, node by node against the fp32 ONNX. The
+# report asks for it for every such target; the job locates when the target's similarity.json shows a
+# missed gate (or with `locate: all`), and otherwise writes a record saying the gates were met.
 rule locate:
     input:
         unpack(locate_inputs),
+        similarity=T.similarity(),
     output:
         csv=T.locate("csv"),
         chart=T.locate("png"),
@@ -65,18 +67,55 @@ rule locate:
         runtime=lambda wc: R.runtime_min(wc.arch, "export"),
     params:
         precision=lambda wc: wc.precision,
+        always=config["locate"] == "all",
         max_inputs=4,
         threads=P.physical_cores(),
+        options=backend_options,
     script:
         "../scripts/locate.py"
 
 
-# On demand (`snakemake <target>/repair/repair.json`) or, with `repair: true`, for a target that misses a
-# gate: the smallest kept-in-fp32 set from locate's list, each step rebuilt and re-verified against
-# torch_fp32 (scripts/repair.py). Ascend targets also get ATC's --keep_dtype file.
+# Repair, one job per greedy step (scripts/repair.py run_step): step 0 verifies the target as it is
+# against torch_fp32, step n adds locate's n-th candidate to the nodes kept in fp32, rebuilds with the
+# real tools and re-verifies; once the gate passes (or nothing was located) the steps after pass the
+# record on. On a cluster a target's steps go as one group job.
+rule repair_step:
+    input:
+        unpack(repair_step_inputs),
+    output:
+        json=temp(T.repair_step("{step}", "json")),
+        model=temp(T.repair_step("{step}", "onnx")),
+    log:
+        T.log("repair/step{step}"),
+    benchmark:
+        T.cost("repair/step{step}")
+    wildcard_constraints:
+        step=r"\d+",
+    group:
+        "repair"
+    conda:
+        "../envs/cnclip.yaml"
+    threads: P.physical_cores()
+    resources:
+        mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "export"),
+    params:
+        step=lambda wc: int(wc.step),
+        precision=repair_precision,
+        gate=config["gates"]["vs_torch_fp32"],
+        mode=config["repair_mode"],
+        threads=P.physical_cores(),
+        options=backend_options,
+    script:
+        "../scripts/repair.py"
+
+
+# The record of the chain (before, after, nodes kept, steps, speed) and the repaired model, with
+# `repair: true` for every reduced-precision target (or on demand: `snakemake <target>/repair/repair.json`).
+# Ascend targets also get ATC's --keep_dtype file.
 rule repair:
     input:
-        unpack(repair_inputs),
+        unpack(repair_final_inputs),
     output:
         json=T.repair("json"),
         model=T.repair("onnx"),
@@ -91,13 +130,8 @@ rule repair:
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
-        runtime=lambda wc: R.runtime_min(wc.arch, "export", scale=4),
+        runtime=lambda wc: R.runtime_min(wc.arch, "export"),
     params:
-        precision=repair_precision,
-        gate=config["gates"]["vs_torch_fp32"],
-        mode="nodes",
-        max_steps=20,
-        workdir=lambda wc: P.Target.of(wc).repair("work"),
         threads=P.physical_cores(),
     script:
         "../scripts/repair.py"

@@ -65,7 +65,7 @@ rule report:
             for f in t["manifests"] + [t["similarity"]] + t["benchmarks"]
         ],
         zero_shot=[t["zero_shot"] for t in REPORT_TARGETS if t["zero_shot"]],
-        located=located_for_report,
+        located=LOCATED,
         costs=[f for files in COSTS.values() for f in files],
     output:
         md=report(REPORT["md"], caption="../report/report_md.rst", category="Summary"),

@@ -638,29 +638,54 @@ def quantised_pair(fp32_onnx: str | Path, precision: str, calibration: list[str 
     return prepared, repair.build_int8(prepared, out, reduce_range=use_reduce_range(options))
 
 
+def gates_met(similarity_json: str | Path) -> dict | None:
+    """The record locate writes in place of a localisation when every gate of the target's
+    similarity.json was met (None when one was missed): the gates, and how to locate anyway."""
+    from common import read_json
+    from similarity import missed
+
+    record = read_json(similarity_json)
+    if missed(record):
+        return None
+    return {"located": False, "reason": "every gate met: not located (config `locate: all` locates anyway)",
+            "similarity": str(similarity_json), "gates": record.get("gates", []), "first_jump": None,
+            "overflow_nodes": [], "op_types": [], "blocks": [], "params": dict(DEFAULTS)}
+
+
 def main(smk) -> None:
     """Rule locate, for any target. input: fp32 (the fp32 ONNX of the target's tower), npy (its inputs),
     target (the ONNX at the target's precision: the fp16 ONNX for fp16 and Ascend targets, the fp32 one
     for fp32 ones; for int8 ones none is given and the pair is rebuilt here, see quantised_pair; or an
-    ais_bench --output folder holding a --dump_npy dump); output: csv, chart, json; params: precision,
-    and optionally k, floor, atol, chunk, max_inputs, threads."""
+    ais_bench --output folder holding a --dump_npy dump), similarity (optional: the target's
+    similarity.json; when every gate in it was met and params.always is not set, the job only writes
+    gates_met()'s record); output: csv, chart, json; params: precision, and optionally always, options
+    (the backend's), k, floor, atol, chunk, max_inputs, threads."""
     import tempfile
 
     from backends.base import model_inputs
 
     p = smk.params
+    if "similarity" in smk.input.keys() and not p.get("always"):
+        record = gates_met(smk.input.similarity)
+        if record is not None:
+            log.info("%s", record["reason"])
+            write_outputs([], record, smk.output.csv, smk.output.chart, smk.output.json,
+                          title=record["reason"])
+            return
     opts = {key: type(v)(p.get(key, v)) for key, v in DEFAULTS.items()}
     opts["threads"] = int(p.get("threads", 1))
     inputs = load_inputs(list(smk.input.npy), p.get("max_inputs"))
     name = model_inputs(smk.input.fp32)[0].name
     with tempfile.TemporaryDirectory(dir=Path(smk.output.json).parent, prefix=".locate-") as scratch:
         if "target" not in smk.input.keys():
-            reference, target = quantised_pair(smk.input.fp32, p.precision, list(smk.input.npy), scratch, {})
+            reference, target = quantised_pair(smk.input.fp32, p.precision, list(smk.input.npy), scratch,
+                                               dict(p.get("options") or {}))
             rows, summary = locate(reference, target, inputs, input_name=name, **opts)
         elif Path(smk.input.target).is_dir():
             rows, summary = locate_dump(smk.input.fp32, smk.input.target, inputs[0], **opts)
         else:
             rows, summary = locate(smk.input.fp32, smk.input.target, inputs, input_name=name, **opts)
+    summary["located"] = True
     jump = summary["first_jump"]
     log.info("first jump: %s", f"{jump['node']} ({jump['op_type']}, depth {jump['depth']})" if jump else "none")
     write_outputs(rows, summary, smk.output.csv, smk.output.chart, smk.output.json)

@@ -260,9 +260,14 @@ class Target:
 
     def repair(self, kind: str = "json") -> str:
         """repair's outputs: `json` (the record: before, after, kept set, steps), `onnx` (the repaired
-        model), `keep_dtype` (ATC's --keep_dtype file, Ascend targets), `work` (each step's rebuild)."""
-        names = {"json": "repair.json", "onnx": "model.onnx", "keep_dtype": "keep_dtype.cfg", "work": "steps"}
+        model), `keep_dtype` (ATC's --keep_dtype file, Ascend targets)."""
+        names = {"json": "repair.json", "onnx": "model.onnx", "keep_dtype": "keep_dtype.cfg"}
         return f"{self.dir}/repair/{names[kind]}"
+
+    def repair_step(self, step: int | str = "{step}", kind: str = "json") -> str:
+        """One greedy step of repair (rule repair_step; step 0 is the target as it is): `json` (the record
+        so far), `onnx` (the model the step verified). Kept until the final repair job has read them."""
+        return f"{self.dir}/repair/steps/" + (f"step{step}.json" if kind == "json" else f"step{step}/model.onnx")
 
     def log(self, job: str) -> str:
         return log(f"{self.dir}/{job}")

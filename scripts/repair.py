@@ -21,7 +21,9 @@ fp16 range first, as one step (no fp16 model can hold such a tensor); then one n
 error it adds (locate's `increment`), largest first. After each step: rebuild, verify, stop as soon as
 the gate passes. Each rebuild and each verify is its own function, so a rule can make each a job."""
 
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -221,33 +223,81 @@ def verify(onnx_path: str | Path, inputs: list[np.ndarray], reference: list[np.n
 # The greedy loop
 # --------------------------------------------------------------------------------------------
 
+def new_record(before: dict, precision: str, mode: str, gate: float) -> dict:
+    """The record before any step: `before` is verify() of the target as it is."""
+    return {"precision": precision, "mode": mode, "gate": gate, "before": before, "kept": [], "steps": [],
+            "passed": before["passed"], "done": before["passed"], "after": before, "model": before.get("model")}
+
+
+def take_step(record: dict, n: int, steps: list[list[str]], build: Callable[[list[str], Path], Path],
+              check: Callable[[Path], dict], out: str | Path) -> dict:
+    """Greedy step n (from 1) on the record left by step n - 1: add steps[n - 1] to the kept set,
+    build(kept, out), check() it. A step after the gate passed, or past the last candidate, changes
+    nothing but `done`. Returns a new record."""
+    record = dict(record)
+    if record["done"]:
+        return record
+    if n > len(steps):
+        log.info("no candidate left after %d steps: gate not met", n - 1)
+        return {**record, "done": True}
+    step = steps[n - 1]
+    kept = record["kept"] + [s for s in step if s not in record["kept"]]
+    model = build(list(kept), Path(out))
+    result = check(model)
+    log.info("repair step %d: +%s -> %d kept, cosine min %.6f%s", n, step if len(step) < 4 else f"{len(step)} items",
+             len(kept), result["cosine_min"], " PASS" if result["passed"] else "")
+    record["steps"] = record["steps"] + [{"step": n, "added": step, "kept": len(kept),
+                                          "cosine_min": result["cosine_min"], "nonfinite": result["nonfinite"],
+                                          "passed": result["passed"], "model": str(model)}]
+    record.update(kept=kept, after=result, model=str(model), passed=result["passed"], done=result["passed"])
+    return record
+
+
 def greedy(steps: list[list[str]], build: Callable[[list[str], Path], Path], check: Callable[[Path], dict],
            workdir: str | Path, before: dict, max_steps: int = 20, cleanup: bool = False) -> dict:
-    """Add step after step to the kept set; after each, build(kept, path) then check(path); stop at the
-    first that passes. `before` is check() of the target as it is. cleanup: remove each failed step's
-    folder once the next step starts (the last step's model is kept)."""
+    """take_step after take_step in one process, each step's model in workdir/step{n}/model.onnx; stops
+    at the first that passes. cleanup: remove each failed step's folder once the next step starts."""
     workdir = Path(workdir)
-    record = {"before": before, "kept": [], "steps": [], "passed": before["passed"], "after": before, "model": None}
+    record = new_record(before, "", "", before.get("gate"))
     if before["passed"]:
         log.info("gate already met (cosine min %.6f): nothing to repair", before["cosine_min"])
-        return record
-    kept: list[str] = []
-    for i, step in enumerate(steps[:max_steps], start=1):
-        kept = kept + [s for s in step if s not in kept]
-        if cleanup and i > 1:  # the previous step failed: its model is not needed again (a model per step fills a disk)
-            shutil.rmtree(workdir / f"step{i - 1}", ignore_errors=True)
-        model = build(list(kept), workdir / f"step{i}" / "model.onnx")
-        result = check(model)
-        record["steps"].append({"step": i, "added": step, "kept": len(kept), "cosine_min": result["cosine_min"],
-                                "nonfinite": result["nonfinite"], "passed": result["passed"], "model": str(model)})
-        log.info("repair step %d: +%s -> %d kept, cosine min %.6f%s", i, step if len(step) < 4 else f"{len(step)} items",
-                 len(kept), result["cosine_min"], " PASS" if result["passed"] else "")
-        if result["passed"]:
-            record.update(kept=kept, passed=True, after=result, model=str(model))
-            return record
-        record.update(after=result, model=str(model), kept=kept)
-    log.info("gate not met after %d steps", len(record["steps"]))
+    for n in range(1, max_steps + 1):
+        if record["done"]:
+            break
+        if cleanup and n > 1:  # the previous step failed: its model is not needed again (a model per step fills a disk)
+            shutil.rmtree(workdir / f"step{n - 1}", ignore_errors=True)
+        record = take_step(record, n, steps, build, check, workdir / f"step{n}" / "model.onnx")
+    if not record["passed"]:
+        log.info("gate not met after %d steps", len(record["steps"]))
     return record
+
+
+def builder(fp32_onnx: str | Path, precision: str, mode: str, scratch: str | Path,
+            calibration: list[str | Path] | None = None, reduce_range: bool = False) -> Callable[[list[str], Path], Path]:
+    """build(kept, out) for a precision: fp16 or ascend (the fp16 converter's block lists), int8 (static
+    QDQ, the backend's default; needs `calibration`, the .npy inputs) or int8_dynamic. reduce_range: the
+    backend's choice for the host (backends.onnxruntime.use_reduce_range)."""
+    if precision in ("fp16", "ascend"):
+        def build(kept, out):
+            return build_fp16(fp32_onnx, out, **({"node_block_list": kept} if mode == "nodes" else
+                                                 {"op_block_list": kept}))
+        return build
+    if precision not in ("int8", "int8_dynamic"):
+        raise ValueError(f"precision must be fp16, int8, int8_dynamic or ascend, not {precision}")
+    if mode != "nodes":
+        raise ValueError("int8 repair excludes nodes (the quantisers' nodes_to_exclude); use mode 'nodes'")
+    if precision == "int8_dynamic":
+        prepared = int8_prepared(fp32_onnx, scratch)
+
+        def build(kept, out):
+            return build_int8(prepared, out, kept, reduce_range=reduce_range)
+        return build
+    if not calibration:
+        raise ValueError("static int8 repair needs the calibration inputs (calibration=[.npy files])")
+
+    def build(kept, out):
+        return build_int8_static(fp32_onnx, out, calibration, nodes_to_exclude=kept, reduce_range=reduce_range)
+    return build
 
 
 def repair(fp32_onnx: str | Path, precision: str, rows: list[dict], summary: dict, inputs: list[np.ndarray],
@@ -255,35 +305,14 @@ def repair(fp32_onnx: str | Path, precision: str, rows: list[dict], summary: dic
            mode: str = "nodes", max_steps: int = 20, threads: int = 1, fp16_storage: bool | None = None,
            input_name: str = "image", before: dict | None = None,
            calibration: list[str | Path] | None = None, cleanup: bool = False) -> dict:
-    """Everything at once (the rule may instead run build_*/verify as separate jobs): the kept set, before
-    and after. precision: fp16 or ascend (fp16 ONNX on ONNX Runtime as the proxy), int8 (static QDQ, the
-    backend's default; needs `calibration`, the .npy inputs) or int8_dynamic. For both int8 the rows
-    must come from locate against int8_prepared()'s graph. `target_onnx` is the target as built
-    today (before); without it the unrepaired model is built here. fp16_storage (default: true for ascend,
-    false otherwise): verify with every fp16 tensor stored in fp16 (see run_model). `before`: verify() of
-    the target already at hand (else it is verified here)."""
+    """Everything at once: the kept set, before and after. precision: fp16 or ascend (fp16 ONNX on ONNX
+    Runtime as the proxy), int8 or int8_dynamic (see builder). For both int8 the rows must come from
+    locate against int8_prepared()'s graph. `target_onnx` is the target as built today (before); without
+    it the unrepaired model is built here. fp16_storage (default: true for ascend, false otherwise):
+    verify with every fp16 tensor stored in fp16 (see run_model). `before`: verify() of the target
+    already at hand (else it is verified here)."""
     workdir = Path(workdir)
-    if precision in ("fp16", "ascend"):
-        def build(kept, out):
-            return build_fp16(fp32_onnx, out, **({"node_block_list": kept} if mode == "nodes" else
-                                                 {"op_block_list": kept}))
-    elif precision in ("int8", "int8_dynamic"):
-        if mode != "nodes":
-            raise ValueError("int8 repair excludes nodes (the quantisers' nodes_to_exclude); use mode 'nodes'")
-        if precision == "int8_dynamic":
-            prepared = int8_prepared(fp32_onnx, workdir)
-
-            def build(kept, out):
-                return build_int8(prepared, out, kept)
-        else:
-            if not calibration:
-                raise ValueError("static int8 repair needs the calibration inputs (calibration=[.npy files])")
-
-            def build(kept, out):
-                return build_int8_static(fp32_onnx, out, calibration, nodes_to_exclude=kept)
-    else:
-        raise ValueError(f"precision must be fp16, int8, int8_dynamic or ascend, not {precision}")
-
+    build = builder(fp32_onnx, precision, mode, workdir, calibration)
     storage = precision == "ascend" if fp16_storage is None else fp16_storage
 
     def check(model):
@@ -327,33 +356,29 @@ def speed(before_model: str | Path, after_model: str | Path, x: np.ndarray, inpu
             "note": "for an Ascend target this is the CPU proxy, not the NPU"}
 
 
-def copy_model(src: str | Path, dst: str | Path) -> None:
-    """An ONNX model and its external data file, if any (named as the model refers to it)."""
-    src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
+def link_model(src: str | Path, dst: str | Path) -> None:
+    """An ONNX model and its external data file, if any (named as the model refers to it), at `dst`: a
+    hard link where the file system allows (a step's model is the model of the step before it, a
+    repair's model is its last step's), else a copy."""
     import onnx
 
-    for location in {e.value for t in onnx.load(str(src), load_external_data=False).graph.initializer
-                     for e in t.external_data if e.key == "location"}:
-        shutil.copyfile(src.parent / location, dst.parent / location)
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    locations = {e.value for t in onnx.load(str(src), load_external_data=False).graph.initializer
+                 for e in t.external_data if e.key == "location"}
+    for a, b in [(src, dst)] + [(src.parent / loc, dst.parent / loc) for loc in locations]:
+        if a.resolve() == b.resolve():
+            continue
+        b.unlink(missing_ok=True)
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copyfile(a, b)
 
 
-def run(fp32: str, data: str | None, csv_path: str, locate_json: str, npy: list[str], reference: list[str],
-        precision: str, gate: float, out_json: str, out_model: str, keep_dtype: str | None = None,
-        target: str | None = None, mode: str = "nodes", max_steps: int = 20,
-        threads: int = 1, workdir: str | Path | None = None, speed_runs: int = 5) -> dict:
-    """The repair rule's work as a plain function: repair() from locate's files, the record (before, after,
-    kept nodes or op types, steps, speed) to `out_json`, the repaired
-    model (or, when nothing needed repair or nothing passed, the last model verified) to `out_model`, and
-    for Ascend ATC's --keep_dtype file to `keep_dtype`."""
-    from backends.base import model_inputs
-    from common import read_json
-    from locate import load_inputs, read_csv
-
-    if precision == "fp32":
-        raise ValueError("an fp32 target has nothing to keep in fp32: repair applies to fp16, int8, int8_dynamic "
-                         "and Ascend targets")
+def _inputs(npy: list[str], reference: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The inputs and their torch_fp32 features, paired by item name."""
+    from locate import load_inputs
     from paths import item_suffix
     from similarity import by_stem
 
@@ -362,40 +387,130 @@ def run(fp32: str, data: str | None, csv_path: str, locate_json: str, npy: list[
     missing = [Path(f).stem for f in npy if Path(f).stem not in refs]
     if missing:
         raise ValueError(f"no torch_fp32 reference for inputs {missing}")
-    inputs = load_inputs(npy)
-    ref = [np.load(refs[Path(f).stem]) for f in npy]
+    return load_inputs(npy), [np.load(refs[Path(f).stem]) for f in npy]
+
+
+def run_step(step: int, fp32: str, csv_path: str, locate_json: str, npy: list[str], reference: list[str],
+             precision: str, gate: float, out_json: str, out_model: str, prev_json: str | None = None,
+             prev_model: str | None = None, target: str | None = None, mode: str = "nodes",
+             threads: int = 1, reduce_range: bool = False) -> dict:
+    """One job of the repair chain (rule repair_step). Step 0 verifies the target as it is (the fp16 ONNX
+    given as `target`, or the unrepaired model built here) and starts the record; it is done at once when
+    the gate is met or locate did not locate the target (every gate of similarity.json met). Step n
+    takes greedy step n on the record of step n - 1 (prev_json, prev_model), or, once done, passes that
+    record and model on unchanged. Writes the record to out_json and the step's model to out_model."""
+    from backends.base import model_inputs
+    from common import read_json
+    from locate import read_csv
+
+    if precision == "fp32":
+        raise ValueError("an fp32 target has nothing to keep in fp32: repair applies to fp16, int8, int8_dynamic "
+                         "and Ascend targets")
+    record = read_json(prev_json) if step > 0 else None
+    if record is not None and record["done"]:
+        link_model(prev_model, out_model)
+        write_json(out_json, record)
+        return record
+    inputs, ref = _inputs(npy, reference)
     name = model_inputs(fp32)[0].name
+    storage = precision == "ascend"
+    out_model = Path(out_model)
+    out_model.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_model.parent, prefix=".repair-") as scratch:
+        build = builder(fp32, precision, mode, scratch, sorted(npy), reduce_range)
+
+        def check(model):
+            return verify(model, inputs, ref, float(gate), name, threads, storage)
+
+        if record is None:
+            if target:
+                link_model(target, out_model)
+            else:
+                build([], out_model)
+            record = new_record(check(out_model), precision, mode, float(gate))
+            summary = read_json(locate_json)
+            record["locate"] = {"csv": str(csv_path), "json": str(locate_json),
+                                "located": summary.get("located", True)}
+            if not record["done"] and not record["locate"]["located"]:
+                log.info("locate did not locate this target (its gates were met): nothing to repair from")
+                record["done"] = True
+        else:
+            steps = candidate_steps(read_csv(csv_path), read_json(locate_json), mode, precision)
+            record = take_step(record, step, steps, build, check, out_model)
+            if step > len(steps) or not record["steps"] or record["steps"][-1]["step"] != step:
+                link_model(prev_model, out_model)
+    write_json(out_json, record)
+    return record
+
+
+def finish(first_json: str, last_json: str, last_model: str, npy: list[str], out_json: str, out_model: str,
+           keep_dtype: str | None = None, threads: int = 1, speed_runs: int = 5) -> dict:
+    """The repair rule: the chain's last record to `out_json` (before, after, kept nodes or op types, the
+    steps taken, and the speed before and after when steps were taken), its model (the repaired one, or
+    when nothing needed repair or nothing passed the last one verified) to `out_model`, and for Ascend
+    ATC's --keep_dtype file to `keep_dtype`."""
+    from backends.base import model_inputs
+    from common import read_json
+    from locate import load_inputs
+
+    record = read_json(last_json)
+    before = read_json(first_json)["before"]
+    record.pop("done", None)
+    record["repaired"] = bool(record["steps"]) and record["passed"]
+    link_model(last_model, out_model)
+    if speed_runs and record["steps"]:
+        x = load_inputs(npy, 1)[0]
+        record["speed"] = speed(before["model"], out_model, x, model_inputs(out_model)[0].name, threads, speed_runs)
+    record["model"] = str(out_model)
+    if keep_dtype:
+        write_keep_dtype(keep_dtype, record["kept"] if record["mode"] == "nodes" else (),
+                         record["kept"] if record["mode"] == "op_types" else ())
+        record["keep_dtype"] = str(keep_dtype)
+    write_json(out_json, record)
+    return record
+
+
+def run(fp32: str, data: str | None, csv_path: str, locate_json: str, npy: list[str], reference: list[str],
+        precision: str, gate: float, out_json: str, out_model: str, keep_dtype: str | None = None,
+        target: str | None = None, mode: str = "nodes", max_steps: int = 20,
+        threads: int = 1, workdir: str | Path | None = None, speed_runs: int = 5) -> dict:
+    """The whole chain in one process, as the rules run it job by job: run_step 0 to max_steps, each
+    step's files in `workdir` (removed at the end), then finish()."""
     workdir = Path(workdir or Path(out_json).parent / "steps")
     shutil.rmtree(workdir, ignore_errors=True)  # steps of an earlier run are not this run's
-    result = repair(fp32, precision, read_csv(csv_path), read_json(locate_json), inputs, ref, float(gate), workdir,
-                    target, mode, int(max_steps), threads=threads, input_name=name, calibration=npy, cleanup=True)
-    result["locate"] = {"csv": str(csv_path), "json": str(locate_json)}
-    result["repaired"] = bool(result["steps"]) and result["passed"]
-    final = result["model"] or result["before"]["model"]
-    copy_model(final, out_model)
-    if speed_runs and result["steps"]:
-        result["speed"] = speed(result["before"]["model"], final, inputs[0], name, threads, speed_runs)
-    result["model"] = str(out_model)
-    if keep_dtype:
-        write_keep_dtype(keep_dtype, result["kept"] if result["mode"] == "nodes" else (),
-                         result["kept"] if result["mode"] == "op_types" else ())
-        result["keep_dtype"] = str(keep_dtype)
-    write_json(out_json, result)
+    workdir.mkdir(parents=True)
+    files = [(workdir / f"step{n}.json", workdir / f"step{n}" / "model.onnx") for n in range(max_steps + 1)]
+    for n, (j, m) in enumerate(files):
+        prev = files[n - 1] if n else (None, None)
+        run_step(n, fp32, csv_path, locate_json, npy, reference, precision, gate, str(j), str(m),
+                 *(str(f) if f else None for f in prev), target, mode, threads)
+    result = finish(str(files[0][0]), str(files[-1][0]), str(files[-1][1]), npy, out_json, out_model, keep_dtype,
+                    threads, speed_runs)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
 def main(smk) -> None:
-    """Rule repair (and repair_ascend). input: fp32 and data (the fp32 ONNX), csv and json (locate's), npy
-    (inputs), reference (torch_fp32 features, one .npy per input, same stems), target (optional: the
-    target's model as deployed today); output: json (the record), model (the repaired ONNX), keep_dtype
-    (Ascend: ATC's file); params: precision (fp16, int8, int8_dynamic, ascend), gate, mode (nodes|op_types), max_steps, workdir, threads."""
-    p = smk.params
-    inp = smk.input
-    run(inp.fp32, inp.get("data"), inp.csv, inp.json, list(inp.npy), list(inp.reference), p.precision, p.gate,
-        smk.output.json, smk.output.model, smk.output.get("keep_dtype"), inp.get("target"),
-        p.get("mode", "nodes"), int(p.get("max_steps", 20)), int(p.get("threads", 1)), p.get("workdir"),
-        int(p.get("speed_runs", 5)))
+    """Rules repair_step and repair (and repair_ascend). repair_step - input: fp32 (the fp32 ONNX), csv and
+    json (locate's), npy (inputs), reference (torch_fp32 features, same stems), target (optional: the
+    target's model as deployed today), prev_json and prev_model (step > 0); output: json, model; params:
+    step, precision (fp16, int8, int8_dynamic, ascend), gate, mode (nodes|op_types), threads, options (the
+    backend's: int8 rebuilds quantise as it does).
+    repair - input: first_json, json and model (the chain's first and last steps), npy; output: json,
+    model, keep_dtype (Ascend: ATC's file); params: threads."""
+    p, inp, out = smk.params, smk.input, smk.output
+    if "step" in p.keys():
+        reduce_range = False
+        if p.precision.startswith("int8"):
+            from backends.onnxruntime import use_reduce_range
+
+            reduce_range = use_reduce_range(dict(p.get("options") or {}))
+        run_step(int(p.step), inp.fp32, inp.csv, inp.json, list(inp.npy), list(inp.reference), p.precision,
+                 p.gate, out.json, out.model, inp.get("prev_json"), inp.get("prev_model"), inp.get("target"),
+                 p.get("mode", "nodes"), int(p.get("threads", 1)), reduce_range)
+    else:
+        finish(inp.first_json, inp.json, inp.model, list(inp.npy), out.json, out.model, out.get("keep_dtype"),
+               int(p.get("threads", 1)))
 
 
 if __name__ == "__main__" and "snakemake" in globals():

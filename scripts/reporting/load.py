@@ -120,9 +120,10 @@ def target_entry(spec: dict, located: set[str] | None = None) -> Target:
     })
     if spec.get("zero_shot"):
         entry["zero_shot"] = {**read_json(spec["zero_shot"]), "record": str(spec["zero_shot"])}
-    # locate and repair: those of this run (the report rule's `located` input: targets with a missed
-    # gate), not a record left by an earlier run or an on-demand one; located None: any present
-    if _shown(spec.get("locate"), located):
+    # locate and repair: those of this run (the report rule's `located` input), not a record left by an
+    # earlier run or an on-demand one; located None: any present. A locate record of a target that met
+    # its gates ("located": false) is not shown.
+    if _shown(spec.get("locate"), located) and read_json(spec["locate"]).get("located", True):
         entry["locate"] = locate_entry(spec["locate"])
     if _shown(spec.get("repair"), located):
         entry["repair"] = repair_entry(spec["repair"])

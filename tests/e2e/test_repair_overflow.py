@@ -1,7 +1,8 @@
 """Issue 15 end to end: the overflow checkpoint variant (scripts/synthetic_variants.py: one image block's
 MLP scaled so its activations pass fp16's 65504) deployed on an Ascend target (stand-in atc and ais_bench;
 the stand-in stores fp16 between nodes like an NPU, STANDIN_AIS_BENCH_FP16_STORAGE=1) with `repair: true`.
-The target misses its gate, the workflow locates it to the scaled block by itself and repairs it: the
+The target misses its gate, the workflow locates it to the scaled block by itself in the same run and
+repairs it, a job per step: the
 nodes kept in fp32 are that block's, the repaired model passes, ATC's keep_dtype.cfg names them, and the
 report shows both sections.
 
@@ -33,7 +34,7 @@ def overflow_run(tmp_path_factory, e2e_images):
     wf.run(ordinary)
     variant = root / "resources" / "checkpoints" / "overflow" / f"{E2E_ARCH}.pt"
     record = write_overflow_checkpoint(root / ordinary, variant, E2E_ARCH)
-    wf.config.update(checkpoint=str(variant), backend="ascend", repair=True)
+    wf.config.update(checkpoint=str(variant), backend="ascend", repair=True, repair_max_steps=3)
     result = wf.run("report", check=False)
     return wf, record, result
 
@@ -43,6 +44,10 @@ def test_the_overflow_variant_misses_its_gate_is_located_and_repaired_by_itself(
     out = result.stdout + result.stderr
     assert result.returncode == 1 and "accuracy gates missed" in out, out[-3000:]
     assert "rule locate:" in out and "rule repair_ascend:" in out
+    # one job per step (0: the target as it is, 1: the repair, 2 and 3 pass the record on), and the
+    # steps' files are gone once the repair record is written
+    assert out.count("rule repair_step:") == 4
+    assert not (wf.root / TARGET.repair_step(1, "onnx")).exists()
     report = wf.report()
     (t,) = report["targets"]
     assert t["dir"] == TARGET.dir and report["verdict"] == "FAIL"

@@ -213,3 +213,35 @@ def test_outputs_csv_chart_json_round_trip(overflow, tmp_path):
     assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "l.json").read_text())
     assert saved["first_jump"]["node"] == NAMES["fc1"] and saved["memory"]["approach"] == "segments"
+
+
+def test_a_target_that_met_its_gates_gets_a_record_and_no_localisation(tmp_path):
+    """The locate job of a target whose similarity.json shows every gate met writes a record saying so (and
+    the empty CSV and a chart) without loading any model; a missed gate makes it locate."""
+    import json
+    from types import SimpleNamespace
+
+    class Named(SimpleNamespace):
+        def keys(self):
+            return vars(self).keys()
+
+        def get(self, key, default=None):
+            return vars(self).get(key, default)
+
+    def similarity(passed):
+        path = tmp_path / "similarity.json"
+        path.write_text(json.dumps({"gates": [{"a": "offline", "b": "torch_fp32", "passed": passed}]}))
+        return path
+
+    out = Named(csv=str(tmp_path / "l.csv"), chart=str(tmp_path / "l.png"), json=str(tmp_path / "l.json"))
+    smk = SimpleNamespace(input=Named(fp32=str(tmp_path / "missing.onnx"), npy=[], similarity=str(similarity(True))),
+                          output=out, params=Named(precision="fp16"))
+    L.main(smk)
+    record = json.loads((tmp_path / "l.json").read_text())
+    assert record["located"] is False and "locate: all" in record["reason"] and record["first_jump"] is None
+    assert (tmp_path / "l.csv").read_text().startswith("depth,") and (tmp_path / "l.png").stat().st_size > 0
+    assert L.gates_met(similarity(False)) is None
+    smk.params = Named(precision="fp16", always=True)  # locate: all: the job locates (here: no model to read)
+    similarity(True)
+    with pytest.raises(Exception):
+        L.main(smk)

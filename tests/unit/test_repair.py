@@ -1,5 +1,7 @@
 """repair and the overflow checkpoint: small graphs built here (test_locate's residual MLP), then one
 slower test on cn_clip's real ViT-B-16 image tower (random weights, the smallest real arch)."""
+from pathlib import Path
+
 import numpy as np
 
 import paths
@@ -329,3 +331,60 @@ def test_greedy_cleanup_keeps_only_the_last_steps_model(tmp_path):
     r = R.greedy([["a"], ["b"], ["c"], ["d"]], build, check, tmp_path, before, cleanup=True)
     assert r["passed"] and r["kept"] == ["a", "b", "c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step3"]
+
+
+def chain(tmp_path, files, precision="ascend", last=3, located=True):
+    """Steps 0..last as the rules run them, one call (one job) each; returns each step's record and the
+    inode of its model."""
+    import json
+
+    if not located:  # locate's record of a target that met its gates
+        (tmp_path / "l.json").write_text(json.dumps({"located": False}))
+    out = []
+    for n in range(last + 1):
+        j, m = tmp_path / "steps" / f"step{n}.json", tmp_path / "steps" / f"step{n}" / "model.onnx"
+        prev = out[-1][1:] if out else (None, None)
+        R.run_step(n, files["fp32"], files["csv_path"], files["locate_json"], files["npy"], files["reference"],
+                   precision, 0.99, str(j), str(m), *(str(f) if f else None for f in prev),
+                   target=files["target"])
+        out.append((json.loads(j.read_text()), j, m))
+    return [(r, m.stat().st_ino) for r, _, m in out]
+
+
+def test_each_repair_step_is_its_own_job_and_steps_after_the_pass_only_pass_it_on(tmp_path):
+    files = rule_inputs(tmp_path, 2.0 ** 16)
+    steps = chain(tmp_path, files)
+    (r0, _), (r1, ino1), (r2, ino2), (r3, ino3) = steps
+    assert not r0["before"]["passed"] and not r0["done"] and r0["steps"] == []
+    assert r1["passed"] and r1["done"] and r1["kept"] == OVERFLOW and [s["step"] for s in r1["steps"]] == [1]
+    assert r2 == r1 and r3 == r1 and ino1 == ino2 == ino3  # the model is linked on, not rebuilt
+    # the final rule: the last step's model and record, the speed before and after, ATC's file
+    out = tmp_path / "repair"
+    rec = R.finish(str(tmp_path / "steps" / "step0.json"), str(tmp_path / "steps" / "step3.json"),
+                   str(tmp_path / "steps" / "step3" / "model.onnx"), files["npy"], str(out / "repair.json"),
+                   str(out / "model.onnx"), str(out / "keep_dtype.cfg"), speed_runs=1)
+    assert rec["repaired"] and "done" not in rec and rec["speed"]["after_ms"]["runs"] == 1
+    assert (out / "model.onnx").stat().st_ino == ino3 and (out / "keep_dtype.cfg").read_text().split() == OVERFLOW
+
+
+def test_a_target_locate_did_not_locate_is_verified_once_and_not_repaired(tmp_path):
+    files = rule_inputs(tmp_path, 1.0)
+    steps = chain(tmp_path, files, precision="fp16", last=2, located=False)
+    assert all(r["done"] and r["passed"] and r["steps"] == [] for r, _ in steps)
+    assert steps[0][0]["locate"]["located"] is False
+    # the model as deployed, linked through the chain (the fp16 ONNX)
+    assert steps[0][1] == steps[2][1] == (tmp_path / "m.fp16.onnx").stat().st_ino
+
+
+def test_a_step_past_the_last_candidate_ends_the_chain_without_a_pass(tmp_path):
+    files = rule_inputs(tmp_path, 2.0 ** 16)
+    import json
+
+    rows = L.read_csv(files["csv_path"])
+    summary = json.loads(Path(files["locate_json"]).read_text())
+    summary["overflow_nodes"] = []
+    Path(files["locate_json"]).write_text(json.dumps(summary))
+    # keep only one candidate that does not help
+    L.write_csv([dict(r, increment=0.0) for r in rows], files["csv_path"])
+    steps = chain(tmp_path, files, last=2)
+    assert not steps[-1][0]["passed"] and steps[-1][0]["done"] and steps[-1][0]["steps"] == []

@@ -1,7 +1,8 @@
 """The wiring of locate and repair into the workflow's DAG, without running any model: a copy of the
 workflow whose every file the report stands on is a placeholder made up to date with `--touch`, then
-dry runs. A target whose similarity.json shows a missed gate gets locate before the report; with
-`repair: true` every target repair applies to gets locate and repair; a passing target gets neither."""
+dry runs. Every reduced-precision target gets a locate job before the report, rerun whenever its
+similarity.json changes (the job decides whether to locate: scripts/locate.py gates_met); with
+`repair: true` also its repair, one job per step; an fp32 ONNX Runtime target gets neither."""
 import json
 import subprocess
 
@@ -32,7 +33,7 @@ def placeholders(tmp_path_factory):
     forced = wf.run("-n", "-F", "report")
     files += [line.split(":", 1)[1].strip() for line in forced.stdout.splitlines()
               if line.startswith("    benchmark:")]
-    assert TARGET.similarity() in files and TARGET.locate() not in files
+    assert TARGET.similarity() in files and TARGET.locate() in files and TARGET.repair() not in files
     for f in files:
         path = root / f
         if path.name.startswith("model_bs"):
@@ -46,14 +47,30 @@ def placeholders(tmp_path_factory):
 
 
 def rewrite_similarity(wf: Workflow, passed: bool) -> None:
-    (wf.root / TARGET.similarity()).write_text(json.dumps(similarity(passed)))
+    """A similarity.json newer than every file made from it (as a rerun of similarity leaves it; Snakemake
+    reruns nothing for a newer file whose content it recorded unchanged)."""
+    import os
+    import time
+
+    path = wf.root / TARGET.similarity()
+    path.write_text(json.dumps(similarity(passed)))
+    later = time.time() + 10
+    os.utime(path, (later, later))
 
 
-def test_a_passing_target_is_neither_located_nor_repaired_unless_asked(placeholders):
-    rewrite_similarity(placeholders, True)
+def test_locate_is_decided_in_the_same_run_as_the_gates_and_repair_is_a_job_per_step(placeholders):
     assert placeholders.plan("report") == {}
-    # repair: true repairs every reduced-precision target (one that passes keeps its model)
-    assert placeholders.plan("report", config={"repair": True}) == {"locate": 1, "repair": 1, "report": 1}
+    # a changed similarity.json (this run's gates: here one missed) reruns locate before the report
+    rewrite_similarity(placeholders, False)
+    assert placeholders.plan("report") == {"locate": 1, "report": 1}
+    steps = 3
+    assert placeholders.plan("report", config={"repair": True, "repair_max_steps": steps}) == {
+        "locate": 1, "repair_step": steps + 1, "repair": 1, "report": 1}
+
+
+def test_an_fp32_onnxruntime_target_gets_no_locate_job(placeholders):
+    plan = placeholders.plan("report", config={"precision": "fp32"})
+    assert "locate" not in plan and "repair" not in plan and "similarity" in plan
 
 
 def test_a_new_target_beside_an_existing_report_is_planned(placeholders):
@@ -63,17 +80,11 @@ def test_a_new_target_beside_an_existing_report_is_planned(placeholders):
     assert {"compile", "infer", "similarity", "benchmark", "report"} <= set(plan)
 
 
-def test_a_missed_gate_locates_the_target_and_with_repair_true_repairs_it(placeholders):
-    rewrite_similarity(placeholders, False)
-    assert placeholders.plan("report") == {"locate": 1, "report": 1}
-    assert placeholders.plan("report", config={"repair": True}) == {"locate": 1, "repair": 1, "report": 1}
-
-
 def test_repair_on_demand_names_its_outputs_from_paths(placeholders):
     dry = placeholders.run("-n", TARGET.repair("json"))
     text = dry.stdout + dry.stderr
     assert "rule repair:" in text and TARGET.repair("onnx") in text and TARGET.locate("csv") in text
-    assert "keep_dtype" not in text
+    assert "keep_dtype" not in text and TARGET.repair_step(20, "onnx") in text
 
 
 def test_an_ascend_target_also_gets_atcs_keep_dtype_file():
