@@ -306,11 +306,13 @@ def repair_step_inputs(wildcards):
 
 
 def repair_final_inputs(wildcards):
-    """The repair chain's first record (the target before) and its last step's record and model."""
+    """The repair chain's first record and model (the target before: timed against the repaired one) and
+    its last step's record and model."""
     t = P.Target.of(wildcards)
     last = config["repair_max_steps"]
     return {
         "first_json": t.repair_step(0, "json"),
+        "first_model": t.repair_step(0, "onnx"),
         "json": t.repair_step(last, "json"),
         "model": t.repair_step(last, "onnx"),
         "npy": model_inputs(wildcards),

@@ -356,10 +356,11 @@ def speed(before_model: str | Path, after_model: str | Path, x: np.ndarray, inpu
             "note": "for an Ascend target this is the CPU proxy, not the NPU"}
 
 
-def link_model(src: str | Path, dst: str | Path) -> None:
+def link_model(src: str | Path, dst: str | Path, copy: bool = False) -> None:
     """An ONNX model and its external data file, if any (named as the model refers to it), at `dst`: a
     hard link where the file system allows (a step's model is the model of the step before it, a
-    repair's model is its last step's), else a copy."""
+    repair's model is its last step's), else a copy. copy: always a copy, for a `src` that is another
+    rule's output (Snakemake sets its outputs' times, which a shared inode would give that file too)."""
     import onnx
 
     src, dst = Path(src), Path(dst)
@@ -371,6 +372,8 @@ def link_model(src: str | Path, dst: str | Path) -> None:
             continue
         b.unlink(missing_ok=True)
         try:
+            if copy:
+                raise OSError("a copy was asked for")
             os.link(a, b)
         except OSError:
             shutil.copyfile(a, b)
@@ -424,7 +427,7 @@ def run_step(step: int, fp32: str, csv_path: str, locate_json: str, npy: list[st
 
         if record is None:
             if target:
-                link_model(target, out_model)
+                link_model(target, out_model, copy=True)
             else:
                 build([], out_model)
             record = new_record(check(out_model), precision, mode, float(gate))
@@ -496,7 +499,7 @@ def main(smk) -> None:
     target's model as deployed today), prev_json and prev_model (step > 0); output: json, model; params:
     step, precision (fp16, int8, int8_dynamic, ascend), gate, mode (nodes|op_types), threads, options (the
     backend's: int8 rebuilds quantise as it does).
-    repair - input: first_json, json and model (the chain's first and last steps), npy; output: json,
+    repair - input: first_json and first_model, json and model (the chain's first and last steps), npy; output: json,
     model, keep_dtype (Ascend: ATC's file); params: threads."""
     p, inp, out = smk.params, smk.input, smk.output
     if "step" in p.keys():

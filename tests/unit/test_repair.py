@@ -372,8 +372,11 @@ def test_a_target_locate_did_not_locate_is_verified_once_and_not_repaired(tmp_pa
     steps = chain(tmp_path, files, precision="fp16", last=2, located=False)
     assert all(r["done"] and r["passed"] and r["steps"] == [] for r, _ in steps)
     assert steps[0][0]["locate"]["located"] is False
-    # the model as deployed, linked through the chain (the fp16 ONNX)
-    assert steps[0][1] == steps[2][1] == (tmp_path / "m.fp16.onnx").stat().st_ino
+    # the model as deployed (the fp16 ONNX), copied into step 0 and linked on through the chain: never a
+    # link to the fp16 ONNX itself, whose time Snakemake would change when it sets the steps' times
+    fp16 = tmp_path / "m.fp16.onnx"
+    assert steps[0][1] == steps[2][1] != fp16.stat().st_ino
+    assert (tmp_path / "steps" / "step2" / "model.onnx").read_bytes() == fp16.read_bytes()
 
 
 def test_a_step_past_the_last_candidate_ends_the_chain_without_a_pass(tmp_path):
