@@ -268,11 +268,20 @@ def locate_inputs(wildcards):
         "data": P.onnx_data(t.arch, t.tower),
     }
     files["npy"] = model_inputs(wildcards)
+    if locates_npu_dump(wildcards):
+        files["manifest"] = t.manifest(1)
     if source_stage(t) == "fp16":
         files["target"] = P.onnx(t.arch, t.tower, "fp16")
     elif t.precision == "fp32":
         files["target"] = files["fp32"]
     return files
+
+
+def locates_npu_dump(wildcards):
+    """Whether locate reads the NPU's own tensors (ais_bench --dump) for an Ascend target
+    (`locate_npu_dump: true`): the job then holds the NPU and its input names the compiled model.
+    """
+    return wildcards.backend == "ascend" and config["locate_npu_dump"]
 
 
 def repair_step_inputs(wildcards):

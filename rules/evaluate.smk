@@ -46,7 +46,9 @@ rule zero_shot:
 
 # Where in the graph a reduced-precision target loses accuracy, node by node against the fp32 ONNX. The
 # report asks for it for every such target; the job locates when the target's similarity.json shows a
-# missed gate (or with `locate: all`), and otherwise writes a record saying the gates were met.
+# missed gate (or with `locate: all`), and otherwise writes a record saying the gates were met. For an
+# Ascend target it compares the fp16 ONNX (ATC's proxy), or with `locate_npu_dump: true` the NPU's own
+# tensors dumped by ais_bench.
 rule locate:
     input:
         unpack(locate_inputs),
@@ -65,6 +67,7 @@ rule locate:
     resources:
         mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
         runtime=lambda wc: R.runtime_min(wc.arch, "export"),
+        npu=lambda wc: int(locates_npu_dump(wc)),
     params:
         precision=lambda wc: wc.precision,
         always=config["locate"] == "all",

@@ -656,7 +656,8 @@ def main(smk) -> None:
     """Rule locate, for any target. input: fp32 (the fp32 ONNX of the target's tower), npy (its inputs),
     target (the ONNX at the target's precision: the fp16 ONNX for fp16 and Ascend targets, the fp32 one
     for fp32 ones; for int8 ones none is given and the pair is rebuilt here, see quantised_pair; or an
-    ais_bench --output folder holding a --dump_npy dump), similarity (optional: the target's
+    ais_bench --output folder holding a --dump_npy dump), manifest (optional: an Ascend target's compiled
+    model, whose NPU tensors ais_bench dumps for the first input), similarity (optional: the target's
     similarity.json; when every gate in it was met and params.always is not set, the job only writes
     gates_met()'s record); output: csv, chart, json; params: precision, and optionally always, options
     (the backend's), k, floor, atol, chunk, max_inputs, threads."""
@@ -677,7 +678,15 @@ def main(smk) -> None:
     inputs = load_inputs(list(smk.input.npy), p.get("max_inputs"))
     name = model_inputs(smk.input.fp32)[0].name
     with tempfile.TemporaryDirectory(dir=Path(smk.output.json).parent, prefix=".locate-") as scratch:
-        if "target" not in smk.input.keys():
+        if "manifest" in smk.input.keys():  # an Ascend target with locate_npu_dump: the NPU's own tensors
+            from backends import ascend
+            from common import read_json
+
+            folder = ascend.dump(read_json(smk.input.manifest)["model"], sorted(smk.input.npy)[0],
+                                 Path(scratch) / "dump", dict(p.get("options") or {}))
+            rows, summary = locate_dump(smk.input.fp32, folder, inputs[0], input_name=name, **opts)
+            summary["source"] = "ais_bench dump (the NPU's tensors, first input)"
+        elif "target" not in smk.input.keys():
             reference, target = quantised_pair(smk.input.fp32, p.precision, list(smk.input.npy), scratch,
                                                dict(p.get("options") or {}))
             rows, summary = locate(reference, target, inputs, input_name=name, **opts)
@@ -686,6 +695,7 @@ def main(smk) -> None:
         else:
             rows, summary = locate(smk.input.fp32, smk.input.target, inputs, input_name=name, **opts)
     summary["located"] = True
+    summary.setdefault("source", "ONNX Runtime" + (" with fp16 storage" if summary.get("fp16_storage") else ""))
     jump = summary["first_jump"]
     log.info("first jump: %s", f"{jump['node']} ({jump['op_type']}, depth {jump['depth']})" if jump else "none")
     write_outputs(rows, summary, smk.output.csv, smk.output.chart, smk.output.json)

@@ -562,6 +562,47 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
     }
 
 
+def ais_bench_dump_command(om: str | os.PathLike, input_file: str | os.PathLike, output: str | os.PathLike,
+                           device: int = 0, ais_bench_python: str = "python3") -> list[str]:
+    """One inference with every operator's tensors dumped (ais_bench --dump: it writes an acl.json with
+    dump_mode all into --output and the device's dump under <output>/dump/<timestamp>/; --dump_npy: it then
+    converts them with CANN's msaccucmp into <output>/dump/<timestamp>_npy/). No warm-up, one run: every
+    inference is dumped."""
+    return [ais_bench_python, "-m", "ais_bench", "--model", str(om), "--input", str(input_file),
+            "--output", str(output), "--outfmt", "NPY", "--loop", "1", "--warmup_count", "0",
+            "--dump", "true", "--dump_npy", "true", "--device", str(int(device))]
+
+
+def dump(model: str | os.PathLike, npy_file: str | os.PathLike, dump_dir: str | os.PathLike,
+         options: dict) -> Path:
+    """The NPU's tensors of the model run on one input, as ais_bench dumps and converts them: its
+    <output>/dump/ folder copied to `dump_dir` (read by scripts/locate.py read_ais_bench_dump). Raises
+    ToolError when ais_bench fails or converts nothing (msaccucmp missing: CANN's toolkit is needed)."""
+    path = Path(npy_file)
+    if path.suffix != ".npy" or not path.is_file():
+        raise ValueError(f"ais_bench dump input {path} is not an .npy file")
+    dump_dir = Path(dump_dir)
+    python = options.get("ais_bench_python", "python3")
+    with _private_scratch("ais_bench-dump-") as scratch:
+        names = _stage_inputs([path], scratch / "input")
+        om = _stage_model(model, scratch)
+        out = _output_folder(scratch)
+        cmd = ais_bench_dump_command(om, scratch / "input" / next(iter(names)), out, options.get("npu_device", 0),
+                                     python)
+        code, output = _run(cmd, scratch, "ais_bench")
+        converted = sorted((out / "dump").glob("*_npy"))
+        if code != 0 or not converted or not any(converted[-1].rglob("*.npy")):
+            reason = f"exit code {code}" if code != 0 else (
+                "no converted dump under <output>/dump/*_npy (ais_bench converts with CANN's msaccucmp: is the "
+                "toolkit installed and set up, e.g. `source /usr/local/Ascend/ascend-toolkit/set_env.sh`?)")
+            raise _failure("ais_bench", cmd, scratch, output, reason)
+        shutil.rmtree(dump_dir, ignore_errors=True)
+        shutil.copytree(out / "dump", dump_dir)
+    log.info("ais_bench dumped %d tensors of %s into %s", sum(1 for _ in dump_dir.rglob("*.npy")), path.name,
+             dump_dir)
+    return dump_dir
+
+
 # --------------------------------------------------------------------------------------------
 # Tools present? Which versions?
 # --------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def locate_entry(path: str) -> dict:
     overflow = list(s.get("overflow_nodes") or [])
     return {"record": str(path), "csv": (folder / "locate.csv").as_posix(), "chart": (folder / "locate.png").as_posix(),
             "tensors_compared": s.get("tensors_compared"), "inputs": s.get("inputs"),
-            "fp16_storage": s.get("fp16_storage"), "first_jump": s.get("first_jump"),
+            "fp16_storage": s.get("fp16_storage"), "source": s.get("source"), "first_jump": s.get("first_jump"),
             "first_nonfinite": s.get("first_nonfinite"), "op_types": list(s.get("op_types") or [])[:5],
             "blocks": list(s.get("blocks") or [])[:3], "overflow_nodes": overflow, "overflow": bool(overflow),
             "final": s.get("final")}

@@ -124,6 +124,7 @@ class Locate(TypedDict, total=False):
     tensors_compared: int
     inputs: int
     fp16_storage: bool
+    source: str | None  # what the target's tensors came from (ONNX Runtime, or an ais_bench dump of the NPU)
     first_jump: dict | None  # {depth, node, op_type, tensor, block, one_minus_cosine, error, nonfinite_new, ...}
     first_nonfinite: dict | None
     op_types: list[dict]  # top 5: {op_type, increment_sum, share, nodes}

@@ -202,7 +202,8 @@ def locate_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
             ["past fp16's range (65504)", f"{len(overflow)} node(s): " + ", ".join(overflow[:6])
              + (" …" if len(overflow) > 6 else "") if overflow else "none"],
             ["compared", f"{loc.get('tensors_compared')} tensors over {loc.get('inputs')} input(s)"
-             + (", fp16 stored between nodes" if loc.get("fp16_storage") else "")],
+             + (", fp16 stored between nodes" if loc.get("fp16_storage") else "")
+             + (f"; from {loc['source']}" if loc.get("source") else "")],
             ["per node (CSV)", link(loc.get("csv"), base)],
             ["error against depth (chart)", link(loc.get("chart"), base)]]
     return table(["locate", "value"], rows)

@@ -1,6 +1,7 @@
 """Issue 15 end to end: the overflow checkpoint variant (scripts/synthetic_variants.py: one image block's
 MLP scaled so its activations pass fp16's 65504) deployed on an Ascend target (stand-in atc and ais_bench;
-the stand-in stores fp16 between nodes like an NPU, STANDIN_AIS_BENCH_FP16_STORAGE=1) with `repair: true`.
+the stand-in stores fp16 between nodes like an NPU, STANDIN_AIS_BENCH_FP16_STORAGE=1) with `repair: true`
+and `locate_npu_dump: true` (locate reads the stand-in ais_bench's dump of the NPU's tensors).
 The target misses its gate, the workflow locates it to the scaled block by itself in the same run and
 repairs it, a job per step: the
 nodes kept in fp32 are that block's, the repaired model passes, ATC's keep_dtype.cfg names them, and the
@@ -10,6 +11,7 @@ ONNX Runtime's own CPU computes most fp16 nodes in fp32 (docs/accuracy.md), so a
 of this checkpoint passes its gates as deployed: the case is shown on the Ascend path, where the fp16
 ONNX with fp16 storage is the proxy of ATC's fp16 computation."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +36,8 @@ def overflow_run(tmp_path_factory, e2e_images):
     wf.run(ordinary)
     variant = root / "resources" / "checkpoints" / "overflow" / f"{E2E_ARCH}.pt"
     record = write_overflow_checkpoint(root / ordinary, variant, E2E_ARCH)
-    wf.config.update(checkpoint=str(variant), backend="ascend", repair=True, repair_max_steps=3)
+    wf.config.update(checkpoint=str(variant), backend="ascend", repair=True, repair_max_steps=3,
+                     locate_npu_dump=True)
     result = wf.run("report", check=False)
     return wf, record, result
 
@@ -55,6 +58,10 @@ def test_the_overflow_variant_misses_its_gate_is_located_and_repaired_by_itself(
     block = record["block"]
     # located: the first jump is in the scaled block's MLP, the overflow nodes are that block's
     loc = t["locate"]
+    # from the NPU's own tensors: the (stand-in) ais_bench's dump, read in its real layout
+    assert "ais_bench dump" in loc["source"] and loc["inputs"] == 1
+    calls = [json.loads(line) for line in Path(wf.env["STANDIN_LOG"]).read_text().splitlines()]
+    assert any(c["tool"] == "ais_bench" and "--dump" in c["argv"] for c in calls)
     assert loc["first_jump"]["block"] == block and "mlp/c_fc" in loc["first_jump"]["node"], loc["first_jump"]
     assert loc["overflow"] and all(f"resblocks.{block}/" in n for n in loc["overflow_nodes"])
     assert (wf.root / loc["csv"]).stat().st_size > 0 and (wf.root / loc["chart"]).stat().st_size > 0

@@ -423,3 +423,37 @@ def test_standin_ais_bench_can_store_fp16_between_nodes_like_an_npu(tmp_path, st
 
     assert np.isfinite(run("cpu", False)).all()
     assert not np.isfinite(run("npu", True)).all()
+
+
+def test_ais_bench_dump_command_is_the_real_tools():
+    cmd = ascend.ais_bench_dump_command("m.om", "in/x.npy", "out", 3, "python3")
+    assert cmd == ["python3", "-m", "ais_bench", "--model", "m.om", "--input", "in/x.npy", "--output", "out",
+                   "--outfmt", "NPY", "--loop", "1", "--warmup_count", "0", "--dump", "true", "--dump_npy", "true",
+                   "--device", "3"]
+
+
+def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, standins, monkeypatch):
+    """backends.ascend.dump runs ais_bench --dump on one input (the stand-in storing fp16 like an NPU) and
+    keeps its converted dump; locate reads it and names the node whose output passed fp16's range."""
+    import locate as L
+    from repair import build_fp16
+    from test_locate import NAMES, inputs, mlp_onnx
+
+    monkeypatch.syspath_prepend(str(STANDINS))
+    import standin_om
+
+    monkeypatch.setenv("STANDIN_AIS_BENCH_FP16_STORAGE", "1")
+    fp32 = mlp_onnx(tmp_path / "m.onnx", scale=2.0 ** 16)
+    fp16 = build_fp16(fp32, tmp_path / "m.fp16.onnx")
+    om = tmp_path / "m.om"
+    standin_om.write_om(str(om), {"stand-in": True}, fp16.read_bytes())
+    np.save(tmp_path / "a b.npy", inputs(1)[0])  # any name: ais_bench sees a safe copy
+    folder = ascend.dump(om, tmp_path / "a b.npy", tmp_path / "dump", {"ais_bench_python": sys.executable})
+    converted = sorted(folder.glob("*_npy"))
+    assert len(converted) == 1 and [p.parent.name for p in converted[0].rglob("*.npy")][0] == "0"
+    rows, summary = L.locate_dump(fp32, folder, inputs(1)[0], input_name="x")
+    assert summary["first_jump"]["node"] == NAMES["fc1"] and summary["overflow_nodes"]
+    # the real tool's rule: a dump needs --output
+    bad = subprocess.run([sys.executable, "-m", "ais_bench", "--model", str(om), "--dump", "true"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "miss output parameter" in bad.stdout + bad.stderr

@@ -14,6 +14,8 @@ Same arguments as the real tool (argparse, so an unknown argument exits 2), same
   `throughput 1000*batchsize.mean(<bs>)/NPU_compute_time.mean(<ms>): <fps>` via `[INFO]` log lines, and
   the summary JSON holds NPU_compute_time, throughput, npu_compute_time_list, filesinfo, args.
 Environment: STANDIN_LOG=<file.jsonl> records each call; STANDIN_AIS_BENCH_FAIL=1 fails after loading;
+- `--dump true [--dump_npy true]` (needs --output): every run's operator outputs in the real dump layout
+  (class Dumper);
 STANDIN_AIS_BENCH_FP16_STORAGE=1 stores every fp16 tensor in fp16 between nodes, as an NPU does (the
 workflow's locate.SegmentRunner, one session per node: slow), where ONNX Runtime's CPU would compute most
 fp16 nodes in fp32 and hide an fp16 overflow (docs/accuracy.md).
@@ -113,6 +115,8 @@ def get_args(argv):
     parser.add_argument("--display_all_summary", type=str2bool, default=False)
     parser.add_argument("--warmup_count", type=nonnegative, default=1)
     parser.add_argument("--output_batchsize_axis", type=nonnegative, default=0)
+    parser.add_argument("--dump", type=str2bool, default=False)
+    parser.add_argument("--dump_npy", type=str2bool, default=False)
     args = parser.parse_args(argv)
     if args.warmup_count > security.WARMUP_MAX:
         raise ValueError(f"--warmup_count: {args.warmup_count} is over {security.WARMUP_MAX}")
@@ -120,6 +124,9 @@ def get_args(argv):
         raise ValueError(f"--batchsize: {args.batchsize} is over {security.BATCHSIZE_MAX}")
     if args.output_dirname and args.output_dirname.startswith("/"):
         raise ValueError("--output_dirname do not support abs path!")
+    if args.dump and args.output is None:
+        logger.error("when dump or profiler, miss output path, please check them!")
+        raise RuntimeError("miss output parameter!")
     if args.output is None and args.output_dirname is not None:
         logger.error("parameter --output_dirname cann't be used alone. Please use it together with the parameter --output!\n")
         raise RuntimeError("error bad parameters --output_dirname")
@@ -168,6 +175,65 @@ def stats(times, np):
     a = np.asarray(times, dtype=np.float64)
     return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()), "median": float(np.median(a)),
             f"percentile({SCALE}%)": float(np.percentile(a, SCALE)), "count": len(times)}
+
+
+class Dumper:
+    """ais_bench --dump (acl.json with dump_mode all, written into --output): every run's operator outputs
+    under <output>/dump/<timestamp>/<device>/<model name>/1/<run index>/, one file per operator named
+    <OpType>.<op name>.<task id>.<stream id>.<time in us> (the op name is the ONNX node's, with / . \\ and
+    space made _), raw bytes for the binary dump; with --dump_npy also converted, as msaccucmp does, into
+    <output>/dump/<timestamp>_npy/.../<that name>.output.<index>.<shape, e.g. 1x197x768>.npy. The tensors are the model's own,
+    computed node by node (locate.SegmentRunner; fp16 kept in fp16 between nodes with
+    STANDIN_AIS_BENCH_FP16_STORAGE=1). Inputs of operators are not written (the real dump has them too)."""
+
+    def __init__(self, onnx_bytes: bytes, output: str, model: str, device: int, npy: bool):
+        import tempfile
+
+        import onnx
+
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "scripts"))
+        from locate import SegmentRunner, activation_rows, tensor_types
+
+        graph = onnx.load_from_string(onnx_bytes)
+        types = tensor_types(graph)
+        self.rows = [r for r in activation_rows(graph) if types.get(r["tensor"], 1) in (1, 10, 11)]
+        self.file = tempfile.NamedTemporaryFile(suffix=".onnx")
+        self.file.write(onnx_bytes)
+        self.file.flush()
+        storage = os.environ.get("STANDIN_AIS_BENCH_FP16_STORAGE") == "1"
+        self.runner = SegmentRunner(self.file.name, [[r["tensor"] for r in self.rows]], 1, fp16_storage=storage)
+        self.root = os.path.join(output, "dump")
+        security.makedirs_safe(self.root, 0o750)
+        stamp = time.strftime("%Y%m%d%H%M%S")
+        self.name = os.path.basename(model).rsplit(".", 1)[0]
+        acl = {"dump": {"dump_path": self.root, "dump_mode": "all", "dump_list": [{"model_name": self.name}]}}
+        with security.open_for_write(os.path.join(output, "acl.json"), 0o600) as f:
+            f.write(json.dumps(acl, indent=4, sort_keys=True).encode())
+        self.bin = os.path.join(self.root, stamp, str(device), self.name, "1")
+        self.npy = os.path.join(self.root, stamp + "_npy", str(device), self.name, "1") if npy else None
+        self.index = 0
+
+    def run(self, feed):
+        import numpy as np
+
+        got = next(iter(self.runner.run(feed)))
+        folders = [os.path.join(self.bin, str(self.index))] + ([os.path.join(self.npy, str(self.index))] if self.npy else [])
+        for folder in folders:
+            security.makedirs_safe(folder, 0o750)
+        outputs: dict[str, list] = {}
+        for r in self.rows:
+            outputs.setdefault((r["op_type"], r["node"]), []).append(got[r["tensor"]])
+        for task, ((op_type, node), arrays) in enumerate(outputs.items()):
+            op = re.sub(r"[./\\ ]", "_", node)
+            name = f"{op_type}.{op}.{task}.0.{int(time.time() * 1e6)}"
+            with security.open_for_write(os.path.join(folders[0], name)) as f:
+                f.write(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays))
+            if self.npy:
+                for i, a in enumerate(arrays):
+                    shape = "x".join(map(str, a.shape))
+                    with security.open_for_write(os.path.join(folders[1], f"{name}.output.{i}.{shape}.npy")) as f:
+                        np.save(f, a)
+        self.index += 1
 
 
 class Fp16Storage:
@@ -258,8 +324,11 @@ def main(argv):
                 filled += load_bytes(group[-1], np)
             batches.append((group, np.frombuffer(filled, dtype=dtype).reshape(shape)))
 
+    dumper = Dumper(onnx_bytes, args.output, args.model, args.device, args.dump_npy) if args.dump else None
     for _ in range(args.warmup_count):
         session.run(None, {inp.name: batches[0][1]})
+        if dumper:
+            dumper.run({inp.name: batches[0][1]})
     logger.info(f"warm up {args.warmup_count} done")
 
     times, filesinfo = [], {}
@@ -268,6 +337,8 @@ def main(argv):
             start = time.perf_counter()
             outputs = session.run(None, {inp.name: batch})
             times.append((time.perf_counter() - start) * 1000.0)
+            if dumper:
+                dumper.run({inp.name: batch})
         if output_prefix is None:
             continue
         infiles = files or ["pure_infer_data"]
