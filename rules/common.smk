@@ -253,10 +253,10 @@ def infer_rules():
     a rule per target and shard, with named outputs (a pattern's outputs, all under `results/`, would
     make Snakemake scan every item's output for every file it looks up: a plan growing with items
     squared)."""
-    for tower in P.TOWERS:
+    for tower in TOWERS:
         if len(SHARDS[tower]) == 1:
             yield P.Target(tower=tower), SHARDS[tower][0]
-        elif tower in TOWERS:
+        else:
             for t in TARGETS:
                 if t.tower == tower:
                     for shard in SHARDS[tower]:
@@ -272,6 +272,16 @@ def target_qualifier(t):
         for c in P.COORDINATES
         if c != "tower" and len({getattr(x, c) for x in peers}) > 1
     ]
+
+
+def shard_inputs(arch, tower, shard):
+    """The model inputs of a shard's items. An image shard's are its preprocess rule's own output
+    files: from them Snakemake knows their rule, instead of searching its output index for every
+    file (and scanning the producing rule's outputs for it). Snakemake does that for unnamed inputs
+    only: the rules give these unnamed (scripts/common.py unnamed_inputs)."""
+    if tower == "image":
+        return getattr(rules, shard.rule("preprocess", *arch_qualifier(arch))).output
+    return [P.model_input(arch, tower, item) for item in shard.items]
 
 
 def of_job(t, value):

@@ -41,13 +41,18 @@ for t, shard in infer_rules():
                 "infer" if t.tower == "image" else "text_infer", *target_qualifier(t)
             )
         input:
-            manifest=t.manifest(1),
-            npy=of_job(
-                t,
-                lambda x, items=shard.items: [
-                    P.model_input(x.arch, x.tower, item) for item in items
-                ],
+            # unnamed: see shard_inputs
+            (
+                shard_inputs(t.arch, t.tower, shard)
+                if t.arch != "{arch}"
+                else of_job(
+                    t,
+                    lambda x, items=shard.items: [
+                        P.model_input(x.arch, x.tower, item) for item in items
+                    ],
+                )
             ),
+            manifest=t.manifest(1),
         output:
             [t.dst(item) for item in shard.items],
         log:

@@ -5,7 +5,7 @@ backend). The target's backend is the manifest's: a sharded rule has no wildcard
 from pathlib import Path
 
 import backends
-from common import log, read_json
+from common import log, read_json, unnamed_inputs
 
 
 def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, options: dict) -> None:
@@ -20,7 +20,7 @@ def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, o
 def main(smk) -> None:
     # ais_bench's records beside dst/ are named after params.record: one pair per shard
     options = {**smk.params.options, "record": smk.params.record}
-    run_infer(read_json(smk.input.manifest)["backend"], smk.input.manifest, list(smk.input.npy),
+    run_infer(read_json(smk.input.manifest)["backend"], smk.input.manifest, unnamed_inputs(smk.input),
               str(Path(smk.output[0]).parent), options)
 
 
