@@ -264,14 +264,17 @@ def infer_rules():
 
 
 def target_qualifier(t):
-    """A target in a sharded rule's name: its coordinates in which this run's targets of its tower
-    differ (none for one target: infer_3of8; infer_ascend_3of8 beside an onnxruntime target)."""
+    """A target in a sharded rule's name: the fewest of its coordinates that tell this run's targets
+    of its tower apart (none for one target: infer_3of8; infer_ascend_3of8 beside an onnxruntime
+    target; infer_ViT-B-16_ascend_3of8 in a matrix of architectures and backends)."""
+    from itertools import combinations
+
     peers = [x for x in TARGETS if x.tower == t.tower]
-    return [
-        getattr(t, c)
-        for c in P.COORDINATES
-        if c != "tower" and len({getattr(x, c) for x in peers}) > 1
-    ]
+    names = [c for c in P.COORDINATES if c != "tower"]
+    for n in range(len(names) + 1):
+        for chosen in combinations(names, n):
+            if len({tuple(getattr(x, c) for c in chosen) for x in peers}) == len(peers):
+                return [getattr(t, c) for c in chosen]
 
 
 def shard_inputs(arch, tower, shard):
