@@ -242,8 +242,8 @@ def npu(wildcards):
 
 def holds_npu(t):
     """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
-    -c8 never puts two of them on one device. ATC (compile) runs on the host CPU. (The cluster
-    profiles place these jobs by their `manifest` input, which lies in an ascend target's folder.)"""
+    -c8 never puts two of them on one device. ATC (compile) runs on the host CPU. The cluster
+    profiles place these jobs by their `manifest` input (in an ascend target's folder)."""
     return 1 if t.backend == "ascend" else 0
 
 
@@ -288,7 +288,7 @@ def shard_inputs(arch, tower, shard):
 
 
 def of_job(t, value):
-    """An input function of a rule of target t (a pattern or a concrete target): value() of the
+    """An input function for the rules of target t (a pattern or a concrete one): value() of the
     job's own target, t with the job's wildcards filled in."""
 
     def function(wildcards):

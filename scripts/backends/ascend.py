@@ -469,8 +469,9 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
     """ais_bench inference: dst_dir/<stem>_0.npy for every input (the user's own stem), ais_bench's summary
     as <record>_summary.json beside dst_dir (ais_bench's own layout), and <record>_names.json recording
     which safe name ais_bench saw for which input (record: options["record"], else dst_dir's name; a
-    shard's infer names its own, so shards of one target keep each other's records). ais_bench itself runs in a private scratch folder (see the
-    module docstring), so no user name, folder or umask reaches it."""
+    shard's infer names its own, so shards of one target keep each other's records). ais_bench itself
+    runs in a private scratch folder (see the module docstring), so no user name, folder or umask
+    reaches it."""
     paths = _check_inputs(npy_files)
     dst_dir = Path(dst_dir).resolve()
     record_name = options.get("record") or dst_dir.name
