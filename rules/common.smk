@@ -242,8 +242,8 @@ def npu(wildcards):
 
 def holds_npu(t):
     """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
-    -c8 never puts two of them on one device. ATC (compile) runs on the host CPU. The cluster
-    profiles place these jobs by their `manifest` input (in an ascend target's folder)."""
+    -c8 never puts two of them on one device. ATC (compile) runs on the host CPU. Cluster profiles
+    tell these jobs by their `manifest` input (in an ascend target's folder)."""
     return 1 if t.backend == "ascend" else 0
 
 
@@ -266,9 +266,12 @@ def infer_rules():
 def target_qualifier(t):
     """A target in a sharded rule's name: the fewest of its coordinates that tell this run's targets
     of its tower apart (none for one target: infer_3of8; infer_ascend_3of8 beside an onnxruntime
-    target; infer_ViT-B-16_ascend_3of8 in a matrix of architectures and backends)."""
+    target; infer_ViT-B-16_ascend_3of8 in a matrix of architectures and backends). None for a
+    pattern (while the items make one shard, `infer` serves every target)."""
     from itertools import combinations
 
+    if t not in TARGETS:
+        return []
     peers = [x for x in TARGETS if x.tower == t.tower]
     names = [c for c in P.COORDINATES if c != "tower"]
     for n in range(len(names) + 1):
