@@ -206,9 +206,12 @@ def compile_source(wildcards):
 
 
 def backend_options(wildcards):
+    return target_options(P.Target.of(wildcards))
+
+
+def target_options(t):
     """What a backend needs besides its inputs. Only the options of the target's own backend, so
     changing an ATC option recompiles the Ascend models and nothing else."""
-    t = P.Target.of(wildcards)
     options = {
         "threads": THREADS,
         "device": t.device,
@@ -234,9 +237,69 @@ def backend_options(wildcards):
 
 
 def npu(wildcards):
+    return holds_npu(P.Target.of(wildcards))
+
+
+def holds_npu(t):
     """Jobs that hold the NPU (infer, benchmark on ascend) take one; the profile caps the total, so
-    -c8 never puts two of them on one device. ATC (compile) runs on the host CPU."""
-    return 1 if wildcards.backend == "ascend" else 0
+    -c8 never puts two of them on one device. ATC (compile) runs on the host CPU. Cluster profiles
+    tell these jobs by their `manifest` input (in an ascend target's folder)."""
+    return 1 if t.backend == "ascend" else 0
+
+
+def infer_rules():
+    """(target, shard) of each infer rule. A tower whose items make one shard has one rule for every
+    target: a pattern (Target with only the tower named), as any other target step. Several shards:
+    a rule per target and shard, with named outputs (a pattern's outputs, all under `results/`, would
+    make Snakemake scan every item's output for every file it looks up: a plan growing with items
+    squared)."""
+    for tower in TOWERS:
+        if len(SHARDS[tower]) == 1:
+            yield P.Target(tower=tower), SHARDS[tower][0]
+        else:
+            for t in TARGETS:
+                if t.tower == tower:
+                    for shard in SHARDS[tower]:
+                        yield t, shard
+
+
+def target_qualifier(t):
+    """A target in a sharded rule's name: the fewest of its coordinates that tell this run's targets
+    of its tower apart (none for one target: infer_3of8; infer_ascend_3of8 beside an onnxruntime
+    target; infer_ViT-B-16_ascend_3of8 in a matrix of architectures and backends). None for a
+    pattern (while the items make one shard, `infer` serves every target)."""
+    from itertools import combinations
+
+    if t not in TARGETS:
+        return []
+    peers = [x for x in TARGETS if x.tower == t.tower]
+    names = [c for c in P.COORDINATES if c != "tower"]
+    for n in range(len(names) + 1):
+        for chosen in combinations(names, n):
+            if len({tuple(getattr(x, c) for c in chosen) for x in peers}) == len(peers):
+                return [getattr(t, c) for c in chosen]
+
+
+def shard_inputs(arch, tower, shard):
+    """The model inputs of a shard's items. An image shard's are its preprocess rule's own output
+    files: from them Snakemake knows their rule, instead of searching its output index for every
+    file (and scanning the producing rule's outputs for it). Snakemake does that for unnamed inputs
+    only: the rules give these unnamed (scripts/common.py unnamed_inputs)."""
+    if tower == "image":
+        return getattr(rules, shard.rule("preprocess", *arch_qualifier(arch))).output
+    return [P.model_input(arch, tower, item) for item in shard.items]
+
+
+def of_job(t, value):
+    """An input function for the rules of target t (a pattern or a concrete one): value() of the
+    job's own target, t with the job's wildcards filled in."""
+
+    def function(wildcards):
+        coordinates = t.coordinates()
+        coordinates.update((k, wildcards[k]) for k in wildcards.keys())
+        return value(P.Target.of(coordinates))
+
+    return function
 
 
 def zero_shot_inputs(wildcards):

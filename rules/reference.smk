@@ -13,8 +13,9 @@ for arch in RUN_ARCHS:
                         *arch_qualifier(arch),
                     )
                 input:
+                    # unnamed: see shard_inputs
+                    shard_inputs(arch, tower, shard),
                     unpack(reference_model(arch, tower)),
-                    npy=[P.model_input(arch, tower, item) for item in shard.items],
                 output:
                     [P.reference(arch, tower, "{stage}", item) for item in shard.items],
                 log:

@@ -39,8 +39,15 @@ COSTS = {
     "compile": [
         t.cost(f"compile_bs{bs}") for t in TARGETS for bs in TOWER_BATCH_SIZES[t.tower]
     ],
-    "infer": [t.cost("infer") for t in TARGETS if t.tower == "image"],
-    "text_infer": [t.cost("infer") for t in TARGETS if t.tower == "text"],
+    **{
+        ("infer" if tw == "image" else "text_infer"): [
+            t.cost(shard.rule("infer"))
+            for t in TARGETS
+            if t.tower == tw
+            for shard in SHARDS[tw]
+        ]
+        for tw in TOWERS
+    },
     "benchmark": [
         t.cost(f"benchmark_bs{bs}")
         for t in TARGETS

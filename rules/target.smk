@@ -26,40 +26,57 @@ rule compile:
         "../scripts/compile.py"
 
 
-# The outputs are every item's dst file (a file each, so one can be asked for); the two towers run on
-# different items, so the text tower's infer is this rule with its own list. One job per target, not
-# per shard: the cluster profiles place NPU jobs by this rule's name (set-resources: infer), which a
-# rule per shard would not have.
-rule infer:
-    input:
-        manifest=T.manifest(1),
-        npy=model_inputs,
-    output:
-        [T.dst(stem) for stem in STEMS],
-    log:
-        T.log("infer"),
-    benchmark:
-        T.cost("infer")
-    wildcard_constraints:
-        tower="image",
-    conda:
-        "../envs/cnclip.yaml"
-    threads: P.physical_cores()
-    resources:
-        mem_mb=lambda wc: R.mem_mb(wc.arch, "infer"),
-        runtime=lambda wc: R.runtime_min(wc.arch, "infer", scale=len(STEMS) / 6),
-        npu=npu,
-    params:
-        options=backend_options,
-    script:
-        "../scripts/infer.py"
+# infer: the compiled batch-1 model over a tower's items, into each item's dst file (a file each, so
+# one can be asked for). One rule per shard of items (rules/common.smk infer_rules): `infer`
+# (`text_infer` for the text tower, whose items are the labels), a pattern over every target, while
+# the items make one shard; with several, one rule per target and shard with named outputs
+# (infer_3of8; the coordinates that tell this run's targets apart in a matrix: infer_ascend_3of8),
+# logged as infer_3of8 in the target's folder. The cluster profiles place the jobs that hold the NPU
+# by their `manifest` input (an ascend target's), not by rule name.
+for t, shard in infer_rules():
 
-
-use rule infer as text_infer with:
-    output:
-        [T.dst(label) for label in LABELS],
-    wildcard_constraints:
-        tower="text",
+    rule:
+        name:
+            shard.rule(
+                "infer" if t.tower == "image" else "text_infer", *target_qualifier(t)
+            )
+        input:
+            # unnamed: see shard_inputs
+            (
+                shard_inputs(t.arch, t.tower, shard)
+                if t.arch != "{arch}"
+                else of_job(
+                    t,
+                    lambda x, items=shard.items: [
+                        P.model_input(x.arch, x.tower, item) for item in items
+                    ],
+                )
+            ),
+            manifest=t.manifest(1),
+        output:
+            [t.dst(item) for item in shard.items],
+        log:
+            t.log(shard.rule("infer")),
+        benchmark:
+            t.cost(shard.rule("infer"))
+        conda:
+            "../envs/cnclip.yaml"
+        threads: P.physical_cores()
+        resources:
+            mem_mb=of_job(t, lambda x: R.mem_mb(x.arch, "infer")),
+            runtime=of_job(
+                t,
+                lambda x, n=len(shard.items): R.runtime_min(
+                    x.arch, "infer", scale=n / 6
+                ),
+            ),
+            npu=of_job(t, holds_npu),
+        params:
+            options=of_job(t, target_options),
+            # ais_bench's records beside dst/ (ascend): one pair per shard
+            record="dst" if shard.count == 1 else f"dst_{shard.label}",
+        script:
+            "../scripts/infer.py"
 
 
 rule benchmark:

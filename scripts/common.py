@@ -55,6 +55,15 @@ def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def unnamed_inputs(files) -> list[str]:
+    """A job's input files that have no name (a shard's model inputs: rules/common.smk shard_inputs)."""
+    named = set()
+    for key in files.keys():
+        value = files[key]
+        named.update([value] if isinstance(value, str) else value)
+    return [str(f) for f in files if f not in named]
+
+
 def remove_stale_scratch(parent: str | os.PathLike, prefix: str) -> None:
     """Remove scratch folders `prefix*` in `parent` left by a killed earlier run of the same job.
     Prefixes are per job (e.g. per batch size), so a concurrent job's scratch is never touched."""

@@ -1,10 +1,11 @@
-"""infer: the compiled batch-1 model over every npy input, into dst/{stem}_0.npy (ais_bench's
-layout, so similarity is one code path for every backend)."""
+"""infer: the compiled batch-1 model over a shard's npy inputs (every input while they make one
+shard), into dst/{stem}_0.npy (ais_bench's layout, so similarity is one code path for every
+backend). The target's backend is the manifest's: a sharded rule has no wildcards."""
 
 from pathlib import Path
 
 import backends
-from common import log, read_json
+from common import log, read_json, unnamed_inputs
 
 
 def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, options: dict) -> None:
@@ -17,8 +18,10 @@ def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, o
 
 
 def main(smk) -> None:
-    run_infer(smk.wildcards.backend, smk.input.manifest, list(smk.input.npy),
-              str(Path(smk.output[0]).parent), dict(smk.params.options))
+    # ais_bench's records beside dst/ are named after params.record: one pair per shard
+    options = {**smk.params.options, "record": smk.params.record}
+    run_infer(read_json(smk.input.manifest)["backend"], smk.input.manifest, unnamed_inputs(smk.input),
+              str(Path(smk.output[0]).parent), options)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import log
+from common import log, unnamed_inputs
 from preprocess import write_npy
 
 
@@ -44,7 +44,7 @@ def write_references(stage: str, arch: str, tower: str, model_file: str, inputs:
 
 def main(smk) -> None:
     stage, p = smk.wildcards.stage, smk.params
-    write_references(stage, p.arch, p.tower, smk.input.model, list(smk.input.npy), list(smk.output))
+    write_references(stage, p.arch, p.tower, smk.input.model, unnamed_inputs(smk.input), list(smk.output))
     log.info("%s %s: %d items -> %s", stage, p.tower, len(smk.output), Path(smk.output[0]).parent)
 
 

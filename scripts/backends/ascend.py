@@ -467,11 +467,14 @@ def _write_atomically(src: Path, dst: Path) -> None:
 def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir: str | os.PathLike,
           options: dict) -> None:
     """ais_bench inference: dst_dir/<stem>_0.npy for every input (the user's own stem), ais_bench's summary
-    as <dst_dir>_summary.json beside dst_dir (ais_bench's own layout), and <dst_dir>_names.json recording
-    which safe name ais_bench saw for which input. ais_bench itself runs in a private scratch folder (see the
-    module docstring), so no user name, folder or umask reaches it."""
+    as <record>_summary.json beside dst_dir (ais_bench's own layout), and <record>_names.json recording
+    which safe name ais_bench saw for which input (record: options["record"], else dst_dir's name; a
+    shard's infer names its own, so shards of one target keep each other's records). ais_bench itself
+    runs in a private scratch folder (see the module docstring), so no user name, folder or umask
+    reaches it."""
     paths = _check_inputs(npy_files)
     dst_dir = Path(dst_dir).resolve()
+    record_name = options.get("record") or dst_dir.name
     dst_dir.mkdir(parents=True, exist_ok=True)
     for f in dst_dir.glob("*_0.npy"):  # a stale output must never pass for a fresh one
         if f.name[:-len("_0.npy")] in {p.stem for p in paths}:
@@ -497,15 +500,15 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
                 _write_atomically(result, dst_dir / f"{src.stem}_{index}.npy")
         summary = out / "dst_summary.json"
         if summary.is_file():
-            _write_atomically(summary, dst_dir.parent / f"{dst_dir.name}_summary.json")
+            _write_atomically(summary, dst_dir.parent / f"{record_name}_summary.json")
         else:
             log.warning("ais_bench wrote no %s", summary.name)
     record = {"note": "ais_bench ran on copies with safe names (its path rules allow only A-Z a-z 0-9 _ - / .); "
                       "its output <safe name>_<i>.npy was written here as <stem>_<i>.npy",
               "inputs": {name: {"stem": src.stem, "source": str(src)} for name, src in names.items()}}
-    tmp = dst_dir.parent / f".{dst_dir.name}_names.json.partial"
+    tmp = dst_dir.parent / f".{record_name}_names.json.partial"
     tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, dst_dir.parent / f"{dst_dir.name}_names.json")
+    os.replace(tmp, dst_dir.parent / f"{record_name}_names.json")
     log.info("ais_bench wrote %d outputs into %s", len(names), dst_dir)
 
 

@@ -1,6 +1,6 @@
-"""Shards (issue 16): preprocess and reference work a shard of images per job; an image's shard
-depends on its name only, so adding an image reruns its own shard's jobs and the per-target aggregates,
-and the plan grows with shards, not images."""
+"""Shards (issue 16): preprocess, reference and infer work a shard of images per job (infer per target);
+an image's shard depends on its name only, so adding an image reruns its own shard's jobs and the
+per-target aggregates, and the plan grows with shards, not images."""
 import os
 import shutil
 from pathlib import Path
@@ -44,6 +44,9 @@ def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
     stems = sorted(Path(n).stem for n in SAMPLES[:3])
     shards = P.shards(stems, 2)
     assert len(shards) == 2 and shards[0].count == 2, "three images, two per shard: two shards"
+    plan = wf.plan("report")
+    assert {r: n for r, n in plan.items() if r.startswith("infer")} == {"infer_1of2": 1, "infer_2of2": 1}, \
+        "a rule (and job) per shard, named as the other sharded steps"
     wf.run("report")
     r = wf.report()
     assert r["verdict"] == "PASS"
@@ -56,12 +59,14 @@ def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
         for stage in P.STAGES:
             assert (wf.root / P.reference(E2E_ARCH, "image", stage, stem)).is_file()
     costs = {row["rule"]: row["jobs"] for row in r["workflow"]["rules"]}
-    assert (costs["preprocess"], costs["reference"], costs["infer"]) == (2, 3 * 2, 1), "a job per shard (and stage)"
+    assert (costs["preprocess"], costs["reference"], costs["infer"]) == (2, 3 * 2, 2), "a job per shard (and stage)"
 
     new = Path(SAMPLES[3]).stem
     home = next(s for s in P.shards(stems + [new], 2) if new in s.items)
     shutil.copyfile(sample_image_source(SAMPLES[3]), images / SAMPLES[3])
+    # one image's output asked for by name: its shard's rules, nothing else
+    assert wf.plan(E2E_TARGET.dst(new)) == {home.rule("preprocess"): 1, home.rule("infer"): 1}
     plan = wf.plan("report")
     plan.pop("all", None)
-    assert plan == {home.rule("preprocess"): 1, home.rule("reference"): 3, "infer": 1,
+    assert plan == {home.rule("preprocess"): 1, home.rule("reference"): 3, home.rule("infer"): 1,
                     "similarity": 1, "benchmark": 1, "report": 1}

@@ -114,6 +114,22 @@ def test_the_model_given_to_ais_bench_is_never_the_users_group_writable_file(tin
     assert len(list((tmp_path / "t" / "dst").glob("*_0.npy"))) == 3
 
 
+def test_shards_of_one_target_keep_each_others_outputs_and_records(tiny_onnx, tmp_path, standins):
+    """A sharded run's infer jobs write one target's dst/ in turn: each shard names its own ais_bench records
+    (options["record"], as scripts/infer.py passes params.record) and leaves the other shard's outputs."""
+    om = ascend.compile(tiny_onnx["fp16"], tmp_path / "t" / "model_bs1", 1, 16, OPTIONS)[0]
+    dst = tmp_path / "t" / "dst"
+    first, second = tiny_onnx["npy"][:2], tiny_onnx["npy"][2:]
+    ascend.infer(om, first, dst, {**OPTIONS, "record": "dst_shard1of2"})
+    ascend.infer(om, second, dst, {**OPTIONS, "record": "dst_shard2of2"})
+    assert sorted(p.name for p in dst.iterdir()) == sorted(f"{Path(f).stem}_0.npy" for f in tiny_onnx["npy"])
+    for record, files in (("dst_shard1of2", first), ("dst_shard2of2", second)):
+        names = json.loads((tmp_path / "t" / f"{record}_names.json").read_text())
+        assert sorted(v["source"] for v in names["inputs"].values()) == sorted(str(Path(f).resolve()) for f in files)
+        assert (tmp_path / "t" / f"{record}_summary.json").is_file()
+    assert not (tmp_path / "t" / "dst_names.json").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # the stand-in enforces the rules (so the tests above can fail)
 # ---------------------------------------------------------------------------------------------
