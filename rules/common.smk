@@ -153,6 +153,17 @@ def model_inputs(wildcards):
     return [P.model_input(wildcards.arch, tower, item) for item in ITEMS[tower]]
 
 
+def first_shard_inputs(wildcards):
+    """The inputs of a target's tower that a job needs only a sample of: the first shard's. A benchmark
+    rotates through real batches of them, locate compares its first few (every image of a large set
+    would cost memory and plan time for nothing, and adding an image to another shard reruns neither).
+    """
+    tower = tower_of(wildcards)
+    return [
+        P.model_input(wildcards.arch, tower, item) for item in SHARDS[tower][0].items
+    ]
+
+
 def references(stage):
     def files(wildcards):
         return [
@@ -330,7 +341,7 @@ def locate_inputs(wildcards):
         "fp32": P.onnx(t.arch, t.tower, "fp32"),
         "data": P.onnx_data(t.arch, t.tower),
     }
-    files["npy"] = model_inputs(wildcards)
+    files["npy"] = first_shard_inputs(wildcards)
     if locates_npu_dump(wildcards):
         files["manifest"] = t.manifest(1)
     if source_stage(t) == "fp16":
@@ -355,12 +366,9 @@ def repair_step_inputs(wildcards):
     """
     t = P.Target.of(wildcards)
     step = int(wildcards.step)
-    files = {
-        k: v
-        for k, v in locate_inputs(wildcards).items()
-        if k in ("fp32", "data", "npy")
-    }
+    files = {k: v for k, v in locate_inputs(wildcards).items() if k in ("fp32", "data")}
     files.update(
+        npy=model_inputs(wildcards),  # verified on every input, not locate's sample
         csv=t.locate("csv"),
         json=t.locate("json"),
         reference=[

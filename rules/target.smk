@@ -83,7 +83,7 @@ rule benchmark:
     input:
         manifest=T.manifest(),
         ckpt=checkpoint_file,
-        npy=model_inputs,
+        npy=first_shard_inputs,
     output:
         T.benchmark(),
     log:

@@ -68,5 +68,7 @@ def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
     assert wf.plan(E2E_TARGET.dst(new)) == {home.rule("preprocess"): 1, home.rule("infer"): 1}
     plan = wf.plan("report")
     plan.pop("all", None)
+    # the benchmark times the first shard's inputs: it reruns only when the new image joins that shard
+    timed = new in P.shards(stems + [new], 2)[0].items
     assert plan == {home.rule("preprocess"): 1, home.rule("reference"): 3, home.rule("infer"): 1,
-                    "similarity": 1, "benchmark": 1, "report": 1}
+                    "similarity": 1, **({"benchmark": 1} if timed else {}), "report": 1}
