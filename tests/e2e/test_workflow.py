@@ -199,8 +199,9 @@ def test_precisions_are_targets_side_by_side_and_a_list_change_builds_only_new_p
 
 
 def test_locate_compares_every_tensor_of_a_target_on_demand(e2e_workflow):
-    """`snakemake <target>/locate/locate.json` for a target never built (fp16): only the locate job runs,
-    and the ordinary synthetic checkpoint shows no jump."""
+    """`snakemake <target>/locate/locate.json --config locate=all` for the fp16 target (built by the test
+    above, whose locate job only recorded that its gates were met): only the locate job runs, now
+    localising, and the ordinary synthetic checkpoint shows no jump."""
     import csv
     import json
 
@@ -208,9 +209,11 @@ def test_locate_compares_every_tensor_of_a_target_on_demand(e2e_workflow):
 
     fp16 = P.Target(E2E_ARCH, "image", "onnxruntime", "cpu", "fp16")
     out = f"{fp16.dir}/locate/locate.json"
-    assert e2e_workflow.plan(out) == {"locate": 1}
-    e2e_workflow.run(out)
+    assert json.loads((e2e_workflow.root / out).read_text())["located"] is False, "its gates were met"
+    assert e2e_workflow.plan(out, config={"locate": "all"}) == {"locate": 1}
+    e2e_workflow.run(out, config={"locate": "all"})
     summary = json.loads((e2e_workflow.root / out).read_text())
+    assert summary["located"] is True
     assert summary["first_jump"] is None and summary["final"]["cosine_min"] > 0.9999
     rows = list(csv.DictReader((e2e_workflow.root / fp16.dir / "locate" / "locate.csv").open()))
     assert len(rows) > 100 and rows[-1]["tensor"] == "unnorm_image_features"
