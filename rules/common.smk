@@ -386,12 +386,11 @@ def repair_step_inputs(wildcards):
 
 
 def repair_final_inputs(wildcards):
-    """The repair chain's first record and model (the target before: timed against the repaired one) and
-    its last step's record and model."""
+    """The repair chain's first model (the target before: timed against the repaired one) and its last
+    step's record (which holds the whole chain's) and model."""
     t = P.Target.of(wildcards)
     last = config["repair_max_steps"]
     return {
-        "first_json": t.repair_step(0, "json"),
         "first_model": t.repair_step(0, "onnx"),
         "json": t.repair_step(last, "json"),
         "model": t.repair_step(last, "onnx"),

@@ -371,12 +371,13 @@ def link_model(src: str | Path, dst: str | Path, copy: bool = False) -> None:
         if a.resolve() == b.resolve():
             continue
         b.unlink(missing_ok=True)
-        try:
-            if copy:
-                raise OSError("a copy was asked for")
-            os.link(a, b)
-        except OSError:
-            shutil.copyfile(a, b)
+        if not copy:
+            try:
+                os.link(a, b)
+                continue
+            except OSError:  # another file system, or links not allowed
+                pass
+        shutil.copyfile(a, b)
 
 
 def _inputs(npy: list[str], reference: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -440,16 +441,17 @@ def run_step(step: int, fp32: str, csv_path: str, locate_json: str, npy: list[st
         else:
             steps = candidate_steps(read_csv(csv_path), read_json(locate_json), mode, precision)
             record = take_step(record, step, steps, build, check, out_model)
-            if step > len(steps) or not record["steps"] or record["steps"][-1]["step"] != step:
+            if record["model"] != str(out_model):  # no candidate left: the step built nothing
                 link_model(prev_model, out_model)
     write_json(out_json, record)
     return record
 
 
-def finish(first_json: str, last_json: str, last_model: str, npy: list[str], out_json: str, out_model: str,
+def finish(last_json: str, last_model: str, npy: list[str], out_json: str, out_model: str,
            keep_dtype: str | None = None, threads: int = 1, speed_runs: int = 5) -> dict:
     """The repair rule: the chain's last record to `out_json` (before, after, kept nodes or op types, the
-    steps taken, and the speed before and after when steps were taken), its model (the repaired one, or
+    steps taken, and the speed before and after when steps were taken: the record names step 0's model,
+    which the rule keeps as an input so that temp() leaves it until then), its model (the repaired one, or
     when nothing needed repair or nothing passed the last one verified) to `out_model`, and for Ascend
     ATC's --keep_dtype file to `keep_dtype`."""
     from backends.base import model_inputs
@@ -457,7 +459,7 @@ def finish(first_json: str, last_json: str, last_model: str, npy: list[str], out
     from locate import load_inputs
 
     record = read_json(last_json)
-    before = read_json(first_json)["before"]
+    before = record["before"]
     record.pop("done", None)
     record["repaired"] = bool(record["steps"]) and record["passed"]
     link_model(last_model, out_model)
@@ -487,8 +489,7 @@ def run(fp32: str, data: str | None, csv_path: str, locate_json: str, npy: list[
         prev = files[n - 1] if n else (None, None)
         run_step(n, fp32, csv_path, locate_json, npy, reference, precision, gate, str(j), str(m),
                  *(str(f) if f else None for f in prev), target, mode, threads)
-    result = finish(str(files[0][0]), str(files[-1][0]), str(files[-1][1]), npy, out_json, out_model, keep_dtype,
-                    threads, speed_runs)
+    result = finish(str(files[-1][0]), str(files[-1][1]), npy, out_json, out_model, keep_dtype, threads, speed_runs)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
 
@@ -499,7 +500,7 @@ def main(smk) -> None:
     target's model as deployed today), prev_json and prev_model (step > 0); output: json, model; params:
     step, precision (fp16, int8, int8_dynamic, ascend), gate, mode (nodes|op_types), threads, options (the
     backend's: int8 rebuilds quantise as it does).
-    repair - input: first_json and first_model, json and model (the chain's first and last steps), npy; output: json,
+    repair - input: first_model, json and model (the chain's first model and its last step), npy; output: json,
     model, keep_dtype (Ascend: ATC's file); params: threads."""
     p, inp, out = smk.params, smk.input, smk.output
     if "step" in p.keys():
@@ -512,7 +513,7 @@ def main(smk) -> None:
                  p.gate, out.json, out.model, inp.get("prev_json"), inp.get("prev_model"), inp.get("target"),
                  p.get("mode", "nodes"), int(p.get("threads", 1)), reduce_range)
     else:
-        finish(inp.first_json, inp.json, inp.model, list(inp.npy), out.json, out.model, out.get("keep_dtype"),
+        finish(inp.json, inp.model, list(inp.npy), out.json, out.model, out.get("keep_dtype"),
                int(p.get("threads", 1)))
 
 

@@ -360,7 +360,7 @@ def test_each_repair_step_is_its_own_job_and_steps_after_the_pass_only_pass_it_o
     assert r2 == r1 and r3 == r1 and ino1 == ino2 == ino3  # the model is linked on, not rebuilt
     # the final rule: the last step's model and record, the speed before and after, ATC's file
     out = tmp_path / "repair"
-    rec = R.finish(str(tmp_path / "steps" / "step0.json"), str(tmp_path / "steps" / "step3.json"),
+    rec = R.finish(str(tmp_path / "steps" / "step3.json"),
                    str(tmp_path / "steps" / "step3" / "model.onnx"), files["npy"], str(out / "repair.json"),
                    str(out / "model.onnx"), str(out / "keep_dtype.cfg"), speed_runs=1)
     assert rec["repaired"] and "done" not in rec and rec["speed"]["after_ms"]["runs"] == 1
