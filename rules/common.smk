@@ -164,19 +164,22 @@ def first_shard_inputs(wildcards):
     ]
 
 
-def references(stage):
+def features(stage):
+    """Input function: one stage's features of a target's tower, a stacked file per shard (the target's
+    own for `offline`, else the reference's): a consumer of every item looks up a file per shard, not
+    one per item (the plan at 10,000 images). Each is written by the job that writes the per-item files.
+    """
+
     def files(wildcards):
+        t = P.Target.of(wildcards)
+        if stage == "offline":
+            return [t.features(shard.label) for shard in SHARDS[t.tower]]
         return [
-            P.reference(wildcards.arch, wildcards.tower, stage, item)
-            for item in ITEMS[wildcards.tower]
+            P.reference_features(t.arch, t.tower, stage, shard.label)
+            for shard in SHARDS[t.tower]
         ]
 
     return files
-
-
-def offline_outputs(wildcards):
-    t = P.Target.of(wildcards)
-    return [t.dst(item) for item in ITEMS[t.tower]]
 
 
 def reference_model(arch, tower):
@@ -314,7 +317,7 @@ def of_job(t, value):
 
 
 def zero_shot_inputs(wildcards):
-    """Both towers' torch_fp32, onnx_fp16 and deployed features of one deployment."""
+    """Both towers' torch_fp32, onnx_fp16 and deployed features of one deployment (shard files)."""
     image = P.Target(
         wildcards.arch,
         "image",
@@ -324,11 +327,9 @@ def zero_shot_inputs(wildcards):
     )
     files = {}
     for tower, target in (("image", image), ("text", image.twin("text"))):
-        for stage in ("torch_fp32", "onnx_fp16"):
-            files[f"{tower}_{stage}"] = [
-                P.reference(image.arch, tower, stage, i) for i in ITEMS[tower]
-            ]
-        files[f"{tower}_offline"] = [target.dst(i) for i in ITEMS[tower]]
+        coordinates = target.coordinates()
+        for stage in ("torch_fp32", "onnx_fp16", "offline"):
+            files[f"{tower}_{stage}"] = features(stage)(coordinates)
     return files
 
 

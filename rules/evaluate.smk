@@ -5,10 +5,10 @@
 
 rule similarity:
     input:
-        offline=offline_outputs,
-        torch_fp32=references("torch_fp32"),
-        onnx_fp32=references("onnx_fp32"),
-        onnx_fp16=references("onnx_fp16"),
+        offline=features("offline"),
+        torch_fp32=features("torch_fp32"),
+        onnx_fp32=features("onnx_fp32"),
+        onnx_fp16=features("onnx_fp16"),
     output:
         T.similarity(),
     log:

@@ -17,7 +17,13 @@ for arch in RUN_ARCHS:
                     shard_inputs(arch, tower, shard),
                     unpack(reference_model(arch, tower)),
                 output:
-                    [P.reference(arch, tower, "{stage}", item) for item in shard.items],
+                    # first: Snakemake finds a file's rule by trying the rule's outputs in order, and
+                    # similarity looks this one up
+                    features=P.reference_features(arch, tower, "{stage}", shard.label),
+                    per_item=[
+                        P.reference(arch, tower, "{stage}", item)
+                        for item in shard.items
+                    ],
                 log:
                     P.log(P.reference(arch, tower, "{stage}", shard.label)),
                 benchmark:

@@ -12,7 +12,9 @@ ONNX = [
     for f in (P.onnx(a, tower, "fp32"), P.onnx_data(a, tower), P.onnx(a, tower, "fp16"))
 ]
 
-# Snakemake's benchmark: record (wall time, peak RSS) of every job the report stands on, by rule.
+# Snakemake's benchmark: record (wall time, peak RSS) of every job the report stands on, by rule. Read by
+# path (params), not as inputs: every such job is upstream of the report's inputs anyway, and looking up
+# a record's job scans that job's outputs first, one per item (at 10,000 images, most of the plan).
 COSTS = {
     "synthetic_checkpoint": (
         [
@@ -73,7 +75,6 @@ rule report:
         ],
         zero_shot=[t["zero_shot"] for t in REPORT_TARGETS if t["zero_shot"]],
         located=LOCATED,
-        costs=[f for files in COSTS.values() for f in files],
     output:
         md=report(REPORT["md"], caption="../report/report_md.rst", category="Summary"),
         html=report(

@@ -54,7 +54,10 @@ for t, shard in infer_rules():
             ),
             manifest=t.manifest(1),
         output:
-            [t.dst(item) for item in shard.items],
+            # first: Snakemake finds a file's rule by trying the rule's outputs in order, and
+            # similarity looks this one up
+            features=t.features(shard.label),
+            dst=[t.dst(item) for item in shard.items],
         log:
             t.log(shard.rule("infer")),
         benchmark:

@@ -64,6 +64,35 @@ def unnamed_inputs(files) -> list[str]:
     return [str(f) for f in files if f not in named]
 
 
+def write_features(path: str | os.PathLike, items: list[str], rows: list) -> None:
+    """One shard's features by one stage in one file: `items` (names) and `features` (a row per item, in
+    that order). Similarity and zero-shot read these instead of a file per item, so their plan looks up
+    a file per shard, not per item (the per-item files stay, for users and ais_bench's layout)."""
+    import numpy as np
+
+    if len(items) != len(rows):
+        raise ValueError(f"{path}: {len(items)} items but {len(rows)} feature rows")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # a file object: np.savez would add .npz to a name without it
+        np.savez(f, items=np.array(items, dtype=str), features=np.stack([np.ravel(r) for r in rows]))
+
+
+def read_features(paths) -> dict:
+    """{item: features row} of one stage's shard files (write_features), in the files' order; an item
+    found twice is an error (two shards claiming one item)."""
+    import numpy as np
+
+    out = {}
+    for path in paths:
+        with np.load(path, allow_pickle=False) as data:
+            for item, row in zip(data["items"].tolist(), data["features"], strict=True):
+                if item in out:
+                    raise ValueError(f"{path}: item '{item}' is in another shard's features too")
+                out[item] = row
+    return out
+
+
 def remove_stale_scratch(parent: str | os.PathLike, prefix: str) -> None:
     """Remove scratch folders `prefix*` in `parent` left by a killed earlier run of the same job.
     Prefixes are per job (e.g. per batch size), so a concurrent job's scratch is never touched."""

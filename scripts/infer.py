@@ -4,24 +4,34 @@ backend). The target's backend is the manifest's: a sharded rule has no wildcard
 
 from pathlib import Path
 
+import numpy as np
+
 import backends
 from common import log, read_json, unnamed_inputs
 
 
-def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, options: dict) -> None:
+def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, options: dict,
+              features_file: str | None = None) -> None:
+    """The backend's outputs to dst_dir/{stem}_0.npy, and all of them to `features_file` (the shard's
+    stack, what similarity reads)."""
+    from common import write_features
+
     model = read_json(manifest)["model"]
     log.info("%s: %s over %d inputs -> %s", backend, model, len(npy_files), dst_dir)
     backends.get(backend).infer(model, npy_files, dst_dir, options)
-    missing = [f for f in npy_files if not (Path(dst_dir) / f"{Path(f).stem}_0.npy").exists()]
+    outputs = {f: Path(dst_dir) / f"{Path(f).stem}_0.npy" for f in npy_files}
+    missing = [f for f, out in outputs.items() if not out.exists()]
     if missing:
         raise RuntimeError(f"{backend} wrote no output for {len(missing)} inputs, e.g. {missing[0]}")
+    if features_file:
+        write_features(features_file, [Path(f).stem for f in npy_files], [np.load(out) for out in outputs.values()])
 
 
 def main(smk) -> None:
     # ais_bench's records beside dst/ are named after params.record: one pair per shard
     options = {**smk.params.options, "record": smk.params.record}
     run_infer(read_json(smk.input.manifest)["backend"], smk.input.manifest, unnamed_inputs(smk.input),
-              str(Path(smk.output[0]).parent), options)
+              str(Path(smk.output.dst[0]).parent), options, smk.output.features)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -142,6 +142,13 @@ def reference(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage
     return f"results/{arch}/reference/{tower}/{item}.{stage}.npy"
 
 
+def reference_features(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage}",
+                       label: str = "{label}") -> str:
+    """A shard's features by one stage, stacked in one file (scripts/common.py write_features) by the job
+    that writes the shard's per-item files: what similarity and zero_shot read, a file per shard."""
+    return f"results/{arch}/reference/{tower}/shards/{label}.{stage}.npz"
+
+
 # --------------------------------------------------------------------------------------------
 # Shards: the per-item jobs (preprocess, reference) each take a shard of items, so a job
 # starts Python and loads its model once per shard, not once per image.
@@ -243,6 +250,10 @@ class Target:
 
     def dst(self, item: str = "{item}") -> str:
         return f"{self.dir}/dst/{item}_0.npy"
+
+    def features(self, label: str = "{label}") -> str:
+        """A shard's outputs (its dst files) stacked in one file, written by the shard's infer job."""
+        return f"{self.dir}/features/{label}.npz"
 
     def similarity(self) -> str:
         return f"{self.dir}/similarity.json"

@@ -31,21 +31,28 @@ def reference_runner(stage: str, arch: str, tower: str, model_file: str):
     return lambda inputs: sess.run([out.name], {inp.name: inputs})[0].astype(np.float32, copy=False)
 
 
-def write_references(stage: str, arch: str, tower: str, model_file: str, inputs: list[str], outputs: list[str]) -> None:
-    """Each input's features to its output (same order), by one stage whose model is loaded once."""
-    from common import Progress
+def write_references(stage: str, arch: str, tower: str, model_file: str, inputs: list[str], outputs: list[str],
+                     features_file: str | None = None) -> None:
+    """Each input's features to its output (same order), by one stage whose model is loaded once; all of
+    them also to `features_file` (the shard's stack, named by the inputs' stems)."""
+    from common import Progress, write_features
 
     features = reference_runner(stage, arch, tower, model_file)
     progress = Progress(f"reference {stage} {tower}", len(inputs))
+    rows = []
     for npy, out in zip(inputs, outputs, strict=True):
-        write_npy(features(np.load(npy)), out)
+        rows.append(features(np.load(npy)))
+        write_npy(rows[-1], out)
         progress.step()
+    if features_file:
+        write_features(features_file, [Path(f).stem for f in inputs], rows)
 
 
 def main(smk) -> None:
     stage, p = smk.wildcards.stage, smk.params
-    write_references(stage, p.arch, p.tower, smk.input.model, unnamed_inputs(smk.input), list(smk.output))
-    log.info("%s %s: %d items -> %s", stage, p.tower, len(smk.output), Path(smk.output[0]).parent)
+    write_references(stage, p.arch, p.tower, smk.input.model, unnamed_inputs(smk.input), list(smk.output.per_item),
+                     smk.output.features)
+    log.info("%s %s: %d items -> %s", stage, p.tower, len(smk.output.per_item), Path(smk.output.per_item[0]).parent)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

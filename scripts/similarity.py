@@ -31,7 +31,13 @@ def by_stem(files: list[str | Path], suffix: str = "") -> dict[str, Path]:
     return out
 
 
-def compare(a: dict[str, Path], b: dict[str, Path], name_a: str, name_b: str) -> dict:
+def load(files: dict[str, Path]) -> dict[str, np.ndarray]:
+    """{item: features} of per-item files (by_stem); shard files are read by common.read_features."""
+    return {item: np.load(f) for item, f in files.items()}
+
+
+def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], name_a: str, name_b: str) -> dict:
+    """Per-item cosine, max abs and relative error of two stages' features ({item: row}), paired by item."""
     if set(a) != set(b):
         only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
         raise ValueError(f"{name_a} and {name_b} cover different images: only in {name_a}: {only_a}; "
@@ -40,10 +46,10 @@ def compare(a: dict[str, Path], b: dict[str, Path], name_a: str, name_b: str) ->
         raise ValueError(f"no outputs to compare for {name_a} vs {name_b}")
     per_image, max_abs, rel = {}, {}, {}
     for stem in sorted(a):
-        x = np.load(a[stem]).astype(np.float64).ravel()
-        y = np.load(b[stem]).astype(np.float64).ravel()
+        x = np.asarray(a[stem], dtype=np.float64).ravel()
+        y = np.asarray(b[stem], dtype=np.float64).ravel()
         if x.shape != y.shape:
-            raise ValueError(f"{a[stem]} has {x.size} values, {b[stem]} has {y.size}")
+            raise ValueError(f"'{stem}': {name_a} has {x.size} values, {name_b} has {y.size}")
         denom = np.linalg.norm(x) * np.linalg.norm(y)
         per_image[stem] = float(x @ y / denom) if denom > 0 else 0.0
         max_abs[stem] = float(np.abs(x - y).max())
@@ -60,15 +66,16 @@ def compare(a: dict[str, Path], b: dict[str, Path], name_a: str, name_b: str) ->
     }
 
 
-def stack(files: dict[str, Path], stems: list[str]) -> np.ndarray:
-    """(n x d) float64 rows of one stage's feature files, in `stems` order."""
-    return np.concatenate([np.load(files[s]).astype(np.float64).reshape(1, -1) for s in stems])
+def stack(rows: dict[str, np.ndarray], stems: list[str]) -> np.ndarray:
+    """(n x d) float64 rows of one stage's features, in `stems` order."""
+    return np.stack([np.asarray(rows[s], dtype=np.float64).ravel() for s in stems])
 
 
-def evaluate(outputs: dict[str, dict[str, Path]], thresholds: dict[str, float],
-             text: dict[str, dict[str, Path]] | None = None, labels: list[str] | None = None) -> dict:
-    """Cosine pairs and gates, then the ranking section and its gates (same gates list, kind "ranking").
-    `text` ({stage: {label: path}}) adds the image-to-label ranking."""
+def evaluate(outputs: dict[str, dict[str, np.ndarray]], thresholds: dict[str, float],
+             text: dict[str, dict[str, np.ndarray]] | None = None, labels: list[str] | None = None) -> dict:
+    """Cosine pairs and gates, then the ranking section and its gates (same gates list, kind "ranking"),
+    from each stage's {item: features}. `text` ({stage: {label: features}}) adds the image-to-label
+    ranking."""
     import ranking
 
     pairs, gates = [], []
@@ -95,13 +102,13 @@ def missed(record: dict) -> list[dict]:
 
 
 def main(smk) -> None:
-    from paths import item_suffix
+    from common import read_features
 
     stages = ("offline", "torch_fp32", "onnx_fp32", "onnx_fp16")
-    outputs = {stage: by_stem(smk.input[stage], item_suffix(stage)) for stage in stages}
+    outputs = {stage: read_features(smk.input[stage]) for stage in stages}  # a file per shard
     text, labels = None, None
     if "text_torch_fp32" in smk.input.keys():  # optional: label features of every stage, for image-to-label ranking
-        text = {st: by_stem(smk.input[f"text_{st}"], item_suffix(st)) for st in stages}
+        text = {st: read_features(smk.input[f"text_{st}"]) for st in stages}
         labels = list(text["torch_fp32"])
     write_json(smk.output[0], evaluate(outputs, dict(smk.params.gates), text, labels))
 

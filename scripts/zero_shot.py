@@ -101,24 +101,21 @@ def evaluate(image: dict[str, np.ndarray], text: dict[str, np.ndarray], stems: l
     return out
 
 
-def load_stack(files: list[str | Path], suffix: str = "") -> tuple[list[str], np.ndarray]:
-    """(names, stacked rows) of one stage's feature files, in the given order; `suffix` (ais_bench's `_0`)
-    is cut from the names."""
-    from similarity import by_stem
+def load_stack(files: list[str | Path], sort: bool = False) -> tuple[list[str], np.ndarray]:
+    """(names, stacked rows) of one stage's shard feature files (common.write_features), in the files'
+    order (labels: config order) or sorted by name (images)."""
+    from common import read_features
 
-    found = by_stem(files, suffix)
-    names = list(found)  # the rule lists them in config order (labels) or sorted (images)
-    return names, np.concatenate([np.load(found[n]).reshape(1, -1) for n in names])
+    found = read_features(files)
+    names = sorted(found) if sort else list(found)
+    return names, np.stack([np.ravel(found[n]) for n in names])
 
 
 def main(smk) -> None:
     image, text, stems, labels = {}, {}, None, None
-    from paths import item_suffix
-
     for stage in STAGES:
-        suffix = item_suffix(stage)
-        s, image[stage] = load_stack(smk.input[f"image_{stage}"], suffix)
-        labels_found, text[stage] = load_stack(smk.input[f"text_{stage}"], suffix)
+        s, image[stage] = load_stack(smk.input[f"image_{stage}"], sort=True)
+        labels_found, text[stage] = load_stack(smk.input[f"text_{stage}"])
         if stems is not None and (s != stems or labels_found != labels):
             raise ValueError(f"stage {stage} covers other images or labels than torch_fp32")
         stems, labels = s, labels_found

@@ -241,13 +241,19 @@ def environment(backend_names: list[str], config: dict) -> dict:
 
 def workflow_costs(costs: dict[str, list[str]]) -> dict:
     """Per rule, from Snakemake's `benchmark:` records ({rule: [tsv files]}): jobs, summed and longest
-    wall time, and the largest peak RSS of any of its jobs (the figure `resources: mem_mb` must cover)."""
+    wall time, and the largest peak RSS of any of its jobs (the figure `resources: mem_mb` must cover).
+    The report reads them by path, not as inputs (rules/report.smk COSTS): a record deleted since its job
+    ran is counted in `missing`."""
     rows = []
     for rule, files in costs.items():
-        seconds, rss = [], []
+        seconds, rss, missing = [], [], 0
         for f in files:
-            with open(f, newline="") as handle:
-                records = list(csv.DictReader(handle, delimiter="\t"))
+            try:
+                with open(f, newline="") as handle:
+                    records = list(csv.DictReader(handle, delimiter="\t"))
+            except FileNotFoundError:
+                missing += 1
+                continue
             if not records:
                 continue
             last = records[-1]
@@ -258,7 +264,7 @@ def workflow_costs(costs: dict[str, list[str]]) -> dict:
                 pass  # "NA" when the job was too short to be sampled
         if seconds:
             rows.append({"rule": rule, "jobs": len(seconds), "wall_s": sum(seconds), "longest_s": max(seconds),
-                         "peak_rss_mb": max(rss) if rss else None})
+                         "peak_rss_mb": max(rss) if rss else None, "missing": missing})
     return {"rules": rows, "wall_s": sum(r["wall_s"] for r in rows),
             "peak_rss_mb": max((r["peak_rss_mb"] for r in rows if r["peak_rss_mb"] is not None), default=None),
             "measured_by": "Snakemake's benchmark: directive (psutil), last run of each job"}

@@ -491,7 +491,8 @@ def model_table(r: Report) -> dict:
 
 
 def cost_table(r: Report) -> dict | None:
-    rows = [[row["rule"], str(row["jobs"]), num(row["wall_s"], ".1f"), num(row["longest_s"], ".1f"),
+    rows = [[row["rule"], str(row["jobs"]) + (f" ({row['missing']} without a record)" if row.get("missing") else ""),
+             num(row["wall_s"], ".1f"), num(row["longest_s"], ".1f"),
              num(row["peak_rss_mb"], ",.0f")] for row in (r.get("workflow") or {}).get("rules", [])]
     return table(["rule", "jobs", "wall s (all jobs)", "longest job s", "peak RSS MB"], rows,
                  numeric={1, 2, 3, 4}) if rows else None

@@ -1,6 +1,7 @@
 """Shards (issue 16): preprocess, reference and infer work a shard of images per job (infer per target);
-an image's shard depends on its name only, so adding an image reruns its own shard's jobs and the
-per-target aggregates, and the plan grows with shards, not images."""
+reference and infer also stack a shard's features in one file, which similarity reads. An image's shard
+depends on its name only, so adding an image reruns its own shard's jobs and the per-target aggregates,
+and the plan grows with shards, not images."""
 import os
 import shutil
 from pathlib import Path
@@ -72,3 +73,14 @@ def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
     timed = new in P.shards(stems + [new], 2)[0].items
     assert plan == {home.rule("preprocess"): 1, home.rule("reference"): 3, home.rule("infer"): 1,
                     "similarity": 1, **({"benchmark": 1} if timed else {}), "report": 1}
+
+    # similarity reads each shard's stacked features file; a per-item file deleted by hand still makes
+    # its shard's job run again (Snakemake reruns a job with a missing output), and so similarity
+    os.remove(images / SAMPLES[3])
+    first, second = (next(s for s in shards if stem in s.items) for stem in stems[:2])
+    os.remove(wf.root / E2E_TARGET.dst(stems[0]))
+    os.remove(wf.root / P.reference(E2E_ARCH, "image", "torch_fp32", stems[1]))
+    plan = wf.plan("report")
+    plan.pop("all", None)
+    expected = {first.rule("infer"): 1, second.rule("reference"): 1, "similarity": 1, "report": 1}
+    assert plan == expected, "the two shards' jobs and what reads them, nothing else"

@@ -14,15 +14,9 @@ def cone(rng, n, d, spread, common):
     return common + spread * u / np.linalg.norm(u, axis=1, keepdims=True)
 
 
-def write_stages(folder, stems, features: dict[str, np.ndarray]):
-    out = {}
-    for stage, rows in features.items():
-        (folder / stage).mkdir(parents=True)
-        suffix = "_0" if stage == "offline" else ""
-        out[stage] = {s: folder / stage / f"{s}{suffix}.npy" for s in stems}
-        for s, row in zip(stems, rows):
-            np.save(out[stage][s], row.astype(np.float32).reshape(1, -1))
-    return out
+def as_read(stems, features: dict[str, np.ndarray]):
+    """{stage: {item: row}} as similarity.main reads from the shard files (float32, as written)."""
+    return {stage: {s: row.astype(np.float32) for s, row in zip(stems, rows)} for stage, rows in features.items()}
 
 
 def test_collapsed_features_pass_every_cosine_gate_but_fail_the_ranking_gate(tmp_path):
@@ -37,7 +31,7 @@ def test_collapsed_features_pass_every_cosine_gate_but_fail_the_ranking_gate(tmp
     stems = [f"img{i}" for i in range(n)]
     near = truth + 1e-6 * rng.standard_normal(truth.shape)
     feats = {"torch_fp32": truth, "onnx_fp32": near, "onnx_fp16": near, "offline": collapsed}
-    result = evaluate(write_stages(tmp_path, stems, feats), GATES)
+    result = evaluate(as_read(stems, feats), GATES)
 
     offline_vs_torch = next(p for p in result["pairs"] if (p["a"], p["b"]) == ("offline", "torch_fp32"))
     assert offline_vs_torch["cosine_min"] > 0.99
@@ -60,7 +54,7 @@ def test_small_noise_keeps_the_ranking(tmp_path):
     truth = rng.standard_normal((6, 32))
     stems = list("abcdef")
     feats = {st: truth + 1e-3 * rng.standard_normal(truth.shape) for st in ("onnx_fp32", "onnx_fp16", "offline")}
-    result = evaluate(write_stages(tmp_path, stems, {"torch_fp32": truth, **feats}), GATES)
+    result = evaluate(as_read(stems, {"torch_fp32": truth, **feats}), GATES)
     assert all(g["passed"] for g in result["gates"])
     assert result["ranking"]["stages"]["offline"]["image_to_image"]["spearman_min"] > 0.99
 
@@ -96,8 +90,8 @@ def test_image_to_label_ranking_catches_a_changed_top_label(tmp_path):
     # through similarity.evaluate: label features of each stage add image_to_label gates
     stage_imgs = {st: images for st in ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")}
     stage_txts = {st: labels for st in ("torch_fp32", "onnx_fp32", "onnx_fp16")} | {"offline": labels[::-1]}
-    outs = write_stages(tmp_path / "img", stems, stage_imgs)
-    txts = write_stages(tmp_path / "txt", names, stage_txts)
+    outs = as_read(stems, stage_imgs)
+    txts = as_read(names, stage_txts)
     result = evaluate(outs, GATES, txts, names)
     failed = {(g["a"], g["measure"]) for g in result["gates"] if not g["passed"]}
     assert ("offline", "image_to_label_top1_agreement") in failed

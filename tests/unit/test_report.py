@@ -326,8 +326,24 @@ def test_workflow_cost_per_rule_from_snakemake_benchmark_records(tmp_path):
                             "infer": []})
     rows = {r["rule"]: r for r in costs["rules"]}
     assert set(rows) == {"export_onnx", "reference"}, "a rule with no record is left out, not shown as zero"
-    assert rows["reference"] == {"rule": "reference", "jobs": 2, "wall_s": 10.0, "longest_s": 6.0, "peak_rss_mb": 2000.5}
+    assert rows["reference"] == {"rule": "reference", "jobs": 2, "wall_s": 10.0, "longest_s": 6.0,
+                                 "peak_rss_mb": 2000.5, "missing": 0}
     assert costs["peak_rss_mb"] == 6225.61 and costs["wall_s"] == 48.4
+
+
+def test_a_deleted_cost_record_is_counted_not_fatal(tmp_path):
+    """The report reads the records by path (params: looking up a record per shard job would make the
+    plan grow with images); one deleted by hand is counted as missing, and the rest still add up."""
+    from reporting.load import workflow_costs
+    from reporting.rows import cost_table
+
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (tmp_path / "a.tsv").write_text(head + "4.0\t0:00:04\t100\t1\t1\t1\t0\t0\t90\t4\n")
+    costs = workflow_costs({"reference": [str(tmp_path / "a.tsv"), str(tmp_path / "gone.tsv")]})
+    assert costs["rules"] == [{"rule": "reference", "jobs": 1, "wall_s": 4.0, "longest_s": 4.0,
+                               "peak_rss_mb": 100.0, "missing": 1}]
+    table = cost_table({"workflow": costs})
+    assert "1 without a record" in str(table)
 
 
 def test_a_matrix_report_has_one_row_per_arch_backend_device_and_batch_size(tmp_path):

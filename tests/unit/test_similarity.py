@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from similarity import PAIRS, by_stem, compare, evaluate
+from similarity import PAIRS, by_stem, compare, evaluate, load
 
 
 def save(folder, name, values):
@@ -14,7 +14,7 @@ def test_pairs_by_name_not_listing_order(tmp_path):
     a = {"x": save(tmp_path / "a", "x.npy", [1, 0]), "y": save(tmp_path / "a", "y.npy", [0, 1])}
     # b's files listed in the other order, values matching by name
     b = by_stem([save(tmp_path / "b", "y_0.npy", [0, 2]), save(tmp_path / "b", "x_0.npy", [3, 0])], suffix="_0")
-    result = compare(a, b, "ref", "offline")
+    result = compare(load(a), load(b), "ref", "offline")
     assert result["per_image"] == {"x": pytest.approx(1.0), "y": pytest.approx(1.0)}
     assert result["max_abs_err"] == pytest.approx(2.0)
 
@@ -22,7 +22,7 @@ def test_pairs_by_name_not_listing_order(tmp_path):
 def test_cosine_and_errors_values(tmp_path):
     a = {"x": save(tmp_path / "a", "x.npy", [1, 0])}
     b = {"x": save(tmp_path / "b", "x.npy", [1, 1])}
-    result = compare(a, b, "a", "b")
+    result = compare(load(a), load(b), "a", "b")
     assert result["cosine_min"] == pytest.approx(1 / np.sqrt(2))
     assert result["max_abs_err"] == pytest.approx(1.0)
     assert result["rel_err_max"] == pytest.approx(1 / np.sqrt(2))
@@ -32,7 +32,7 @@ def test_missing_or_extra_image_is_an_error(tmp_path):
     a = {"x": save(tmp_path / "a", "x.npy", [1]), "y": save(tmp_path / "a", "y.npy", [1])}
     b = {"x": save(tmp_path / "b", "x.npy", [1]), "z": save(tmp_path / "b", "z.npy", [1])}
     with pytest.raises(ValueError, match=r"only in a: \['y'\].*only in b: \['z'\]"):
-        compare(a, b, "a", "b")
+        compare(load(a), load(b), "a", "b")
 
 
 def test_ais_bench_layout_is_required_for_offline_outputs(tmp_path):
@@ -40,22 +40,38 @@ def test_ais_bench_layout_is_required_for_offline_outputs(tmp_path):
         by_stem([save(tmp_path, "x.npy", [1])], suffix="_0")
 
 
-def outputs(tmp_path, perturb_offline=0.0):
+def outputs(perturb_offline=0.0):
     rng = np.random.default_rng(0)
     truth = {s: rng.standard_normal(8) for s in ("p", "q")}
     out = {}
     for stage in ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline"):
         noise = perturb_offline if stage == "offline" else 1e-6
-        out[stage] = {s: save(tmp_path / stage, f"{s}.npy", v + noise * rng.standard_normal(8)) for s, v in truth.items()}
+        out[stage] = {s: v + noise * rng.standard_normal(8) for s, v in truth.items()}
     return out
 
 
-def test_gates_pass_and_fail_with_thresholds(tmp_path):
+def test_gates_pass_and_fail_with_thresholds():
     gates = {"offline_vs_onnx_fp16": 0.999, "vs_torch_fp32": 0.99}
-    good = evaluate(outputs(tmp_path / "good"), gates)
+    good = evaluate(outputs(), gates)
     assert [(p["a"], p["b"]) for p in good["pairs"]] == [(a, b) for a, b, _ in PAIRS]
     assert all(g["passed"] for g in good["gates"])
-    bad = evaluate(outputs(tmp_path / "bad", perturb_offline=1.0), gates)
+    bad = evaluate(outputs(perturb_offline=1.0), gates)
     failed = {(g["a"], g["b"]) for g in bad["gates"] if not g["passed"]}
     assert ("offline", "onnx_fp16") in failed and ("offline", "torch_fp32") in failed
     assert ("onnx_fp32", "torch_fp32") not in failed
+
+
+def test_shard_feature_files_pair_by_item_across_shards(tmp_path):
+    """similarity reads a stacked file per shard: items come back by name from any shard, in any order."""
+    from common import read_features, write_features
+
+    write_features(tmp_path / "s1.npz", ["y", "x"], [np.array([[0, 2]], np.float16), np.array([[3, 0]], np.float16)])
+    write_features(tmp_path / "s2.npz", ["甲"], [np.array([1.0, 1.0], np.float32)])
+    b = read_features([tmp_path / "s1.npz", tmp_path / "s2.npz"])
+    assert list(b) == ["y", "x", "甲"]
+    a = {"x": np.array([1.0, 0]), "y": np.array([0, 1.0]), "甲": np.array([2.0, 2.0])}
+    assert compare(a, b, "ref", "offline")["per_image"] == {"x": pytest.approx(1.0), "y": pytest.approx(1.0),
+                                                            "甲": pytest.approx(1.0)}
+    write_features(tmp_path / "s3.npz", ["x"], [np.array([1.0, 0])])
+    with pytest.raises(ValueError, match="'x' is in another shard"):
+        read_features([tmp_path / "s1.npz", tmp_path / "s3.npz"])
