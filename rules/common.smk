@@ -208,14 +208,17 @@ def source_stage(t):
 
 
 def compile_source(wildcards):
-    """The ONNX a target compiles (source_stage); static int8 is calibrated on the run's own inputs."""
+    """The ONNX a target compiles (source_stage); static int8 is calibrated on the run's own inputs, the
+    first shard's (about shard_size: a sample enough for MinMax ranges; more images would cost the
+    compile and the plan time without changing the model much, and a new image outside that shard
+    does not recompile it)."""
     t = P.Target.of(wildcards)
     stage = source_stage(t)
     source = {"onnx": P.onnx(t.arch, t.tower, stage)}
     if stage == "fp32":
         source["data"] = P.onnx_data(t.arch, t.tower)
     if t.backend == "onnxruntime" and t.precision == "int8":
-        source["calibration"] = model_inputs(wildcards)
+        source["calibration"] = first_shard_inputs(wildcards)
     return source
 
 
