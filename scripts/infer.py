@@ -7,15 +7,13 @@ from pathlib import Path
 import numpy as np
 
 import backends
-from common import log, read_json, unnamed_inputs
+from common import log, read_json, unnamed_inputs, write_features
 
 
 def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, options: dict,
               features_file: str | None = None) -> None:
     """The backend's outputs to dst_dir/{stem}_0.npy, and all of them to `features_file` (the shard's
     stack, what similarity reads)."""
-    from common import write_features
-
     model = read_json(manifest)["model"]
     log.info("%s: %s over %d inputs -> %s", backend, model, len(npy_files), dst_dir)
     backends.get(backend).infer(model, npy_files, dst_dir, options)

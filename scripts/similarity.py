@@ -31,11 +31,6 @@ def by_stem(files: list[str | Path], suffix: str = "") -> dict[str, Path]:
     return out
 
 
-def load(files: dict[str, Path]) -> dict[str, np.ndarray]:
-    """{item: features} of per-item files (by_stem); shard files are read by common.read_features."""
-    return {item: np.load(f) for item, f in files.items()}
-
-
 def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], name_a: str, name_b: str) -> dict:
     """Per-item cosine, max abs and relative error of two stages' features ({item: row}), paired by item."""
     if set(a) != set(b):

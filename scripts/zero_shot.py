@@ -105,10 +105,11 @@ def load_stack(files: list[str | Path], sort: bool = False) -> tuple[list[str], 
     """(names, stacked rows) of one stage's shard feature files (common.write_features), in the files'
     order (labels: config order) or sorted by name (images)."""
     from common import read_features
+    from similarity import stack
 
     found = read_features(files)
     names = sorted(found) if sort else list(found)
-    return names, np.stack([np.ravel(found[n]) for n in names])
+    return names, stack(found, names)
 
 
 def main(smk) -> None:

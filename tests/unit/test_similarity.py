@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from similarity import PAIRS, by_stem, compare, evaluate, load
+from similarity import PAIRS, by_stem, compare, evaluate
+
+
+def load(files):
+    """{item: features} of per-item files, as similarity.compare takes them."""
+    return {item: np.load(f) for item, f in files.items()}
 
 
 def save(folder, name, values):
