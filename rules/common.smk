@@ -147,10 +147,25 @@ def checkpoint_file(wildcards):
     return P.checkpoint_path(config["checkpoint"], wildcards.arch, config["seed"])
 
 
+def shard_model_inputs(arch, tower, shard):
+    """What a job over a shard's items takes for their model inputs: an image shard's list of its npy
+    files (scripts/paths.py npy_shard; scripts/common.py model_input_files expands it), a text shard's
+    token files (the labels are few). One file per image shard, not one per image: Snakemake stats every
+    input of every job waiting for a core, in every scheduling round (docs/performance.md).
+    """
+    if tower == "image":
+        return [P.npy_shard(arch, shard.label)]
+    return [P.model_input(arch, tower, item) for item in shard.items]
+
+
 def model_inputs(wildcards):
-    """Every input of a target's tower, in ITEMS order (images' npy, or labels' token ids)."""
+    """Every input of a target's tower (shard_model_inputs of each shard)."""
     tower = tower_of(wildcards)
-    return [P.model_input(wildcards.arch, tower, item) for item in ITEMS[tower]]
+    return [
+        f
+        for shard in SHARDS[tower]
+        for f in shard_model_inputs(wildcards.arch, tower, shard)
+    ]
 
 
 def first_shard_inputs(wildcards):
@@ -159,9 +174,7 @@ def first_shard_inputs(wildcards):
     would cost memory and plan time for nothing, and adding an image to another shard reruns neither).
     """
     tower = tower_of(wildcards)
-    return [
-        P.model_input(wildcards.arch, tower, item) for item in SHARDS[tower][0].items
-    ]
+    return shard_model_inputs(wildcards.arch, tower, SHARDS[tower][0])
 
 
 def features(stage):
@@ -298,13 +311,15 @@ def target_qualifier(t):
 
 
 def shard_inputs(arch, tower, shard):
-    """The model inputs of a shard's items. An image shard's are its preprocess rule's own output
-    files: from them Snakemake knows their rule, instead of searching its output index for every
-    file (and scanning the producing rule's outputs for it). Snakemake does that for unnamed inputs
-    only: the rules give these unnamed (scripts/common.py unnamed_inputs)."""
+    """shard_model_inputs of a concrete shard rule. An image shard's list is its preprocess rule's own
+    output: from it Snakemake knows the rule without searching its output index. Snakemake does that
+    for unnamed inputs only: the rules give these unnamed (scripts/common.py unnamed_inputs).
+    """
     if tower == "image":
-        return getattr(rules, shard.rule("preprocess", *arch_qualifier(arch))).output
-    return [P.model_input(arch, tower, item) for item in shard.items]
+        return [
+            getattr(rules, shard.rule("preprocess", *arch_qualifier(arch))).output.shard
+        ]
+    return shard_model_inputs(arch, tower, shard)
 
 
 def of_job(t, value):
@@ -375,9 +390,7 @@ def repair_step_inputs(wildcards):
         npy=model_inputs(wildcards),  # verified on every input, not locate's sample
         csv=t.locate("csv"),
         json=t.locate("json"),
-        reference=[
-            P.reference(t.arch, t.tower, "torch_fp32", i) for i in ITEMS[t.tower]
-        ],
+        reference=features("torch_fp32")(wildcards),
     )
     if step > 0:
         files.update(

@@ -19,6 +19,8 @@ rule sample_images:
 
 # One rule per shard of images (and architecture of a matrix): preprocess, or preprocess_3of8 when the
 # images make several shards. Outputs are named files, so Snakemake finds each one's rule directly.
+# The shard's list of its npy files comes first: the shard's image jobs take it as their one input
+# (rules/common.smk shard_model_inputs), and Snakemake tries a rule's outputs in order.
 for arch in RUN_ARCHS:
     for shard in SHARDS["image"]:
 
@@ -28,7 +30,8 @@ for arch in RUN_ARCHS:
             input:
                 [IMAGES[stem] for stem in shard.items],
             output:
-                [P.npy(arch, stem) for stem in shard.items],
+                shard=P.npy_shard(arch, shard.label),
+                npy=[P.npy(arch, stem) for stem in shard.items],
             log:
                 P.log(P.npy(arch, shard.label)),
             benchmark:

@@ -47,9 +47,7 @@ for t, shard in infer_rules():
                 if t.arch != "{arch}"
                 else of_job(
                     t,
-                    lambda x, items=shard.items: [
-                        P.model_input(x.arch, x.tower, item) for item in items
-                    ],
+                    lambda x, shard=shard: shard_model_inputs(x.arch, x.tower, shard),
                 )
             ),
             manifest=t.manifest(1),

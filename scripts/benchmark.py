@@ -5,7 +5,7 @@ matmul ceilings and the load other processes put on it meanwhile (`load`)."""
 import numpy as np
 
 import backends
-from common import log, read_json, write_json
+from common import log, model_input_files, read_json, write_json
 from timing import LoadRecord, time_runs, wait_for_quiet, worst_load
 
 
@@ -137,7 +137,7 @@ def param(smk, name: str, default):
 
 def main(smk) -> None:
     result = run_benchmark(smk.wildcards.backend, smk.input.manifest, smk.input.ckpt, smk.wildcards.arch,
-                           list(smk.input.npy), int(smk.wildcards.bs), int(smk.params.loop),
+                           model_input_files(smk.input.npy), int(smk.wildcards.bs), int(smk.params.loop),
                            int(smk.params.warmup), dict(smk.params.options), int(smk.params.baseline_loop),
                            quiet_wait_s=float(param(smk, "quiet_wait_s", 0) or 0),
                            ceiling_n=int(smk.params.ceiling_n))

@@ -64,6 +64,32 @@ def unnamed_inputs(files) -> list[str]:
     return [str(f) for f in files if f not in named]
 
 
+def write_shard_list(path: str | os.PathLike, items: list[str], files: list[str]) -> None:
+    """A shard's model input files, by item (paths.npy_shard): what model_input_files expands."""
+    if len(items) != len(files):
+        raise ValueError(f"{path}: {len(items)} items but {len(files)} files")
+    write_json(path, {"items": list(items), "files": [str(f) for f in files]})
+
+
+def model_input_files(paths) -> list[str]:
+    """A job's model input files: each path as given, except a shard's list (write_shard_list), which
+    stands for the files it lists, in its order. A listed file that is gone (deleted by hand after its
+    shard was made) is an error that names it and the command that remakes it."""
+    out = []
+    for path in map(str, paths):
+        if not path.endswith(".json"):
+            out.append(path)
+            continue
+        listed = read_json(path)["files"]
+        missing = [f for f in listed if not Path(f).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} file(s) listed in {path} are gone, e.g. {missing[0]}: remake them with "
+                f"`snakemake -c1 {' '.join(missing[:3])}` (or delete {path} to rerun the shard)")
+        out.extend(listed)
+    return out
+
+
 def write_features(path: str | os.PathLike, items: list[str], rows: list) -> None:
     """One shard's features by one stage in one file: `items` (names) and `features` (a row per item, in
     that order). Similarity and zero-shot read these instead of a file per item, so their plan looks up

@@ -3,7 +3,7 @@ manifest (files with size and sha256) that infer, benchmark and the report read.
 
 
 import backends
-from common import artifact, log, write_json
+from common import artifact, log, model_input_files, write_json
 
 
 def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, batch_size: int,
@@ -32,7 +32,7 @@ def main(smk) -> None:
     _, resolution = model_info(smk.wildcards.arch)
     options = dict(smk.params.options)
     if "calibration" in smk.input.keys():  # static int8: the run's own inputs
-        options["calibration"] = list(smk.input.calibration)
+        options["calibration"] = model_input_files(smk.input.calibration)
     compile_target(smk.wildcards.backend, smk.input.onnx, smk.output.model, smk.output.manifest,
                    int(smk.wildcards.bs), resolution, options)
 

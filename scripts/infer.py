@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import backends
-from common import log, read_json, unnamed_inputs, write_features
+from common import log, model_input_files, read_json, unnamed_inputs, write_features
 
 
 def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, options: dict,
@@ -28,7 +28,8 @@ def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, o
 def main(smk) -> None:
     # ais_bench's records beside dst/ are named after params.record: one pair per shard
     options = {**smk.params.options, "record": smk.params.record}
-    run_infer(read_json(smk.input.manifest)["backend"], smk.input.manifest, unnamed_inputs(smk.input),
+    run_infer(read_json(smk.input.manifest)["backend"], smk.input.manifest,
+              model_input_files(unnamed_inputs(smk.input)),
               str(Path(smk.output.dst[0]).parent), options, smk.output.features)
 
 

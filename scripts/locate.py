@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import log, write_json
+from common import log, model_input_files, write_json
 
 FP16_MAX = 65504.0
 FLOAT_TYPES = {1, 10, 11, 16}  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -675,19 +675,20 @@ def main(smk) -> None:
             return
     opts = {key: type(v)(p.get(key, v)) for key, v in DEFAULTS.items()}
     opts["threads"] = int(p.get("threads", 1))
-    inputs = load_inputs(list(smk.input.npy), p.get("max_inputs"))
+    npy = model_input_files(smk.input.npy)
+    inputs = load_inputs(npy, p.get("max_inputs"))
     name = model_inputs(smk.input.fp32)[0].name
     with tempfile.TemporaryDirectory(dir=Path(smk.output.json).parent, prefix=".locate-") as scratch:
         if "manifest" in smk.input.keys():  # an Ascend target with locate_npu_dump: the NPU's own tensors
             from backends import ascend
             from common import read_json
 
-            folder = ascend.dump(read_json(smk.input.manifest)["model"], sorted(smk.input.npy)[0],
+            folder = ascend.dump(read_json(smk.input.manifest)["model"], sorted(npy)[0],
                                  Path(scratch) / "dump", dict(p.get("options") or {}))
             rows, summary = locate_dump(smk.input.fp32, folder, inputs[0], input_name=name, **opts)
             summary["source"] = "ais_bench dump (the NPU's tensors, first input)"
         elif "target" not in smk.input.keys():
-            reference, target = quantised_pair(smk.input.fp32, p.precision, list(smk.input.npy), scratch,
+            reference, target = quantised_pair(smk.input.fp32, p.precision, npy, scratch,
                                                dict(p.get("options") or {}))
             rows, summary = locate(reference, target, inputs, input_name=name, **opts)
         elif Path(smk.input.target).is_dir():

@@ -112,6 +112,14 @@ def npy(arch: str = "{arch}", stem: str = "{stem}") -> str:
     return f"results/{arch}/npy/{stem}.npy"
 
 
+def npy_shard(arch: str = "{arch}", label: str = "{label}") -> str:
+    """A shard's list of its images' npy files (scripts/common.py write_shard_list), written by the shard's
+    preprocess job after them: the one input a shard's image jobs take in their place. Snakemake's
+    scheduler stats every input of every job waiting for a core, in each of its rounds, and those rounds
+    multiply as jobs finish (docs/performance.md): a file per image made that the run's main cost."""
+    return f"results/{arch}/npy/shards/{label}.json"
+
+
 def tokens(arch: str = "{arch}", label: str = "{label}") -> str:
     """Token ids of one label's prompt: int64, shape 1 x CONTEXT_LENGTH."""
     return f"results/{arch}/tokens/{label}.npy"

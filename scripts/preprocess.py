@@ -44,10 +44,13 @@ def preprocess_images(images: list[str], outputs: list[str], resolution: int) ->
 
 def main(smk) -> None:
     from clip_model import model_info
+    from common import write_shard_list
 
     _, resolution = model_info(smk.params.arch)
-    preprocess_images(list(smk.input), list(smk.output), resolution)
-    log.info("%d images at %dx%d -> %s", len(smk.output), resolution, resolution, Path(smk.output[0]).parent)
+    npy = list(smk.output.npy)
+    preprocess_images(list(smk.input), npy, resolution)
+    write_shard_list(smk.output.shard, [Path(f).stem for f in npy], npy)  # last: it stands for the npy files
+    log.info("%d images at %dx%d -> %s", len(npy), resolution, resolution, Path(npy[0]).parent)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

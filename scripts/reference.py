@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import log, unnamed_inputs
+from common import log, model_input_files, unnamed_inputs
 from preprocess import write_npy
 
 
@@ -50,7 +50,8 @@ def write_references(stage: str, arch: str, tower: str, model_file: str, inputs:
 
 def main(smk) -> None:
     stage, p = smk.wildcards.stage, smk.params
-    write_references(stage, p.arch, p.tower, smk.input.model, unnamed_inputs(smk.input), list(smk.output.per_item),
+    write_references(stage, p.arch, p.tower, smk.input.model,
+                     model_input_files(unnamed_inputs(smk.input)), list(smk.output.per_item),
                      smk.output.features)
     log.info("%s %s: %d items -> %s", stage, p.tower, len(smk.output.per_item), Path(smk.output.per_item[0]).parent)
 

@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from common import log, write_json
+from common import log, model_input_files, write_json
 
 MODES = ("nodes", "op_types")
 
@@ -381,17 +381,17 @@ def link_model(src: str | Path, dst: str | Path, copy: bool = False) -> None:
 
 
 def _inputs(npy: list[str], reference: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The inputs and their torch_fp32 features, paired by item name."""
+    """The inputs and their torch_fp32 features (`reference`: the shards' features files,
+    common.write_features), paired by item name."""
+    from common import read_features
     from locate import load_inputs
-    from paths import item_suffix
-    from similarity import by_stem
 
     npy = sorted(npy)
-    refs = by_stem(reference, item_suffix("torch_fp32"))
+    refs = read_features(reference)
     missing = [Path(f).stem for f in npy if Path(f).stem not in refs]
     if missing:
         raise ValueError(f"no torch_fp32 reference for inputs {missing}")
-    return load_inputs(npy), [np.load(refs[Path(f).stem]) for f in npy]
+    return load_inputs(npy), [refs[Path(f).stem] for f in npy]
 
 
 def run_step(step: int, fp32: str, csv_path: str, locate_json: str, npy: list[str], reference: list[str],
@@ -509,11 +509,11 @@ def main(smk) -> None:
             from backends.onnxruntime import use_reduce_range
 
             reduce_range = use_reduce_range(dict(p.get("options") or {}))
-        run_step(int(p.step), inp.fp32, inp.csv, inp.json, list(inp.npy), list(inp.reference), p.precision,
+        run_step(int(p.step), inp.fp32, inp.csv, inp.json, model_input_files(inp.npy), list(inp.reference), p.precision,
                  p.gate, out.json, out.model, inp.get("prev_json"), inp.get("prev_model"), inp.get("target"),
                  p.get("mode", "nodes"), int(p.get("threads", 1)), reduce_range)
     else:
-        finish(inp.json, inp.model, list(inp.npy), out.json, out.model, out.get("keep_dtype"),
+        finish(inp.json, inp.model, model_input_files(inp.npy), out.json, out.model, out.get("keep_dtype"),
                int(p.get("threads", 1)))
 
 

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -26,3 +28,22 @@ def test_grayscale_and_rgba_become_three_channels(tmp_path):
         expected = image_transform(224)(Image.open(tmp_path / name)).unsqueeze(0)
         assert got.shape == (1, 3, 224, 224)
         assert torch.equal(torch.from_numpy(got), expected)
+
+
+def test_a_shard_list_stands_for_its_npy_files_and_names_a_missing_one(tmp_path):
+    """A shard's image jobs take its list (one input, not one per image): expanded in the list's order,
+    other inputs passed through, and a listed file deleted by hand named with the command that remakes
+    it, not a numpy error."""
+    from common import model_input_files, write_shard_list
+
+    files = [tmp_path / "npy" / f"{stem}.npy" for stem in ("b img", "a")]
+    for f in files:
+        f.parent.mkdir(exist_ok=True)
+        np.save(f, np.zeros((1, 3, 2, 2), np.float32))
+    shard = tmp_path / "npy" / "shards" / "shard1of1.json"
+    write_shard_list(shard, ["b img", "a"], [str(f) for f in files])
+    tokens = str(tmp_path / "tokens.npy")
+    assert model_input_files([str(shard), tokens]) == [str(files[0]), str(files[1]), tokens]
+    files[1].unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(str(files[1])) + ".*snakemake -c1"):
+        model_input_files([shard])

@@ -7,6 +7,7 @@ import numpy as np
 import paths
 import pytest
 
+from common import read_features, write_features
 import locate as L
 import repair as R
 from synthetic_variants import DEFAULT_SCALE, image_blocks, make_overflow, variant_of, write_overflow_checkpoint
@@ -253,19 +254,19 @@ def test_vit_b16_overflow_variant_fails_is_located_to_its_block_and_repaired(tmp
 
 def rule_inputs(tmp_path, scale):
     """What the repair rule gets for a small model: locate's csv/json, npy inputs and torch_fp32-like
-    references by stem, the fp32 model and the fp16 target."""
+    references (a shard features file per item, as the workflow writes them), the fp32 model and the
+    fp16 target."""
+
     fp32 = mlp_onnx(tmp_path / "m.fp32.onnx", scale=scale)
     target = R.build_fp16(fp32, tmp_path / "m.fp16.onnx")
     xs = inputs(2)
     stems = ["b img", "a"]  # names with a space, not in sorted order
     npy, refs = [], []
-    for stem, x, y in zip(stems, xs, reference(fp32, xs)):
+    for i, (stem, x, y) in enumerate(zip(stems, xs, reference(fp32, xs))):
         (tmp_path / "npy").mkdir(exist_ok=True)
-        (tmp_path / "ref").mkdir(exist_ok=True)
         np.save(tmp_path / "npy" / f"{stem}.npy", x)
-        ref = tmp_path / paths.reference("A", "image", "torch_fp32", stem)  # named as the workflow names them
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        np.save(ref, y)
+        ref = tmp_path / paths.reference_features("A", "image", "torch_fp32", f"shard{i + 1}of2")
+        write_features(ref, [stem], [y])
         npy.append(str(tmp_path / "npy" / f"{stem}.npy"))
         refs.append(str(ref))
     rows, summary = L.locate(fp32, target, xs, input_name="x")
@@ -291,7 +292,7 @@ def test_the_rule_repairs_an_ascend_target_and_writes_record_model_and_keep_dtyp
     assert record["model"] == str(out / "model.onnx") and record["locate"]["csv"] == files["csv_path"]
     # the model written is the repaired one: finite and over the gate with fp16 storage
     xs = [np.load(f) for f in sorted(files["npy"])]
-    refs = [np.load(f) for f in sorted(files["reference"])]
+    refs = list(read_features(sorted(files["reference"], reverse=True)).values())  # the npy's order
     check = R.verify(out / "model.onnx", xs, refs, 0.99, input_name="x", fp16_storage=True)
     assert check["passed"] and check["nonfinite"] == 0
     assert not (out / "steps").exists()  # the step models are scratch
