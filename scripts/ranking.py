@@ -7,7 +7,7 @@ reference, and retrieval broke. So, per stage against the reference (torch_fp32)
 - image-to-image: the cosine-similarity matrix of the stage's features against the reference's; per
   image (row, the image itself left out) the Spearman rank correlation of its similarities to all other
   images, and whether its nearest other image is the same (top-1 agreement; one the reference scores
-  equal to its own pick within TIE counts as the same: an image in the set twice, or two nearly alike);
+  equal to its own pick within zero_shot.TIE counts as the same: an image in the set twice, or two nearly alike);
 - image-to-label (when text features exist): per image the Spearman correlation of its label
   similarities and whether the top label is the same (the zero-shot rule gates probabilities too).
 
@@ -24,11 +24,6 @@ from common import log
 # defaults of the config keys gates.ranking_min_spearman / gates.ranking_min_top1_agreement
 DEFAULT_GATES = {"ranking_min_spearman": 0.95, "ranking_min_top1_agreement": 1.0}
 STAGES = ("onnx_fp32", "onnx_fp16", "offline")
-# reference cosines this close are one score: below what a deployed model's rounding can resolve (fp16
-# features move cosines by 1e-5 and more), far below a real margin between two neighbours. In the
-# 1,000-image run (docs/performance.md) an image's two nearest, crops nearly alike, were 2.8e-8 apart
-# and fp16 picked the second; the median margin between first and second nearest was 1.4e-4.
-TIE = 1e-6
 
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -47,14 +42,11 @@ def _off_diagonal(m: np.ndarray) -> np.ndarray:
 
 def _row_agreement(ref: np.ndarray, got: np.ndarray, names: list[str]) -> dict:
     """Per row: Spearman of got's scores against ref's, and whether the best column agrees."""
-    from zero_shot import spearman
+    from zero_shot import agreement, spearman
 
     rho = spearman(ref, got)
     top_ref, top = ref.argmax(axis=1), got.argmax(axis=1)
-    rows = np.arange(len(ref))
-    # the deployed pick agrees when the reference scores it as high as its own pick, within TIE: a set
-    # may hold one image twice, or two nearly alike, and which argmax returns turns on the last bits
-    agree = ref[rows, top] >= ref[rows, top_ref] - TIE
+    agree = agreement(ref, top, top_ref)
     return {"spearman_min": float(rho.min()), "spearman_mean": float(rho.mean()),
             "top1_agreement": float(agree.mean()),
             "per_item": {n: {"spearman": float(rho[i]), "top1_agrees": bool(agree[i])} for i, n in enumerate(names)},

@@ -104,6 +104,25 @@ def test_zero_shot_probability_bound_fails_without_a_top1_flip():
     assert g["top1_agreement"] == 1.0 and g["max_prob_change"] > 1e-9 and not g["passed"]
 
 
+def test_zero_shot_counts_a_label_top_image_among_two_copies_as_agreeing():
+    """An image in the set twice is a label's best image twice over: picking the other copy is not a
+    changed retrieval; a label whose best image really changes still is."""
+    from zero_shot import compare
+
+    rng = np.random.default_rng(4)
+    img = rng.standard_normal((4, 8)).astype(np.float32)
+    img[3] = img[2]  # c and d: the same image
+    txt = np.vstack([img[2] + np.float32(0.1) * img[0], rng.standard_normal((1, 8)).astype(np.float32)])
+    dep = img.copy()
+    dep[2] -= np.float32(1e-5) * img[0]  # label 0's cosine to d now a hair above its cosine to c
+    dep[3] += np.float32(1e-5) * img[0]
+    r = compare(img, txt, dep, txt, list("abcd"), ["x", "y"])
+    assert r["per_label_top_image"]["x"] == {"image": "d", "reference": "c"}
+    assert r["text_to_image_recall1_agreement"] == 1.0 and r["top1_agreement"] == 1.0
+    swapped = img[[1, 0, 2, 3]]
+    assert compare(img, txt, swapped, txt, list("abcd"), ["x", "y"])["top1_agreement"] < 1.0
+
+
 def test_probabilities_and_spearman():
     p = probabilities(np.eye(3), np.eye(3))
     assert np.allclose(p.sum(1), 1) and np.allclose(np.diag(p), np.e ** 100 / (np.e ** 100 + 2))
