@@ -154,7 +154,7 @@ def shard_model_inputs(arch, tower, shard):
     input of every job waiting for a core, in every scheduling round (docs/performance.md).
     """
     if tower == "image":
-        return [P.npy_shard(arch, shard.label)]
+        return [P.npy_shard(arch, shard.name)]
     return [P.model_input(arch, tower, item) for item in shard.items]
 
 
@@ -186,9 +186,9 @@ def features(stage):
     def files(wildcards):
         t = P.Target.of(wildcards)
         if stage == "offline":
-            return [t.features(shard.label) for shard in SHARDS[t.tower]]
+            return [t.features(shard.name) for shard in SHARDS[t.tower]]
         return [
-            P.reference_features(t.arch, t.tower, stage, shard.label)
+            P.reference_features(t.arch, t.tower, stage, shard.name)
             for shard in SHARDS[t.tower]
         ]
 

@@ -30,7 +30,7 @@ for arch in RUN_ARCHS:
             input:
                 [IMAGES[stem] for stem in shard.items],
             output:
-                shard=P.npy_shard(arch, shard.label),
+                shard=P.npy_shard(arch, shard.name),
                 npy=[P.npy(arch, stem) for stem in shard.items],
             log:
                 P.log(P.npy(arch, shard.label)),

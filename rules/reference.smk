@@ -19,7 +19,7 @@ for arch in RUN_ARCHS:
                 output:
                     # first: Snakemake finds a file's rule by trying the rule's outputs in order, and
                     # similarity looks this one up
-                    features=P.reference_features(arch, tower, "{stage}", shard.label),
+                    features=P.reference_features(arch, tower, "{stage}", shard.name),
                     per_item=[
                         P.reference(arch, tower, "{stage}", item)
                         for item in shard.items

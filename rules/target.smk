@@ -54,7 +54,7 @@ for t, shard in infer_rules():
         output:
             # first: Snakemake finds a file's rule by trying the rule's outputs in order, and
             # similarity looks this one up
-            features=t.features(shard.label),
+            features=t.features(shard.name),
             dst=[t.dst(item) for item in shard.items],
         log:
             t.log(shard.rule("infer")),

@@ -112,12 +112,12 @@ def npy(arch: str = "{arch}", stem: str = "{stem}") -> str:
     return f"results/{arch}/npy/{stem}.npy"
 
 
-def npy_shard(arch: str = "{arch}", label: str = "{label}") -> str:
+def npy_shard(arch: str = "{arch}", shard: str = "{shard}") -> str:
     """A shard's list of its images' npy files (scripts/common.py write_shard_list), written by the shard's
     preprocess job after them: the one input a shard's image jobs take in their place. Snakemake's
     scheduler stats every input of every job waiting for a core, in each of its rounds, and those rounds
     multiply as jobs finish (docs/performance.md): a file per image made that the run's main cost."""
-    return f"results/{arch}/npy/shards/{label}.json"
+    return f"results/{arch}/npy/shards/{shard}.json"
 
 
 def tokens(arch: str = "{arch}", label: str = "{label}") -> str:
@@ -151,10 +151,10 @@ def reference(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage
 
 
 def reference_features(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage}",
-                       label: str = "{label}") -> str:
+                       shard: str = "{shard}") -> str:
     """A shard's features by one stage, stacked in one file (scripts/common.py write_features) by the job
     that writes the shard's per-item files: what similarity and zero_shot read, a file per shard."""
-    return f"results/{arch}/reference/{tower}/shards/{label}.{stage}.npz"
+    return f"results/{arch}/reference/{tower}/shards/{shard}.{stage}.npz"
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,8 +170,17 @@ class Shard:
 
     @property
     def label(self) -> str:
-        """The shard in file names: shard1of1, shard3of8."""
+        """The shard in rule, log and cost-record names: shard1of1, shard3of8."""
         return f"shard{self.index + 1}of{self.count}"
+
+    @property
+    def name(self) -> str:
+        """The shard in the names of the files that stand for all its items (its npy list, its stacked
+        features): the label and a digest of the items' names, shard3of8.1f2e3d4c5b6a. One results
+        folder sees several image sets (another `images`, a second config asking for one npy), and a
+        set's shard1of1 must not overwrite another's, which would rerun it or feed it the wrong images."""
+        digest = hashlib.sha256("\n".join(self.items).encode("utf-8")).hexdigest()[:12]
+        return f"{self.label}.{digest}"
 
     def rule(self, name: str, *qualifiers: str) -> str:
         """The rule of this shard: its outputs are named files (one per item, the same paths as ever), so
@@ -259,9 +268,9 @@ class Target:
     def dst(self, item: str = "{item}") -> str:
         return f"{self.dir}/dst/{item}_0.npy"
 
-    def features(self, label: str = "{label}") -> str:
+    def features(self, shard: str = "{shard}") -> str:
         """A shard's outputs (its dst files) stacked in one file, written by the shard's infer job."""
-        return f"{self.dir}/features/{label}.npz"
+        return f"{self.dir}/features/{shard}.npz"
 
     def similarity(self) -> str:
         return f"{self.dir}/similarity.json"

@@ -78,7 +78,7 @@ def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
     # asked for by name (`report` leaves it: what was made from it is up to date, Snakemake's rule)
     os.remove(images / SAMPLES[3])
     first, second = (next(s for s in shards if stem in s.items) for stem in stems[:2])
-    os.remove(wf.root / P.reference_features(E2E_ARCH, "image", "torch_fp32", second.label))
+    os.remove(wf.root / P.reference_features(E2E_ARCH, "image", "torch_fp32", second.name))
     os.remove(wf.root / E2E_TARGET.dst(stems[0]))
-    assert wf.plan(P.reference_features(E2E_ARCH, "image", "torch_fp32", second.label)) == {second.rule("reference"): 1}
+    assert wf.plan(P.reference_features(E2E_ARCH, "image", "torch_fp32", second.name)) == {second.rule("reference"): 1}
     assert wf.plan(E2E_TARGET.dst(stems[0])) == {first.rule("infer"): 1}

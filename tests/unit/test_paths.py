@@ -120,6 +120,21 @@ def test_adding_an_item_changes_only_its_own_shard():
     assert set(after[changed[0]]) - {"new photo"} == set(before[changed[0]])
 
 
+def test_a_shards_files_are_named_by_its_items_so_two_image_sets_never_share_one():
+    """A results folder sees several image sets (another `images` folder, a single npy asked for by
+    name from a second config): each set's shard1of1 list and stacked features must be files of their
+    own, or one run overwrites the other's and reruns it (or worse, feeds it the other's images)."""
+    (a,) = paths.shards(["astronaut", "cat"], 128)
+    (b,) = paths.shards(["astronaut", "dog"], 128)
+    (a2,) = paths.shards(["astronaut", "cat"], 128)
+    assert a.label == b.label == "shard1of1" and a.name != b.name and a.name == a2.name
+    assert a.name.startswith("shard1of1.")
+    t = paths.Target("A", "image", "onnxruntime", "cpu", "fp32")
+    for path in (lambda s: paths.npy_shard("A", s.name), lambda s: paths.reference_features("A", "image", "onnx_fp32", s.name),
+                 lambda s: t.features(s.name)):
+        assert path(a) != path(b) and path(a) == path(a2)
+
+
 def test_doubling_the_shard_count_splits_each_shard_in_two():
     stems = [f"photo_{i:04d}" for i in range(1000)]
     coarse = {item: s.index for s in paths.shards(stems, 256) for item in s.items}
