@@ -27,8 +27,9 @@ size. Layout (README "Where things are"):
 
 from __future__ import annotations
 
-import os
+import functools
 import hashlib
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -173,7 +174,7 @@ class Shard:
         """The shard in rule, log and cost-record names: shard1of1, shard3of8."""
         return f"shard{self.index + 1}of{self.count}"
 
-    @property
+    @functools.cached_property  # read per shard by each per-target job's input functions in a plan
     def name(self) -> str:
         """The shard in the names of the files that stand for all its items (its npy list, its stacked
         features): the label and a digest of the items' names, shard3of8.1f2e3d4c5b6a. One results
