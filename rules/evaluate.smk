@@ -72,7 +72,7 @@ rule locate:
         precision=lambda wc: wc.precision,
         always=config["locate"] == "all",
         max_inputs=4,
-        threads=P.physical_cores(),
+        threads=THREADS,
         options=backend_options,
     script:
         "../scripts/locate.py"
@@ -107,7 +107,7 @@ rule repair_step:
         precision=repair_precision,
         gate=config["gates"]["vs_torch_fp32"],
         mode=config["repair_mode"],
-        threads=P.physical_cores(),
+        threads=THREADS,
         options=backend_options,
     script:
         "../scripts/repair.py"
@@ -135,7 +135,7 @@ rule repair:
         mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
         runtime=lambda wc: R.runtime_min(wc.arch, "export"),
     params:
-        threads=P.physical_cores(),
+        threads=THREADS,
     script:
         "../scripts/repair.py"
 

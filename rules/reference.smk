@@ -39,5 +39,7 @@ for arch in RUN_ARCHS:
                 params:
                     arch=arch,
                     tower=tower,
+                    # every inference job computes on `threads`, whatever Snakemake scaled the job to
+                    threads=THREADS,
                 script:
                     "../scripts/reference.py"

@@ -9,14 +9,20 @@ from common import log, model_input_files, read_json, write_json
 from timing import LoadRecord, time_runs, wait_for_quiet, worst_load
 
 
-def model_gflops(model, resolution: int) -> float:
-    """GFLOPs of one image through the image tower, counted by torch's FlopCounterMode on cn_clip's
-    own model (matmuls, convolutions, attention; elementwise ops are not counted)."""
+def model_gflops(arch: str) -> float:
+    """GFLOPs of one image through the image tower of `arch`, counted by torch's FlopCounterMode on
+    cn_clip's own model (matmuls, convolutions, attention; elementwise ops are not counted). Counted
+    on the meta device: no weights and no compute, and the attention's products are counted (on the
+    CPU torch runs attention in a fused kernel that the counter has no formula for)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from clip_model import model_info, new_model
+
+    model = new_model(arch, meta=True).float().eval()
+    _, resolution = model_info(arch)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model.encode_image(torch.zeros(1, 3, resolution, resolution))
+        model.encode_image(torch.zeros(1, 3, resolution, resolution, device="meta"))
     return counter.get_total_flops() / 1e9
 
 
@@ -73,7 +79,7 @@ def torch_baseline(checkpoint: str, arch: str, npy_files: list[str], batch_size:
             return model.encode_image(torch.from_numpy(batch))
 
     result = {**time_runs(run, inputs, batch_size, loop, warmup, f"torch_fp32 bs{batch_size}"), "threads": threads}
-    result["model_gflops"] = model_gflops(model, inputs[0].shape[-1])
+    result["model_gflops"] = model_gflops(arch)
     return result
 
 

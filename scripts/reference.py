@@ -17,27 +17,33 @@ def torch_features(model, inputs: np.ndarray, tower: str = "image") -> np.ndarra
         return encode(torch.from_numpy(inputs)).float().numpy()
 
 
-def reference_runner(stage: str, arch: str, tower: str, model_file: str):
-    """features(inputs) of one stage, its model loaded once (a job runs it over a shard of items)."""
+def reference_runner(stage: str, arch: str, tower: str, model_file: str, threads: int):
+    """features(inputs) of one stage on `threads` threads, its model loaded once (a job runs it over a
+    shard of items). torch is told its threads: it would take OMP_NUM_THREADS, which Snakemake sets to
+    the job's scaled threads (1 under `-c1`), while ONNX Runtime ignores it."""
     if stage == "torch_fp32":
+        import torch
+
         from clip_model import load_model
 
+        torch.set_num_threads(threads)
         model = load_model(model_file, arch, text_tower=tower == "text")
         return lambda inputs: torch_features(model, inputs, tower)
     from backends.onnxruntime import session
 
-    sess = session(model_file, 0, optimize=True, level="all")  # ONNX Runtime's defaults, as the seed ran it
+    sess = session(model_file, threads, optimize=True, level="all")  # ONNX Runtime's optimisations, as the seed ran it
     (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
     return lambda inputs: sess.run([out.name], {inp.name: inputs})[0].astype(np.float32, copy=False)
 
 
 def write_references(stage: str, arch: str, tower: str, model_file: str, inputs: list[str], outputs: list[str],
-                     features_file: str | None = None) -> None:
+                     features_file: str | None, threads: int) -> None:
     """Each input's features to its output (same order), by one stage whose model is loaded once; all of
-    them also to `features_file` (the shard's stack, named by the inputs' stems)."""
+    them also to `features_file` (the shard's stack, named by the inputs' stems). `threads`: the
+    workflow's (config `threads`, or the physical cores), as infer and benchmark use."""
     from common import Progress, write_features
 
-    features = reference_runner(stage, arch, tower, model_file)
+    features = reference_runner(stage, arch, tower, model_file, threads)
     progress = Progress(f"reference {stage} {tower}", len(inputs))
     rows = []
     for npy, out in zip(inputs, outputs, strict=True):
@@ -52,7 +58,7 @@ def main(smk) -> None:
     stage, p = smk.wildcards.stage, smk.params
     write_references(stage, p.arch, p.tower, smk.input.model,
                      model_input_files(unnamed_inputs(smk.input)), list(smk.output.per_item),
-                     smk.output.features)
+                     smk.output.features, threads=int(p.threads))
     log.info("%s %s: %d items -> %s", stage, p.tower, len(smk.output.per_item), Path(smk.output.per_item[0]).parent)
 
 
