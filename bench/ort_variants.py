@@ -107,7 +107,7 @@ def transformer_optimized(src: str, out: Path, model_type: str, arch: str) -> tu
     return str(out), stats
 
 
-def gflops_per_image(arch: str, given: float | None, resolution: int) -> tuple[float, str]:
+def gflops_per_image(arch: str, given: float | None) -> tuple[float, str]:
     if given:
         return given, "--gflops"
     for bench in sorted(Path(f"results/{arch}").glob("*/*/benchmark_bs*.json")):
@@ -138,7 +138,7 @@ def main() -> None:
     threads = paths.physical_cores()
     stems = sorted(p.stem for p in Path(f"results/{args.arch}/npy").glob("*.npy"))
     inputs = [np.load(paths.npy(args.arch, s)) for s in stems]
-    gflops, gflops_from = gflops_per_image(args.arch, args.gflops, inputs[0].shape[-1])
+    gflops, gflops_from = gflops_per_image(args.arch, args.gflops)
     wait_for_quiet(args.quiet_wait, args.max_others)
     ceiling0 = matmul_ceiling(threads)
     print(f"{args.arch}: {gflops:.1f} GFLOPs/image ({gflops_from}); fp32 ceiling at start {ceiling0['ceiling_gflops']:.0f}"

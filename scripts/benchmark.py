@@ -78,9 +78,7 @@ def torch_baseline(checkpoint: str, arch: str, npy_files: list[str], batch_size:
         with torch.inference_mode():
             return model.encode_image(torch.from_numpy(batch))
 
-    result = {**time_runs(run, inputs, batch_size, loop, warmup, f"torch_fp32 bs{batch_size}"), "threads": threads}
-    result["model_gflops"] = model_gflops(arch)
-    return result
+    return {**time_runs(run, inputs, batch_size, loop, warmup, f"torch_fp32 bs{batch_size}"), "threads": threads}
 
 
 def best_ceiling(before: dict, after: dict) -> dict:
@@ -114,7 +112,7 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
     baseline = torch_baseline(checkpoint, arch, npy_files, batch_size, baseline_loop, warmup, options["threads"])
     log.info("torch_fp32 bs%d: %.2f images/s, p50 %.1f ms; others' CPU %.2f cores", batch_size,
              baseline["throughput_fps"], baseline["latency_ms"]["p50"], baseline["load"]["others_cpu_cores"])
-    gflops = baseline.pop("model_gflops")
+    gflops = model_gflops(arch)
     measured = best_ceiling(ceiling_before, matmul_ceiling(options["threads"], ceiling_n))
     ceiling = measured["ceiling_gflops"]
     log.info("fp32 ceiling (%dx%d matmul, %d threads): torch %.0f, ONNX Runtime %.0f GFLOP/s; model %.1f GFLOPs "

@@ -29,8 +29,8 @@ def test_record_says_how_busy_the_machine_was_during_the_timed_runs(monkeypatch,
     monkeypatch.setattr(benchmark.backends, "get", lambda name: fake)
     sizes = []
     monkeypatch.setattr(benchmark, "matmul_ceiling", lambda threads, n: sizes.append(n) or dict(ceiling))
-    monkeypatch.setattr(benchmark, "torch_baseline", lambda *a: {**stats, "throughput_fps": 5.0, "load": _load(0.9),
-                                                                 "model_gflops": 1.0})
+    monkeypatch.setattr(benchmark, "torch_baseline", lambda *a: {**stats, "throughput_fps": 5.0, "load": _load(0.9)})
+    monkeypatch.setattr(benchmark, "model_gflops", lambda arch: 1.0)
     waits = []
     monkeypatch.setattr(benchmark, "wait_for_quiet", lambda s: waits.append(s) or {"waited_s": 0.0, "quiet": None,
                                                                                    "others_cpu_cores": None})
