@@ -2,34 +2,55 @@
 
 import contextlib
 import io
+import json
 import zipfile
 from pathlib import Path
 
 from common import log
-from paths import ConfigError
+from paths import WORKFLOW_ARCHS, ConfigError
+
+
+def model_config(arch: str) -> Path | None:
+    """The workflow's model config of an architecture cn_clip does not ship (paths.WORKFLOW_ARCHS), else None."""
+    return WORKFLOW_ARCHS.get(arch)
 
 
 def model_info(arch: str) -> tuple[str, int]:
-    """(cn_clip model struct, input resolution) of an architecture."""
+    """(cn_clip model struct, or the workflow's model config file; input resolution) of an architecture."""
     from cn_clip.clip.utils import _MODEL_INFO
 
-    if arch not in _MODEL_INFO:
-        raise ConfigError(f"unknown model_arch '{arch}': cn_clip knows {', '.join(_MODEL_INFO)}")
-    return _MODEL_INFO[arch]["struct"], _MODEL_INFO[arch]["input_resolution"]
+    if arch in _MODEL_INFO:
+        return _MODEL_INFO[arch]["struct"], _MODEL_INFO[arch]["input_resolution"]
+    if model_config(arch):
+        return str(model_config(arch)), json.loads(model_config(arch).read_text())["image_resolution"]
+    raise ConfigError(f"unknown model_arch '{arch}': cn_clip knows {', '.join(_MODEL_INFO)}; this workflow "
+                      f"adds {', '.join(WORKFLOW_ARCHS) or 'none'} (config/model_configs/)")
+
+
+def _create(arch: str):
+    """cn_clip's CLIP of `arch`: cn_clip's own create_model, or for a workflow architecture the steps it takes
+    (CLIP(**config), convert_weights) on that architecture's config file."""
+    from cn_clip.clip.model import CLIP, convert_weights
+    from cn_clip.clip.utils import create_model
+
+    struct, _ = model_info(arch)
+    if not model_config(arch):
+        return create_model(struct)
+    model = CLIP(**json.loads(model_config(arch).read_text()))
+    convert_weights(model)
+    return model
 
 
 def new_model(arch: str, meta: bool = False):
     """cn_clip's CLIP for `arch` via cn_clip's own create_model (fp16 weights, as published).
     meta=True builds it without allocating or initialising weights (for loading or shape checks)."""
     import torch
-    from cn_clip.clip.utils import create_model
 
-    struct, _ = model_info(arch)
     with contextlib.redirect_stdout(io.StringIO()):  # create_model prints the whole config
         if meta:
             with torch.device("meta"):
-                return create_model(struct)
-        return create_model(struct)
+                return _create(arch)
+        return _create(arch)
 
 
 def load_state_dict(path: str | Path) -> dict:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from common import log, remove_stale_scratch
-from paths import PART
+from paths import PART, WORKFLOW_ARCHS
 
 CONVERT = {"image": "--convert-vision", "text": "--convert-text"}
 
@@ -23,6 +23,8 @@ def exporter_command(exporter: str | Path, stage: str, arch: str, checkpoint: st
                CONVERT[tower], "--stage", stage, "--opset-version", str(opset)]
     if stage == "fp32":
         command += ["--pytorch-ckpt-path", str(checkpoint)]
+    if arch in WORKFLOW_ARCHS:  # an architecture cn_clip does not ship (patches/0003)
+        command += ["--model-config", str(WORKFLOW_ARCHS[arch])]
     return command
 
 

@@ -33,7 +33,13 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ARCHS = ("RN50", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")
+# cn_clip's own architectures (cn_clip.clip.utils._MODEL_INFO), then those this workflow defines in cn_clip's
+# model-config format (config/model_configs/<arch>.json: the vision and text configs merged, as cn_clip's
+# create_model merges them), such as ViT-Toy-16, a few-layer ViT the test suite runs end to end in seconds
+CN_CLIP_ARCHS = ("RN50", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")
+MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "config" / "model_configs"
+WORKFLOW_ARCHS = {p.stem: p for p in sorted(MODEL_CONFIGS_DIR.glob("*.json"))}
+ARCHS = CN_CLIP_ARCHS + tuple(WORKFLOW_ARCHS)
 STAGES = ("torch_fp32", "onnx_fp32", "onnx_fp16")
 TOWERS = ("image", "text")
 PART = {"image": "img", "text": "txt"}  # the upstream exporter's file-name part of each tower
@@ -101,6 +107,9 @@ def checkpoint_path(checkpoint: str, arch: str, seed) -> str:
     if checkpoint == "synthetic":
         return f"resources/checkpoints/synthetic/{arch}.seed{seed}.pt"
     if checkpoint == "download":
+        if arch not in CHECKPOINT_FILES:
+            raise ConfigError(f"`checkpoint: download`: {arch} has no official checkpoint (it is defined by "
+                              f"{WORKFLOW_ARCHS.get(arch, 'this workflow')}): use `checkpoint: synthetic` or a path")
         return f"resources/checkpoints/{CHECKPOINT_FILES[arch]}"
     return checkpoint
 

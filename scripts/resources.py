@@ -12,7 +12,7 @@ MEASURED = {
     "ViT-B-16": {"checkpoint": (1399, 5), "export": (2555, 15), "fp16": (1439, 6), "reference": (1799, 7),
                  "compile": (1374, 5), "infer": (427, 2), "benchmark": (918, 38)},
 }
-_SIZE = {"RN50": 0.0, "ViT-B-16": 0.0, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "ViT-H-14": 1.0}
+_SIZE = {"ViT-Toy-16": 0.0, "RN50": 0.0, "ViT-B-16": 0.0, "ViT-L-14": 0.45, "ViT-L-14-336": 0.5, "ViT-H-14": 1.0}
 HEADROOM = 1.25  # mem_mb = measured peak x this, so a job is not killed by a scheduler at its own peak
 
 # Jobs that read images, JSON or a checkpoint's header only (preprocess, similarity, report, ...):

@@ -21,11 +21,17 @@ SCRIPTS = REPO / "scripts"
 STANDINS = REPO / "tests" / "standins"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW_FILES = ("Snakefile", "config", "rules", "scripts", "patches", "profiles", "envs", "report")
-E2E_ARCH = "ViT-B-16"
+# cn_clip's own model code on a few-layer ViT (config/model_configs/ViT-Toy-16.json): every end-to-end test
+# but the contract's runs the real workflow on it, in seconds a job instead of a minute
+E2E_ARCH = "ViT-Toy-16"
+E2E_RESOLUTION, E2E_EMBED = 64, 64  # its image_resolution and embed_dim
+# the smallest real architecture: the contract tests run the default run's chain on it (contract_workflow)
+CONTRACT_ARCH = "ViT-B-16"
 E2E_IMAGES = ("chelsea.png", "rocket.jpg")  # two of the bundled sample photographs
 # the default run's one target (onnxruntime fp32 on the CPU) of the image tower, and its text twin
 E2E_TARGET = paths.Target(E2E_ARCH, "image", "onnxruntime", "cpu", "fp32")
 E2E_TEXT_TARGET = E2E_TARGET.twin("text")
+CONTRACT_TARGET = paths.Target(CONTRACT_ARCH, "image", "onnxruntime", "cpu", "fp32")
 
 
 # config every test run passes (a run's own config overrides it)
@@ -149,9 +155,19 @@ def e2e_images(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def e2e_workflow(tmp_path_factory, e2e_images) -> Workflow:
-    """The real workflow, ViT-B-16 synthetic, two images, a short benchmark loop, run once."""
+    """The real workflow, E2E_ARCH synthetic, two images, a short benchmark loop, run once."""
     root = copy_workflow(tmp_path_factory.mktemp("workflow"))
     wf = Workflow(root, {"model_arch": E2E_ARCH, "images": str(e2e_images), "loop": 3, "warmup": 1})
+    wf.run("report")
+    return wf
+
+
+@pytest.fixture(scope="session")
+def contract_workflow(tmp_path_factory, e2e_images) -> Workflow:
+    """The default run's chain on a real architecture (CONTRACT_ARCH, synthetic weights), two images, run once."""
+    root = copy_workflow(tmp_path_factory.mktemp("contract"))
+    wf = Workflow(root, {"model_arch": CONTRACT_ARCH, "images": str(e2e_images), "loop": 3, "warmup": 1,
+                         "baseline_loop": 2})
     wf.run("report")
     return wf
 

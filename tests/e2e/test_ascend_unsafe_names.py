@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import E2E_IMAGES, SNAKEMAKE, STANDINS, Workflow
+from conftest import E2E_ARCH, E2E_IMAGES, SNAKEMAKE, STANDINS, Workflow
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def unsafe_checkout(e2e_workflow, e2e_images, tmp_path_factory):
 def test_unsafe_names_checkout_and_umask_002_pass_with_the_text_tower(unsafe_checkout, tmp_path):
     root, images = unsafe_checkout
     log = tmp_path / "calls.jsonl"
-    wf = Workflow(root, {"model_arch": "ViT-B-16", "images": str(images), "loop": 3, "warmup": 1,
+    wf = Workflow(root, {"model_arch": E2E_ARCH, "images": str(images), "loop": 3, "warmup": 1,
                          "backend": "ascend", "towers": ["image", "text"]}, env=standin_env(log))
     run(wf, "report", umask=0o002)
     r = wf.report()
@@ -92,7 +92,7 @@ def test_unsafe_names_checkout_and_umask_002_pass_with_the_text_tower(unsafe_che
 def test_the_mid_2024_ais_bench_and_umask_027_pass_too(unsafe_checkout, tmp_path):
     root, images = unsafe_checkout
     log = tmp_path / "calls.jsonl"
-    wf = Workflow(root, {"model_arch": "ViT-B-16", "images": str(images), "loop": 3, "warmup": 1,
+    wf = Workflow(root, {"model_arch": E2E_ARCH, "images": str(images), "loop": 3, "warmup": 1,
                          "backend": "ascend", "soc_version": "Ascend310P3"},
                   env=standin_env(log, STANDIN_AIS_BENCH_VERSION="2024"))
     run(wf, "report", umask=0o027)
@@ -107,7 +107,7 @@ def test_an_unsafe_tmpdir_stops_the_run_before_any_job(unsafe_checkout, tmp_path
     root, images = unsafe_checkout
     bad_tmp = tmp_path / "tmp dir"
     bad_tmp.mkdir()
-    wf = Workflow(root, {"model_arch": "ViT-B-16", "images": str(images), "backend": "ascend",
+    wf = Workflow(root, {"model_arch": E2E_ARCH, "images": str(images), "backend": "ascend",
                          "soc_version": "Ascend910B1"}, env=standin_env(tmp_path / "calls.jsonl", TMPDIR=str(bad_tmp)))
     result = run(wf, "report", umask=0o022, check=False)
     out = result.stdout + result.stderr

@@ -14,7 +14,7 @@ import pytest
 
 import paths as P
 from backends import ascend
-from conftest import E2E_ARCH, SNAKEMAKE, STANDINS, Workflow
+from conftest import E2E_ARCH, E2E_EMBED, E2E_RESOLUTION, SNAKEMAKE, STANDINS, Workflow
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +80,7 @@ def test_report_has_one_passing_target_per_chip_with_ais_bench_figures(ascend_wf
         assert ("offline", "torch_fp32") in pairs
         assert t["accuracy"]["gates"] and all(g["passed"] for g in t["accuracy"]["gates"])
         for stem in ("chelsea", "rocket"):
-            assert np.load(target_dir / "dst" / f"{stem}_0.npy").shape == (1, 512)
+            assert np.load(target_dir / "dst" / f"{stem}_0.npy").shape == (1, E2E_EMBED)
         assert (target_dir / "dst_summary.json").is_file(), "ais_bench's own layout"
         (perf,) = t["performance"]
         bench = json.loads((target_dir / "benchmark_bs1.json").read_text())
@@ -99,7 +99,7 @@ def test_tools_got_the_seeds_command_lines_one_fresh_directory_per_atc_job(ascen
     for call in atc_calls:
         chip = next(a.split("=", 1)[1] for a in call["argv"] if a.startswith("--soc_version="))
         prefix = (chip_dir(ascend_wf, chip) / "model_bs1").resolve() / "model"
-        assert call["argv"] == ascend.atc_command(onnx, prefix, 1, 224, chip)[1:]
+        assert call["argv"] == ascend.atc_command(onnx, prefix, 1, E2E_RESOLUTION, chip)[1:]
         # and the report's "Reproduce" section prints that very line
         (target,) = [t for t in ascend_wf.report()["targets"] if t["device"] == chip]
         assert target["compiled"][0]["command"] == shlex.join(["atc", *call["argv"]])

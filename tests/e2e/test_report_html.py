@@ -1,4 +1,4 @@
-"""results/report.html of the e2e workflow (ViT-B-16, synthetic) in headless Chromium: it loads
+"""results/report.html of the e2e workflow (ViT-Toy-16, synthetic) in headless Chromium: it loads
 without errors, shows the verdicts, the matmul ceilings beside the speed-up and its figures; its
 screenshot is kept as a test artifact. And Snakemake's own `snakemake --report` over the same run,
 with the report's categories."""

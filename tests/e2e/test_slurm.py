@@ -1,6 +1,6 @@
 """The workflow on a real Slurm scheduler: a single-node cluster started on this machine
 (tests/slurm_cluster.py: Debian's slurm-wlm and munge, installed when missing), driven by
-`snakemake --workflow-profile profiles/slurm-test` (executor slurm). ViT-B-16 synthetic, batch sizes
+`snakemake --workflow-profile profiles/slurm-test` (executor slurm). ViT-Toy-16 synthetic, batch sizes
 1 and 2, on backend onnxruntime and on ascend with the stand-in atc/ais_bench.
 
 Clones of the session's e2e workflow (its checkpoint, ONNX models and references are reused: hard
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import paths as P
-from conftest import E2E_ARCH, SNAKEMAKE, STANDINS, Workflow
+from conftest import E2E_ARCH, E2E_RESOLUTION, SNAKEMAKE, STANDINS, Workflow
 from slurm_cluster import SlurmCluster, SlurmUnavailable, install_slurm
 
 pytestmark = pytest.mark.e2e
@@ -242,7 +242,7 @@ def test_compiled_models_are_the_same(runs, bs):
                 .compiled(bs) / "model.om")
         for kind in ("slurm", "local")]
     assert slurm_onnx == local_onnx
-    assert slurm_header["input_shape"] == local_header["input_shape"] == f"image:{bs},3,224,224"
+    assert slurm_header["input_shape"] == local_header["input_shape"] == f"image:{bs},3,{E2E_RESOLUTION},{E2E_RESOLUTION}"
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "ascend"])

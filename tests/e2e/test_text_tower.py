@@ -1,4 +1,4 @@
-"""Both towers: `towers: [image, text]` on the session's ViT-B-16 synthetic run (onnxruntime) adds only
+"""Both towers: `towers: [image, text]` on the session's ViT-Toy-16 synthetic run (onnxruntime) adds only
 the text jobs, the zero-shot check and the report, and report.json carries the zero-shot figures."""
 from pathlib import Path
 

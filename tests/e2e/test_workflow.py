@@ -1,4 +1,5 @@
-"""The real workflow, end to end, on ViT-B-16 synthetic weights and two images (session fixture)."""
+"""The real workflow, end to end, on synthetic weights and two images: the contract's files on a real
+architecture (contract_workflow, ViT-B-16), the rest on the few-layer ViT-Toy-16 (e2e_workflow)."""
 import shutil
 from pathlib import Path
 
@@ -7,17 +8,18 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import E2E_ARCH, E2E_TARGET
+from conftest import CONTRACT_ARCH, CONTRACT_TARGET, E2E_ARCH, E2E_RESOLUTION, E2E_TARGET
 
 pytestmark = pytest.mark.e2e
 
 CONTRACT_PERF_KEYS = {"batch_size", "loop", "throughput_fps", "latency_ms"}
 
 
-def test_report_has_every_contract_key_and_gates_pass(e2e_workflow):
+def test_report_has_every_contract_key_and_gates_pass(contract_workflow):
+    e2e_workflow = contract_workflow
     r = e2e_workflow.report()
     assert set(r["model"]) >= {"arch", "checkpoint", "checkpoint_sha256", "synthetic"}
-    assert r["model"]["arch"] == E2E_ARCH and r["model"]["synthetic"] is True and r["verdict"] == "PASS"
+    assert r["model"]["arch"] == CONTRACT_ARCH and r["model"]["synthetic"] is True and r["verdict"] == "PASS"
     assert r["warnings"], "synthetic weights must be called out"
     (target,) = [t for t in r["targets"] if t["backend"] == "onnxruntime"]
     assert target["device"] == "cpu"
@@ -42,8 +44,9 @@ def test_report_has_every_contract_key_and_gates_pass(e2e_workflow):
         assert "PASS" in text and "SYNTHETIC" in text
 
 
-def test_onnx_models_follow_the_contract(e2e_workflow):
-    onnx_dir = e2e_workflow.root / "results" / E2E_ARCH / "onnx"
+def test_onnx_models_follow_the_contract(contract_workflow):
+    e2e_workflow = contract_workflow
+    onnx_dir = e2e_workflow.root / "results" / CONTRACT_ARCH / "onnx"
     names = sorted(p.name for p in onnx_dir.iterdir() if ".img." in p.name)  # the text tower's sit beside
     assert names == ["vit-b-16.img.fp16.onnx", "vit-b-16.img.fp32.onnx", "vit-b-16.img.fp32.onnx.extra_file"]
     fp32 = onnx.load(str(onnx_dir / names[1]), load_external_data=False)
@@ -55,16 +58,16 @@ def test_onnx_models_follow_the_contract(e2e_workflow):
         assert (inp.name, inp.type, out.name, out.type) == ("image", "tensor(float)", "unnorm_image_features",
                                                              "tensor(float)")
         assert isinstance(inp.shape[0], str), "batch axis is symbolic"
-        x = np.load(e2e_workflow.root / "results" / E2E_ARCH / "npy" / "chelsea.npy")
+        x = np.load(e2e_workflow.root / "results" / CONTRACT_ARCH / "npy" / "chelsea.npy")
         assert sess.run(None, {"image": np.concatenate([x, x])})[0].shape == (2, 512)
 
 
-def test_npy_and_dst_layout(e2e_workflow):
-    arch_dir = e2e_workflow.root / "results" / E2E_ARCH
+def test_npy_and_dst_layout(contract_workflow):
+    arch_dir = contract_workflow.root / "results" / CONTRACT_ARCH
     for stem in ("chelsea", "rocket"):
         x = np.load(arch_dir / "npy" / f"{stem}.npy")
         assert x.dtype == np.float32 and x.shape == (1, 3, 224, 224)
-        assert np.load(e2e_workflow.root / E2E_TARGET.dst(stem)).shape == (1, 512)
+        assert np.load(contract_workflow.root / CONTRACT_TARGET.dst(stem)).shape == (1, 512)
 
 
 def test_nothing_to_do_after_a_complete_run(e2e_workflow):
@@ -116,7 +119,8 @@ def test_shell_metacharacters_in_image_names_reach_no_shell(e2e_workflow, tmp_pa
     wf = Workflow(e2e_workflow.root, {**e2e_workflow.config, "images": str(images)})
     wf.run(*[f"results/{E2E_ARCH}/npy/{stem}.npy" for stem in stems])
     for stem in stems:
-        assert np.load(e2e_workflow.root / "results" / E2E_ARCH / "npy" / f"{stem}.npy").shape == (1, 3, 224, 224)
+        assert np.load(e2e_workflow.root / "results" / E2E_ARCH / "npy" / f"{stem}.npy").shape == \
+            (1, 3, E2E_RESOLUTION, E2E_RESOLUTION)
     for where in (e2e_workflow.root, images, tmp_path):
         assert not (where / "pwned").exists() and not (where / "pwned2").exists()
 
