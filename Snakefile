@@ -14,8 +14,8 @@ configfile: "config/config.yaml"
 # This file's folder (not workflow.basedir: used as a module, that is the calling workflow's).
 WORKFLOW_DIR = str(workflow.current_basedir)
 sys.path.insert(0, f"{WORKFLOW_DIR}/scripts")
-from config_check import check_config
-import stale_lock
+from pipeline.config_check import check_config
+from pipeline import stale_lock
 
 # Every bad key listed by name (command-line numbers coerced first), then Snakemake's own
 # validation fills the schema's defaults.

@@ -4,8 +4,8 @@ import os
 import sys
 from pathlib import Path
 
-import paths as P
-import resources as R
+from pipeline import paths as P
+from pipeline import resources as R
 
 # A dry run (-n) and a job step (--mode remote/subprocess: a cluster job parses this file again) never
 # write: Snakemake knows -n from its output settings at parse time (workflow.dryrun only later).
@@ -18,7 +18,7 @@ IMAGES = P.discover_images(IMAGES_DIR, sample=not config["images"])
 # {path: why}: bad files skipped with skip_bad_images (listed in the report)
 SKIPPED_IMAGES = {}
 if config["images"]:
-    from config_check import usable_images
+    from pipeline.config_check import usable_images
 
     IMAGES, SKIPPED_IMAGES = usable_images(
         IMAGES,

@@ -5,8 +5,8 @@ matmul ceilings and the load other processes put on it meanwhile (`load`)."""
 import numpy as np
 
 import backends
-from common import log, model_input_files, read_json, write_json
-from timing import LoadRecord, time_runs, wait_for_quiet, worst_load
+from pipeline.common import log, model_input_files, read_json, write_json
+from backends.timing import LoadRecord, time_runs, wait_for_quiet, worst_load
 
 
 def model_gflops(arch: str) -> float:
@@ -17,7 +17,7 @@ def model_gflops(arch: str) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from clip_model import model_info, new_model
+    from model.clip import model_info, new_model
 
     model = new_model(arch, meta=True).float().eval()
     _, resolution = model_info(arch)
@@ -68,7 +68,7 @@ def torch_baseline(checkpoint: str, arch: str, npy_files: list[str], batch_size:
                    warmup: int, threads: int) -> dict:
     import torch
 
-    from clip_model import load_model
+    from model.clip import load_model
 
     torch.set_num_threads(threads)
     model = load_model(checkpoint, arch)
@@ -149,6 +149,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import log, model_input_files, unnamed_inputs
+from pipeline.common import log, model_input_files, unnamed_inputs
 from preprocess import write_npy
 
 
@@ -24,7 +24,7 @@ def reference_runner(stage: str, arch: str, tower: str, model_file: str, threads
     if stage == "torch_fp32":
         import torch
 
-        from clip_model import load_model
+        from model.clip import load_model
 
         torch.set_num_threads(threads)
         model = load_model(model_file, arch, text_tower=tower == "text")
@@ -41,7 +41,7 @@ def write_references(stage: str, arch: str, tower: str, model_file: str, inputs:
     """Each input's features to its output (same order), by one stage whose model is loaded once; all of
     them also to `features_file` (the shard's stack, named by the inputs' stems). `threads`: the
     workflow's (config `threads`, or the physical cores), as infer and benchmark use."""
-    from common import Progress, write_features
+    from pipeline.common import Progress, write_features
 
     features = reference_runner(stage, arch, tower, model_file, threads)
     progress = Progress(f"reference {stage} {tower}", len(inputs))
@@ -63,6 +63,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

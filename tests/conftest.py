@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import paths
+from pipeline import paths
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"

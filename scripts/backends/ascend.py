@@ -53,7 +53,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import log
+from pipeline.common import log
 
 ATC = "atc"
 RUNS_ON_HOST_CPU = False  # runs on the NPU: the host's matmul ceiling says nothing of its speed
@@ -311,7 +311,7 @@ def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_siz
     om = out_dir / f"{MODEL_PREFIX}.om"
     om.unlink(missing_ok=True)
     cmd = compile_command(onnx_model, out_dir, batch_size, resolution, options)
-    from common import remove_stale_scratch
+    from pipeline.common import remove_stale_scratch
 
     remove_stale_scratch(out_dir.parent, f".atc-{out_dir.name}-")  # left by a killed earlier run
     scratch = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".atc-{out_dir.name}-"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import log
+from pipeline.common import log
 
 RUNS_ON_HOST_CPU = True
 MODEL_NAME = "model.onnx"
@@ -162,7 +162,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 def calibration_batches(npy_files: list[str | Path], batch_size: int) -> list[np.ndarray]:
     """The calibration inputs at the compiled batch size: the real inputs (each 1xCxHxW), rotated into
     one batch per input, as the benchmark builds them."""
-    from timing import batches
+    from backends.timing import batches
 
     if not npy_files:
         raise ValueError("static int8 quantisation needs calibration inputs (options['calibration']: "
@@ -234,7 +234,7 @@ def compile(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolu
                          "must list preprocessed .npy files of real images; int8_dynamic needs none")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from common import remove_stale_scratch
+    from pipeline.common import remove_stale_scratch
 
     prefix = f".compile-{out_dir.name}-"
     remove_stale_scratch(out_dir.parent, prefix)
@@ -273,7 +273,7 @@ def _run(sess):
 
 
 def infer(model: str | Path, npy_files: list[str | Path], dst_dir: str | Path, options: dict) -> None:
-    from common import Progress
+    from pipeline.common import Progress
 
     run = _run(session(model, options["threads"], spinning=options.get("spinning")))
     dst_dir = Path(dst_dir)
@@ -287,7 +287,7 @@ def infer(model: str | Path, npy_files: list[str | Path], dst_dir: str | Path, o
 
 def benchmark(model: str | Path, npy_files: list[str | Path], batch_size: int, loop: int, warmup: int,
               options: dict) -> dict:
-    from timing import time_runs
+    from backends.timing import time_runs
 
     run = _run(session(model, options["threads"], spinning=options.get("spinning")))
     inputs = [np.load(f) for f in npy_files]

@@ -11,7 +11,7 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
-from common import artifact, read_json
+from pipeline.common import artifact, read_json
 
 from .model import Model, Performance, Report, Target
 from .reproduce import reproduce
@@ -220,7 +220,7 @@ def environment(backend_names: list[str], config: dict) -> dict:
     """Versions of the packages and of each backend's tools (for ascend: probed in the Python that runs
     ais_bench, on the NPU the config names)."""
     import backends
-    from paths import physical_cores
+    from pipeline.paths import physical_cores
 
     versions = {}
     for package in ("torch", "torchvision", "onnx", "onnxruntime", "cn-clip", "snakemake", "numpy", "pillow",

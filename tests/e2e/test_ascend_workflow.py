@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import paths as P
+from pipeline import paths as P
 from backends import ascend
 from conftest import E2E_ARCH, E2E_EMBED, E2E_RESOLUTION, SNAKEMAKE, STANDINS, Workflow
 
@@ -167,7 +167,7 @@ def test_missing_tools_stop_the_run_before_any_job(e2e_workflow):
 
 def target_files(wf, chip):
     """{path: sha256} of everything in one chip's target folder."""
-    from common import sha256
+    from pipeline.common import sha256
 
     folder = chip_dir(wf, chip)
     return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import E2E_ARCH, Workflow, copy_workflow, standin_env
-from paths import Target, checkpoint_path
+from pipeline.paths import Target, checkpoint_path
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ TARGET = Target(E2E_ARCH, "image", "ascend", "Ascend910B4", "fp16")
 
 @pytest.fixture(scope="module")
 def overflow_run(tmp_path_factory, e2e_images):
-    from synthetic_variants import write_overflow_checkpoint
+    from model.variants import write_overflow_checkpoint
 
     root = copy_workflow(tmp_path_factory.mktemp("overflow"))
     log = tmp_path_factory.mktemp("standins") / "calls.jsonl"

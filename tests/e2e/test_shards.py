@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-import paths as P
+from pipeline import paths as P
 from conftest import E2E_ARCH, E2E_TARGET, Workflow
 
 SAMPLES = ("chelsea.png", "rocket.jpg", "coffee.png", "astronaut.png", "motorcycle_left.png")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import paths as P
+from pipeline import paths as P
 from conftest import E2E_ARCH, E2E_RESOLUTION, SNAKEMAKE, STANDINS, Workflow
 from slurm_cluster import SlurmCluster, SlurmUnavailable, install_slurm
 

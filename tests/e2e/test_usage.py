@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-import paths as P
+from pipeline import paths as P
 from conftest import (E2E_ARCH, E2E_TARGET, SNAKEMAKE, Workflow, copy_workflow, kill_run, standin_env,
                       start_run_until, tree_hash)
 

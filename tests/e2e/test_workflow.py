@@ -181,7 +181,7 @@ def test_bench_summary_prints_rule_costs_and_speed_per_batch_size(e2e_workflow):
 
 
 def test_precisions_are_targets_side_by_side_and_a_list_change_builds_only_new_points(e2e_workflow):
-    import paths as P
+    from pipeline import paths as P
 
     both = {"precisions": ["fp32", "fp16"]}
     assert e2e_workflow.plan("report", config=both) == {"compile": 1, "infer": 1, "similarity": 1, "benchmark": 1,
@@ -209,7 +209,7 @@ def test_locate_compares_every_tensor_of_a_target_on_demand(e2e_workflow):
     import csv
     import json
 
-    import paths as P
+    from pipeline import paths as P
 
     fp16 = P.Target(E2E_ARCH, "image", "onnxruntime", "cpu", "fp16")
     out = f"{fp16.dir}/locate/locate.json"

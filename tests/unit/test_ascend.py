@@ -397,7 +397,7 @@ def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
 def test_standin_ais_bench_can_store_fp16_between_nodes_like_an_npu(tmp_path, standins, monkeypatch):
     """STANDIN_AIS_BENCH_FP16_STORAGE=1: the fp16 overflow that ONNX Runtime's CPU computes away (its fp32
     chains) shows in the stand-in's outputs, as on an NPU; without it the stand-in matches ONNX Runtime."""
-    from repair import build_fp16
+    from accuracy.repair import build_fp16
     from test_locate import inputs, mlp_onnx
 
     monkeypatch.syspath_prepend(str(STANDINS))
@@ -435,8 +435,8 @@ def test_ais_bench_dump_command_is_the_real_tools():
 def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, standins, monkeypatch):
     """backends.ascend.dump runs ais_bench --dump on one input (the stand-in storing fp16 like an NPU) and
     keeps its converted dump; locate reads it and names the node whose output passed fp16's range."""
-    import locate as L
-    from repair import build_fp16
+    from accuracy import locate as L
+    from accuracy.repair import build_fp16
     from test_locate import NAMES, inputs, mlp_onnx
 
     monkeypatch.syspath_prepend(str(STANDINS))

@@ -256,7 +256,7 @@ def test_ais_bench_bounds_are_checked_before_running_it():
 def schema_errors(**config):
     import yaml
 
-    from config_check import config_errors
+    from pipeline.config_check import config_errors
 
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     return config_errors(config, schema)

@@ -8,8 +8,8 @@ import yaml
 from cn_clip.clip.utils import image_transform
 from PIL import Image
 
-from config_check import check_config, check_images, usable_images
-from paths import ConfigError, discover_images
+from pipeline.config_check import check_config, check_images, usable_images
+from pipeline.paths import ConfigError, discover_images
 from preprocess import preprocess_image
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]

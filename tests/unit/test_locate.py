@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-import locate as L
-from repair import build_fp16
+import locate as locate_rule  # the rule script (scripts/locate.py)
+from accuracy import locate as L
+from accuracy.repair import build_fp16
 
 D, H = 8, 32
 NAMES = {"fc1": "blk.0/mlp/fc1", "bias": "blk.0/mlp/bias", "act": "blk.0/mlp/act", "fc2": "blk.0/mlp/fc2",
@@ -156,7 +157,7 @@ def test_tensor_stats_values():
 
 
 def test_int8_rows_match_the_quantised_graph_by_name(tmp_path):
-    from repair import build_int8, int8_prepared
+    from accuracy.repair import build_int8, int8_prepared
 
     fp32 = mlp_onnx(tmp_path / "m.onnx")
     prepared = int8_prepared(fp32, tmp_path / "work")
@@ -236,7 +237,7 @@ def test_a_target_that_met_its_gates_gets_a_record_and_no_localisation(tmp_path)
     out = Named(csv=str(tmp_path / "l.csv"), chart=str(tmp_path / "l.png"), json=str(tmp_path / "l.json"))
     smk = SimpleNamespace(input=Named(fp32=str(tmp_path / "missing.onnx"), npy=[], similarity=str(similarity(True))),
                           output=out, params=Named(precision="fp16"))
-    L.main(smk)
+    locate_rule.main(smk)
     record = json.loads((tmp_path / "l.json").read_text())
     assert record["located"] is False and "locate: all" in record["reason"] and record["first_jump"] is None
     assert (tmp_path / "l.csv").read_text().startswith("depth,") and (tmp_path / "l.png").stat().st_size > 0
@@ -244,4 +245,4 @@ def test_a_target_that_met_its_gates_gets_a_record_and_no_localisation(tmp_path)
     smk.params = Named(precision="fp16", always=True)  # locate: all: the job locates (here: no model to read)
     similarity(True)
     with pytest.raises(Exception):
-        L.main(smk)
+        locate_rule.main(smk)

@@ -2,9 +2,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-import paths
-from config_check import coerce_cli_types
-from paths import ConfigError, discover_images
+from pipeline import paths
+from pipeline.config_check import coerce_cli_types
+from pipeline.paths import ConfigError, discover_images
 
 REPO_CONFIG = paths.Path(__file__).resolve().parents[2] / "config"
 
@@ -145,7 +145,7 @@ def test_doubling_the_shard_count_splits_each_shard_in_two():
 def test_every_feature_file_names_its_item_back():
     """similarity and zero_shot pair files by item name: each path function's file gives its item back,
     dots and all."""
-    from similarity import by_stem
+    from accuracy.similarity import by_stem
 
     items = ["astronaut", "a.b.c", "猫", "x_0"]
     for stage in paths.STAGES:

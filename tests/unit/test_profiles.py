@@ -11,7 +11,7 @@ import yaml
 from snakemake.iocontainers import InputFiles, Wildcards
 from snakemake.resources import Resources
 
-import paths as P
+from pipeline import paths as P
 from conftest import REPO, SNAKEMAKE, copy_workflow
 
 ASCEND = P.Target("ViT-B-16", "image", "ascend", "Ascend910B4", "fp16")

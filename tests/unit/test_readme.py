@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from config_table import config_table
+from pipeline.config_table import config_table
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import numpy as np
 
-import paths
+from pipeline import paths
 import pytest
 
-from common import read_features, write_features
-import locate as L
-import repair as R
-from synthetic_variants import DEFAULT_SCALE, image_blocks, make_overflow, variant_of, write_overflow_checkpoint
+from pipeline.common import read_features, write_features
+from accuracy import locate as L
+from accuracy import repair as R
+from model.variants import DEFAULT_SCALE, image_blocks, make_overflow, variant_of, write_overflow_checkpoint
 from test_locate import NAMES, inputs, mlp_onnx
 
 OVERFLOW = [NAMES[k] for k in ("fc1", "bias", "act", "fc2")]
@@ -214,7 +214,7 @@ def export_image_tower(model, path):
 def test_vit_b16_overflow_variant_fails_is_located_to_its_block_and_repaired(tmp_path):
     import torch
 
-    from clip_model import new_model
+    from model.clip import new_model
     from preprocess import preprocess_image
     from sample_images import sample_image_source
 

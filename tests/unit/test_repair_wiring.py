@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import SNAKEMAKE, Workflow, copy_workflow
-from paths import Target
+from pipeline.paths import Target
 
 CONFIG = {"model_arch": "ViT-B-16", "precision": "fp16"}
 TARGET = Target("ViT-B-16", "image", "onnxruntime", "cpu", "fp16")

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from common import write_json
+from pipeline.common import write_json
 from reporting import build_report, load_targets, plots, render_html, render_markdown, write_report
 from reporting.reproduce import config_args, reproduce
 from reporting.rows import WORST_N
@@ -579,7 +579,7 @@ def test_a_located_and_repaired_target_shows_both_sections_and_stays_self_contai
     """Real locate and repair records of a small overflowing model (test_repair's), beside a target
     that has neither: report.json gains `locate` and `repair` for the first only, every existing key
     stays; Markdown links the CSV and chart, the HTML page embeds the chart and links nothing outside."""
-    import repair as R
+    from accuracy import repair as R
     from test_repair import OVERFLOW, rule_inputs
 
     folder = tmp_path / "fp16"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from similarity import PAIRS, by_stem, compare, evaluate
+from accuracy.similarity import PAIRS, by_stem, compare, evaluate
 
 
 def load(files):
@@ -68,7 +68,7 @@ def test_gates_pass_and_fail_with_thresholds():
 
 def test_shard_feature_files_pair_by_item_across_shards(tmp_path):
     """similarity reads a stacked file per shard: items come back by name from any shard, in any order."""
-    from common import read_features, write_features
+    from pipeline.common import read_features, write_features
 
     write_features(tmp_path / "s1.npz", ["y", "x"], [np.array([[0, 2]], np.float16), np.array([[3, 0]], np.float16)])
     write_features(tmp_path / "s2.npz", ["甲"], [np.array([1.0, 1.0], np.float32)])

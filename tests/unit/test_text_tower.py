@@ -8,7 +8,7 @@ import pytest
 
 from export_onnx import exporter_command, onnx_prefix
 from tokenize_labels import prompts, write_tokens
-from zero_shot import evaluate, probabilities, spearman
+from accuracy.zero_shot import evaluate, probabilities, spearman
 
 PATCHES = sorted((Path(__file__).resolve().parents[2] / "patches").glob("*.patch"))
 LABELS = ["猫", "咖啡", "宇航员", "火箭", "摩托车", "星空"]
@@ -40,7 +40,7 @@ def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
     from cn_clip.clip import tokenize
 
     from backends.onnxruntime import session
-    from clip_model import load_model
+    from model.clip import load_model
     from patch_exporter import apply_patches, upstream_exporter
     from reference import torch_features
     from synthetic_checkpoint import make_synthetic
@@ -107,7 +107,7 @@ def test_zero_shot_probability_bound_fails_without_a_top1_flip():
 def test_zero_shot_counts_a_label_top_image_among_two_copies_as_agreeing():
     """An image in the set twice is a label's best image twice over: picking the other copy is not a
     changed retrieval; a label whose best image really changes still is."""
-    from zero_shot import compare
+    from accuracy.zero_shot import compare
 
     rng = np.random.default_rng(4)
     img = rng.standard_normal((4, 8)).astype(np.float32)
@@ -131,7 +131,7 @@ def test_probabilities_and_spearman():
 
 
 def test_report_carries_text_gates_zero_shot_and_real_weight_predictions(tmp_path):
-    from common import write_json
+    from pipeline.common import write_json
     from reporting import build_report, failed_gates, load_targets
     from test_report import CONFIG, write_all, write_checkpoint, write_target
 

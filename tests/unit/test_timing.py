@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from timing import batches, latency_stats, time_runs
+from backends.timing import batches, latency_stats, time_runs
 
 
 def test_batches_rotate_real_inputs():
@@ -49,7 +49,7 @@ intr 12345
 
 
 def test_busy_time_counts_only_our_cpus_and_every_state_but_idle_and_iowait():
-    from timing import busy_seconds
+    from backends.timing import busy_seconds
 
     assert busy_seconds(STAT, {1}, 100) == pytest.approx((800 + 50 + 30) / 100)  # steal is someone else's use
     assert busy_seconds(STAT, {0, 1}, 100) == pytest.approx((900 + 100 + 30) / 100)
@@ -57,7 +57,7 @@ def test_busy_time_counts_only_our_cpus_and_every_state_but_idle_and_iowait():
 
 
 def test_others_cpu_is_the_machine_busy_time_minus_our_own(monkeypatch):
-    import timing
+    from backends import timing
 
     clock = iter([0.0, 2.0])
     busy, own = iter([100.0, 105.0]), iter([10.0, 11.0])
@@ -73,7 +73,7 @@ def test_a_busy_neighbour_shows_up_as_others_cpu():
     import sys
     import time
 
-    from timing import OthersCpu
+    from backends.timing import OthersCpu
 
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -87,7 +87,7 @@ def test_a_busy_neighbour_shows_up_as_others_cpu():
 
 
 def test_quiet_wait_is_off_by_default_and_bounded(monkeypatch):
-    import timing
+    from backends import timing
 
     assert timing.wait_for_quiet(0) == {"waited_s": 0.0, "others_cpu_cores": None, "quiet": None}
 
@@ -104,7 +104,7 @@ def test_quiet_wait_is_off_by_default_and_bounded(monkeypatch):
 
 
 def test_several_timed_parts_give_the_worst_load_and_the_outer_load_averages():
-    from timing import worst_load
+    from backends.timing import worst_load
 
     a = {"others_cpu_cores": 0.1, "loadavg_before": [1, 1, 1], "loadavg_after": [2, 2, 2], "under_load": False}
     b = {"others_cpu_cores": 0.4, "loadavg_before": [3, 3, 3], "loadavg_after": [4, 4, 4], "under_load": True}

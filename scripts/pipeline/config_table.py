@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 DEFS = yaml.safe_load(SCHEMA.read_text()).get("$defs", {})

@@ -19,7 +19,7 @@ text tower's similarity.json the items are the label prompts (label-to-label ran
 
 import numpy as np
 
-from common import log
+from pipeline.common import log
 
 # defaults of the config keys gates.ranking_min_spearman / gates.ranking_min_top1_agreement
 DEFAULT_GATES = {"ranking_min_spearman": 0.95, "ranking_min_top1_agreement": 1.0}
@@ -28,7 +28,7 @@ STAGES = ("onnx_fp32", "onnx_fp16", "offline")
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """Cosine similarity of every row of a with every row of b (b defaults to a)."""
-    from zero_shot import normalise
+    from accuracy.zero_shot import normalise
 
     na = normalise(a)
     return na @ (na if b is None else normalise(b)).T
@@ -42,7 +42,7 @@ def _off_diagonal(m: np.ndarray) -> np.ndarray:
 
 def _row_agreement(ref: np.ndarray, got: np.ndarray, names: list[str]) -> dict:
     """Per row: Spearman of got's scores against ref's, and whether the best column agrees."""
-    from zero_shot import agreement, spearman
+    from accuracy.zero_shot import agreement, spearman
 
     rho = spearman(ref, got)
     top_ref, top = ref.argmax(axis=1), got.argmax(axis=1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from paths import ConfigError
+from pipeline.paths import ConfigError
 
 
 def coerce_cli_types(value, schema: dict):
@@ -120,7 +120,7 @@ def usable_images(images: dict[str, str], folder: str, skip_bad: bool, cache_fil
                   write_cache: bool = True) -> tuple[dict, dict]:
     """(images to process, {path: reason} skipped). Unless `skip_bad`, any bad file stops the run
     here, before any job, with one message listing every bad file and why."""
-    from paths import non_image_files
+    from pipeline.paths import non_image_files
 
     bad = {**non_image_files(folder), **check_images(images, cache_file, write_cache)}
     if bad and not skip_bad:

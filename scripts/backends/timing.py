@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from common import Progress
+from pipeline.common import Progress
 
 
 def batches(arrays: Sequence[np.ndarray], batch_size: int) -> list[np.ndarray]:

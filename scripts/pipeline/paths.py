@@ -37,7 +37,7 @@ from pathlib import Path
 # model-config format (config/model_configs/<arch>.json: the vision and text configs merged, as cn_clip's
 # create_model merges them), such as ViT-Toy-16, a few-layer ViT the test suite runs end to end in seconds
 CN_CLIP_ARCHS = ("RN50", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")
-MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "config" / "model_configs"
+MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "config" / "model_configs"
 WORKFLOW_ARCHS = {p.stem: p for p in sorted(MODEL_CONFIGS_DIR.glob("*.json"))}
 ARCHS = CN_CLIP_ARCHS + tuple(WORKFLOW_ARCHS)
 STAGES = ("torch_fp32", "onnx_fp32", "onnx_fp16")

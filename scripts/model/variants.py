@@ -18,7 +18,7 @@ import math
 import os
 from pathlib import Path
 
-from common import log
+from pipeline.common import log
 
 DEFAULT_SCALE = 2.0 ** 16
 VARIANT_KEY = "synthetic_variant"
@@ -95,6 +95,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821
