@@ -107,6 +107,7 @@ rule benchmark:
         warmup=config["warmup"],
         quiet_wait_s=config["quiet_wait_s"],
         ceiling_n=config["ceiling_matmul_size"],
+        ci_width=config["ci_width"],
         options=backend_options,
     script:
         "../scripts/benchmark.py"

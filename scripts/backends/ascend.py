@@ -222,9 +222,10 @@ def parse_ais_bench_stdout(text: str) -> dict:
 
 def parse_summary(summary: dict) -> dict:
     """ais_bench's <dirname>_summary.json -> {"throughput_fps", "count", "latency_ms": {mean, p50, p90, p99,
-    min, max}, "notes": [...]}. p50 is ais_bench's median and p99 its percentile(99%); ais_bench prints no
-    p90, so p90 is numpy's percentile(90) of the per-run times it writes (npu_compute_time_list, the same
-    method ais_bench uses for its p99), or None with a note when the list is absent (never invented)."""
+    min, max}, "runs_ms", "notes": [...]}. p50 is ais_bench's median and p99 its percentile(99%); ais_bench
+    prints no p90, so p90 is numpy's percentile(90) of the per-run times it writes (npu_compute_time_list,
+    the same method ais_bench uses for its p99), or None with a note when the list is absent (never
+    invented). runs_ms: that list (ms per run), or None."""
     npu = summary.get("NPU_compute_time")
     if not isinstance(npu, dict) or "mean" not in npu:
         raise ValueError("ais_bench summary has no NPU_compute_time.mean")
@@ -238,7 +239,9 @@ def parse_summary(summary: dict) -> dict:
         import numpy as np
 
         latency["p90"] = float(np.percentile(np.asarray(runs, dtype=np.float64), 90))
+        runs = [float(v) for v in runs]
     else:
+        runs = None
         latency["p90"] = None
         notes.append("p90 unavailable: ais_bench reports min/max/mean/median/p99 only and this summary has no "
                      "per-run npu_compute_time_list")
@@ -248,7 +251,22 @@ def parse_summary(summary: dict) -> dict:
     return {"throughput_fps": float(throughput) if throughput is not None else None,
             "count": int(npu["count"]) if "count" in npu else None,
             "latency_ms": {k: latency[k] for k in ("mean", "p50", "p90", "p99", "min", "max")},
-            "notes": notes}
+            "runs_ms": runs, "notes": notes}
+
+
+NO_INTERVALS = ("no 95 % intervals: ais_bench's summary has no per-run times (npu_compute_time_list) to "
+                "bootstrap them from")
+
+
+def speed_intervals(runs_ms: list[float] | None, batch_size: int) -> tuple[dict, list[str]]:
+    """The 95 % intervals of ais_bench's figures, bootstrapped (timing.bootstrap_ci, the method of every
+    runtime) from its own per-run NPU compute times, and `seconds` (those times); without the list every
+    interval is None and a note says why (never invented). Returns (record keys, notes)."""
+    from backends.timing import bootstrap_ci
+
+    seconds = [v / 1000.0 for v in runs_ms] if runs_ms else None
+    ci = bootstrap_ci(seconds, batch_size)
+    return {**ci, "seconds": seconds}, ([] if seconds else [NO_INTERVALS])
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,7 +535,9 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
     """ais_bench pure-inference mode at `batch_size`: `loop` timed runs after `warmup` untimed ones, on
     zeros (ais_bench's pure-inference input; npy_files are not used). All figures are ais_bench's own:
     throughput from its throughput line (1000*batchsize/mean NPU compute time), latencies from its
-    summary JSON (NPU compute time per run on the device, host-device copies excluded)."""
+    summary JSON (NPU compute time per run on the device, host-device copies excluded); their 95 %
+    intervals are bootstrapped from its per-run times (speed_intervals). ais_bench runs --loop exactly:
+    options["ci_width"] (an early stop of the CPU benchmarks) does not apply, and a note says so."""
     python = options.get("ais_bench_python", "python3")
     with _private_scratch(f"ais_bench-bs{int(batch_size)}-") as scratch:
         om = _stage_model(model, scratch)
@@ -535,6 +555,8 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
         summary = parse_summary(json.loads(summary_file.read_text())) if summary_file.is_file() else None
 
     notes = []
+    if options.get("ci_width"):
+        notes.append(f"ci_width {options['ci_width']} does not apply: ais_bench runs --loop {loop} exactly")
     if summary is not None:
         latency = summary["latency_ms"]
         notes += summary["notes"]
@@ -547,14 +569,19 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
     if summary is not None and summary["throughput_fps"] is not None and not math.isclose(
             summary["throughput_fps"], throughput, rel_tol=1e-3, abs_tol=1e-6):
         notes.append(f"summary JSON throughput {summary['throughput_fps']} differs from the printed {throughput}")
+    intervals, why = speed_intervals(summary["runs_ms"] if summary is not None else None, batch_size)
+    notes += why
     log.info("ais_bench bs%d: %.2f images/s, NPU compute mean %.3f ms", batch_size, throughput, latency["mean"])
     return {
         "batch_size": batch_size,
         "loop": loop,
+        "loop_max": loop,
+        "stopped_early": False,
         "warmup": warmup,
         "threads": None,  # runs on the NPU: host threads do not apply
         "throughput_fps": throughput,
         "latency_ms": latency,
+        **intervals,
         "measured_by": "ais_bench",
         "method": ("ais_bench pure-inference mode (zero inputs); latency = NPU_compute_time per run (device "
                    "compute, host-device copies excluded); p50 = ais_bench median, p99 = its percentile(99%), "

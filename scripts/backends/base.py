@@ -54,7 +54,9 @@ class Backend(Protocol):
 
     def benchmark(self, model: str | os.PathLike, npy_files: list, batch_size: int, loop: int, warmup: int,
                   options: dict) -> dict:
-        """{"throughput_fps", "latency_ms": {mean, p50, p90, p99, ...}, ...}."""
+        """{"throughput_fps", "latency_ms": {mean, p50, p90, p99, ...}, "seconds" (each timed run, or None),
+        "throughput_fps_ci95", "latency_ms_ci95" (timing.bootstrap_ci of those runs), ...}. A backend that
+        times the runs itself (timing.time_runs) stops early per options["ci_width"]."""
 
     def versions(self, options: dict) -> dict:
         """{tool: version, or a string that says why it is absent}."""

@@ -287,11 +287,14 @@ def infer(model: str | Path, npy_files: list[str | Path], dst_dir: str | Path, o
 
 def benchmark(model: str | Path, npy_files: list[str | Path], batch_size: int, loop: int, warmup: int,
               options: dict) -> dict:
+    """timing.time_runs of the offline model: up to `loop` runs, fewer once the throughput interval is
+    within options["ci_width"] (0 or absent: all of them)."""
     from backends.timing import time_runs
 
     run = _run(session(model, options["threads"], spinning=options.get("spinning")))
     inputs = [np.load(f) for f in npy_files]
-    result = time_runs(run, inputs, batch_size, loop, warmup, f"onnxruntime bs{batch_size}")
+    result = time_runs(run, inputs, batch_size, loop, warmup, f"onnxruntime bs{batch_size}",
+                       ci_width=float(options.get("ci_width") or 0))
     return {**result, "threads": options["threads"]}
 
 

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pipeline.common import artifact, read_json
+from backends.timing import ratio_ci, within_noise
 
 from .model import Model, Performance, Report, Target
 from .reproduce import reproduce
@@ -22,10 +23,13 @@ ZERO_SHOT_SYNTHETIC = ("Zero-shot with SYNTHETIC weights: only the agreement of 
                        "is checked (same top-1 label, same ranking); the labels predicted mean nothing.")
 UNDER_LOAD = "measured under load"
 
-# what a benchmark record contributes to a performance row (the rest stays in the record)
-BENCHMARK_KEYS = ("batch_size", "loop", "warmup", "threads", "throughput_fps", "latency_ms", "model_gflops_per_image",
-                  "achieved_gflops", "ceiling_gflops", "fraction_of_ceiling", "speedup_vs_torch_fp32",
-                  "baseline_torch_fp32", "ceiling", "load", "measured_by", "method", "notes")
+# what a benchmark record contributes to a performance row (the rest stays in the record); `seconds`
+# (every timed run) lets a reader compute the interval of any ratio later (bench/compare.py, precision_speedups)
+BENCHMARK_KEYS = ("batch_size", "loop", "loop_max", "stopped_early", "ci_width", "warmup", "threads", "throughput_fps",
+                  "throughput_fps_ci95", "latency_ms", "latency_ms_ci95", "model_gflops_per_image", "achieved_gflops",
+                  "ceiling_gflops", "fraction_of_ceiling", "speedup_vs_torch_fp32", "speedup_vs_torch_fp32_ci95",
+                  "speedup_vs_torch_fp32_within_noise", "baseline_torch_fp32", "ceiling", "load", "measured_by", "method",
+                  "notes", "seconds", "bootstrap")
 TEXT_TWIN_KEYS = ("artifacts", "compiled", "accuracy", "similarity_record")
 COORDINATES = ("arch", "tower", "backend", "device", "precision")
 
@@ -38,8 +42,17 @@ def _command(value) -> str | None:
 
 
 def performance_entry(record_path: str) -> Performance:
+    """A benchmark record's performance row. Every row has throughput_fps_ci95 and the speed-up's interval
+    (None where the record has no per-run seconds: an older record, an ais_bench summary without them);
+    one recorded before the speed-up carried an interval gets it from both runs' seconds."""
     r = read_json(record_path)
     entry = {k: r[k] for k in BENCHMARK_KEYS if k in r}
+    entry.setdefault("throughput_fps_ci95", None)
+    if entry.get("speedup_vs_torch_fp32_ci95") is None:
+        base = r.get("baseline_torch_fp32") or {}
+        entry["speedup_vs_torch_fp32_ci95"] = ratio_ci(r.get("seconds"), r["batch_size"], base.get("seconds"),
+                                                       base.get("batch_size", r["batch_size"]))
+    entry["speedup_vs_torch_fp32_within_noise"] = within_noise(entry["speedup_vs_torch_fp32_ci95"])
     entry["record"] = str(record_path)
     command = _command(r.get("command") or (r.get("ais_bench") or {}).get("command"))
     if command:
@@ -157,7 +170,28 @@ def load_targets(specs: list[dict], located: set[str] | None = None) -> list[Tar
         if t["tower"] == "image" and twin:
             t["text"] = {k: twin[k] for k in TEXT_TWIN_KEYS}
     name_targets(targets)
+    precision_speedups(targets)
     return targets
+
+
+def precision_speedups(targets: list[Target]) -> None:
+    """Each performance row of a target that is not fp32 gains its speed-up over the fp32 target of the same
+    arch, tower, backend and device at the same batch size: `speedup_vs_fp32` (throughput ratio),
+    `speedup_vs_fp32_ci95` (bootstrapped from both runs' seconds; None without them),
+    `speedup_vs_fp32_within_noise` (the interval contains 1.0) and `speedup_vs_fp32_of` (that target's name)."""
+    fp32 = {tuple(t[k] for k in COORDINATES if k != "precision"): t for t in targets if t.get("precision") == "fp32"}
+    for t in targets:
+        ref = fp32.get(tuple(t[k] for k in COORDINATES if k != "precision"))
+        if ref is None or ref is t:
+            continue
+        ref_rows = {q["batch_size"]: q for q in ref["performance"]}
+        for p in t["performance"]:
+            q = ref_rows.get(p["batch_size"])
+            if not q or not p.get("throughput_fps") or not q.get("throughput_fps"):
+                continue
+            ci = ratio_ci(p.get("seconds"), p["batch_size"], q.get("seconds"), q["batch_size"])
+            p.update(speedup_vs_fp32=p["throughput_fps"] / q["throughput_fps"], speedup_vs_fp32_ci95=ci,
+                     speedup_vs_fp32_within_noise=within_noise(ci), speedup_vs_fp32_of=ref.get("name"))
 
 
 def target_gates(t: Target) -> list[dict]:
@@ -285,7 +319,8 @@ def baseline(targets: list[Target]) -> list[dict]:
             b = p.get("baseline_torch_fp32")
             if b:
                 out.append({"batch_size": b["batch_size"], "loop": b.get("loop"), "threads": b.get("threads"),
-                            "throughput_fps": b["throughput_fps"], "latency_ms": b["latency_ms"],
+                            "throughput_fps": b["throughput_fps"], "throughput_fps_ci95": b.get("throughput_fps_ci95"),
+                            "latency_ms": b["latency_ms"], "latency_ms_ci95": b.get("latency_ms_ci95"),
                             "tower": t["tower"], "measured_with": t["name"]})
     return out
 

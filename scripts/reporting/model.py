@@ -67,11 +67,24 @@ class Load(TypedDict, total=False):
 
 class Performance(TypedDict, total=False):
     batch_size: int
-    loop: int
+    loop: int  # runs timed
+    loop_max: int  # the config's loop: the most it could have timed
+    stopped_early: bool  # stopped before loop_max: the throughput interval was within ci_width
+    ci_width: float
     warmup: int
     threads: int | None
     throughput_fps: float
+    throughput_fps_ci95: list[float] | None  # [lo, hi], 95 % bootstrap interval; None: no per-run times
     latency_ms: Latency
+    latency_ms_ci95: dict  # {mean, p50, p90, p99: [lo, hi] or None}
+    seconds: list[float] | None  # every timed run
+    bootstrap: dict  # how the intervals were computed (timing.BOOTSTRAP)
+    speedup_vs_torch_fp32_ci95: list[float] | None
+    speedup_vs_torch_fp32_within_noise: bool | None  # the interval contains 1.0
+    speedup_vs_fp32: float  # non-fp32 targets: over the fp32 target of the same arch/tower/backend/device
+    speedup_vs_fp32_ci95: list[float] | None
+    speedup_vs_fp32_within_noise: bool | None
+    speedup_vs_fp32_of: str  # that fp32 target's name
     model_gflops_per_image: float
     achieved_gflops: float
     ceiling_gflops: float

@@ -322,7 +322,7 @@ def _fmt_value(v: float) -> str:
 
 def throughput(report: dict, path) -> None:
     """Images per second per batch size: every offline model beside its PyTorch fp32 baseline, with the
-    speed-up written over the offline bar."""
+    speed-up written over the offline bar and each bar's 95 % interval as an error bar (where recorded)."""
     series = _series(report)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.2, 4.4))
@@ -334,13 +334,17 @@ def throughput(report: dict, path) -> None:
         width = min(0.8 / len(series), 0.3)
         values = []
         for k, s in enumerate(series):
-            xs, ys = [], []
+            xs, ys, errors = [], [], []
             for j, b in enumerate(batches):
                 if b in s["rows"] and s["rows"][b].get("throughput_fps") is not None:
                     xs.append(j + width * (k + 0.5 - len(series) / 2))
                     ys.append(s["rows"][b]["throughput_fps"])
+                    ci = s["rows"][b].get("throughput_fps_ci95") or (ys[-1], ys[-1])
+                    errors.append((max(0.0, ys[-1] - ci[0]), max(0.0, ci[1] - ys[-1])))
             values += ys
-            bars = ax.bar(xs, ys, width * 0.92, color=s["color"], label=s["label"], zorder=3)
+            bars = ax.bar(xs, ys, width * 0.92, color=s["color"], label=s["label"], zorder=3,
+                          yerr=list(zip(*errors)) if any(e != (0.0, 0.0) for e in errors) else None,
+                          error_kw={"ecolor": "#24292f", "capsize": 3, "elinewidth": 1, "zorder": 4})
             for bar, y, b in zip(bars, ys, [b for b in batches if b in s["rows"]]):
                 text = _fmt_value(y)
                 speedup = speedup_vs_torch(s["rows"][b])

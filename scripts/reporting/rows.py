@@ -370,6 +370,31 @@ def coordinates(t: Target) -> str:
 
 # ---- performance ----------------------------------------------------------------------------
 
+WITHIN_NOISE = "within noise"
+INTERVAL_NOTE = ("In brackets: the 95 % interval of each figure (a seeded bootstrap over the timed runs; none where "
+                 "the record has no per-run times); a speed-up whose interval contains 1.0 is marked "
+                 f"\"{WITHIN_NOISE}\": it is not told apart from no speed-up.")
+
+
+def interval(value, ci, fmt: str, suffix: str = "") -> str:
+    """A figure with its 95 % interval, "4.00 [3.95, 4.05]"; the figure alone when there is none. A
+    fixed-point format gains up to two decimals where the bounds would otherwise print the same."""
+    if value is None or not ci or ci[0] is None or ci[1] is None:
+        return num(value, fmt, suffix)
+    if fmt.startswith(".") and fmt.endswith("f"):
+        digits = int(fmt[1:-1])
+        for more in range(3):
+            fmt = f".{digits + more}f"
+            if f"{ci[0]:{fmt}}" != f"{ci[1]:{fmt}}":
+                break
+    return f"{value:{fmt}}{suffix} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
+def ratio(value, ci, noise) -> str:
+    """A speed-up with its interval, and "within noise" when the interval contains 1.0."""
+    return interval(value, ci, ".2f", "×") + (f" {WITHIN_NOISE}" if noise else "")
+
+
 def speedup_vs_torch(p: Performance) -> float | None:
     """Offline throughput over the PyTorch fp32 baseline's (recorded, or computed from the two figures)."""
     if p.get("speedup_vs_torch_fp32") is not None:
@@ -404,26 +429,39 @@ def speed_rows(t: Target) -> list[dict]:
     for p in t["performance"]:
         b = p.get("baseline_torch_fp32") or {}
         rows.append({"batch_size": p["batch_size"], "offline_fps": p.get("throughput_fps"),
-                     "torch_fps": b.get("throughput_fps"), "speedup": speedup_vs_torch(p), "ceilings": ceilings(p),
+                     "offline_ci": p.get("throughput_fps_ci95"), "torch_fps": b.get("throughput_fps"),
+                     "torch_ci": b.get("throughput_fps_ci95"), "speedup": speedup_vs_torch(p),
+                     "speedup_ci": p.get("speedup_vs_torch_fp32_ci95"),
+                     "speedup_noise": p.get("speedup_vs_torch_fp32_within_noise"),
+                     "vs_fp32": p.get("speedup_vs_fp32"), "vs_fp32_ci": p.get("speedup_vs_fp32_ci95"),
+                     "vs_fp32_noise": p.get("speedup_vs_fp32_within_noise"), "ceilings": ceilings(p),
                      "offline_p50": (p.get("latency_ms") or {}).get("p50"),
                      "torch_p50": (b.get("latency_ms") or {}).get("p50"), "load": load_note(p)})
     return rows
 
 
+def vs_fp32(s: dict) -> str:
+    """A precision's speed-up over fp32 on the same arch, tower, backend and device ("" for none)."""
+    return "" if s["vs_fp32"] is None else ratio(s["vs_fp32"], s["vs_fp32_ci"], s["vs_fp32_noise"])
+
+
 def speed_lines(t: Target) -> list[str]:
     """The summary card's one line per batch size."""
-    return [f"batch {s['batch_size']}: {num(s['offline_fps'], '.3g')} images/s vs PyTorch fp32 "
-            f"{num(s['torch_fps'], '.3g')} images/s → {num(s['speedup'], '.2f', '×')} (matmul GFLOP/s "
+    return [f"batch {s['batch_size']}: {interval(s['offline_fps'], s['offline_ci'], '.3g')} images/s vs PyTorch fp32 "
+            f"{interval(s['torch_fps'], s['torch_ci'], '.3g')} images/s → "
+            f"{ratio(s['speedup'], s['speedup_ci'], s['speedup_noise'])} (matmul GFLOP/s "
             f"{s['ceilings']}); p50 {num(s['offline_p50'], '.1f')} ms (PyTorch {num(s['torch_p50'], '.1f')} ms)"
+            + (f"; vs {t['arch']} fp32 {vs_fp32(s)}" if vs_fp32(s) else "")
             + (f"; {s['load']}" if s["load"] else "") for s in speed_rows(t)]
 
 
 def glance_table(r: Report) -> dict:
-    rows = [[t["name"], str(s["batch_size"]), num(s["offline_fps"], ".2f"), num(s["torch_fps"], ".2f"),
-             num(s["speedup"], ".2f", "×"), s["ceilings"], num(s["offline_p50"], ".1f"), num(s["torch_p50"], ".1f"),
+    rows = [[t["name"], str(s["batch_size"]), interval(s["offline_fps"], s["offline_ci"], ".2f"),
+             interval(s["torch_fps"], s["torch_ci"], ".2f"), ratio(s["speedup"], s["speedup_ci"], s["speedup_noise"]),
+             vs_fp32(s), s["ceilings"], num(s["offline_p50"], ".1f"), num(s["torch_p50"], ".1f"),
              s["load"]] for t in r["targets"] for s in speed_rows(t)]
-    return table(["target", "batch", "offline images/s", "torch_fp32 images/s", "speed-up", CEILINGS_HEAD,
-                  "offline p50 ms", "torch_fp32 p50 ms", "load"], rows, numeric={1, 2, 3, 4, 6, 7},
+    return table(["target", "batch", "offline images/s", "torch_fp32 images/s", "speed-up", "vs fp32",
+                  CEILINGS_HEAD, "offline p50 ms", "torch_fp32 p50 ms", "load"], rows, numeric={1, 2, 3, 4, 5, 7, 8},
                  row_class=["loaded" if row[-1] else "" for row in rows])
 
 
@@ -436,16 +474,26 @@ def measured(t: Target):
             yield "torch_fp32", p["baseline_torch_fp32"], 1.0, p
 
 
+def runs(row: dict) -> str:
+    """The runs timed: "40 of 100 (interval reached)" when a benchmark stopped early (ci_width)."""
+    if row.get("stopped_early") and row.get("loop_max") is not None:
+        return f"{num(row.get('loop'), '')} of {row['loop_max']} (interval reached)"
+    return num(row.get("loop"), "")
+
+
 LATENCIES = ("mean", "p50", "p90", "p99", "min", "max")
 
 
 def performance_table(t: Target) -> dict:
     rows, classes = [], []
-    for label, row, ratio, p in measured(t):
-        lat = row.get("latency_ms") or {}
-        rows.append([Cell(label, "bold"), str(row.get("batch_size")), num(row.get("loop"), ""),
-                     num(row.get("warmup"), ""), num(row.get("threads"), ""), num(row.get("throughput_fps"), ".3f"),
-                     num(ratio, ".2f", "×"), ceilings(p), *(num(lat.get(k), ".1f") for k in LATENCIES),
+    for label, row, vs_torch, p in measured(t):
+        lat, lat_ci = row.get("latency_ms") or {}, row.get("latency_ms_ci95") or {}
+        speedup = ratio(vs_torch, p.get("speedup_vs_torch_fp32_ci95"), p.get("speedup_vs_torch_fp32_within_noise")) \
+            if label == "offline" else num(vs_torch, ".2f", "×")
+        rows.append([Cell(label, "bold"), str(row.get("batch_size")), runs(row),
+                     num(row.get("warmup"), ""), num(row.get("threads"), ""),
+                     interval(row.get("throughput_fps"), row.get("throughput_fps_ci95"), ".3f"), speedup, ceilings(p),
+                     *(interval(lat.get(k), lat_ci.get(k), ".1f") for k in LATENCIES),
                      num(row.get("achieved_gflops"), ".0f"), num(row.get("fraction_of_ceiling"), ".0%"), load_note(p)])
         classes.append("loaded" if load_note(p) else "")
     return table(["model", "batch", "loop", "warmup", "threads", "images/s", "vs torch", CEILINGS_HEAD,

@@ -157,6 +157,18 @@ def test_parse_summary_maps_ais_bench_keys_and_derives_p90_from_its_per_run_time
     assert (lat["mean"], lat["p50"], lat["p99"], lat["min"], lat["max"]) == (13.807, 13.806, 13.866, 13.765, 13.871)
     assert lat["p90"] == pytest.approx(np.percentile(SUMMARY["npu_compute_time_list"], 90))
     assert list(lat) == ["mean", "p50", "p90", "p99", "min", "max"]
+    assert parsed["runs_ms"] == SUMMARY["npu_compute_time_list"]
+
+
+def test_ais_bench_figures_get_intervals_from_its_per_run_times_and_none_without_them():
+    record, notes = ascend.speed_intervals(SUMMARY["npu_compute_time_list"], 1)
+    lo, hi = record["throughput_fps_ci95"]
+    assert lo < SUMMARY["throughput"] < hi and notes == []
+    assert record["seconds"] == pytest.approx([v / 1000 for v in SUMMARY["npu_compute_time_list"]])
+    assert set(record["latency_ms_ci95"]) == {"mean", "p50", "p90", "p99"}
+    record, notes = ascend.speed_intervals(None, 1)
+    assert record["throughput_fps_ci95"] is None and record["seconds"] is None
+    assert set(record["latency_ms_ci95"].values()) == {None} and "npu_compute_time_list" in notes[0]
 
 
 def test_parse_summary_without_per_run_times_gives_no_p90_and_says_so():
@@ -341,6 +353,8 @@ def test_benchmark_reports_ais_bench_figures(tiny_onnx, tmp_path, standins):
     printed = result["ais_bench"]["printed"]
     assert result["throughput_fps"] == printed["throughput_fps"] == pytest.approx(1000 * 2 / lat["mean"], rel=1e-6)
     assert result["ais_bench"]["summary_count"] == 5
+    assert len(result["seconds"]) == 5 and result["throughput_fps_ci95"] is not None
+    assert (result["loop_max"], result["stopped_early"]) == (5, False), "ais_bench runs --loop exactly"
     (call,) = standins("ais_bench")
     argv = ["python3", "-m", "ais_bench", *call["argv"]]
     scratch = Path(call["cwd"])

@@ -639,3 +639,105 @@ def test_only_the_locate_records_the_rule_was_given_are_shown(tmp_path):
         saved = json.loads(open(job.output.json).read())
         assert ("locate" in saved["targets"][0]) is shown
         assert ("Where accuracy is lost" in open(job.output.md).read()) is shown
+
+
+# ---- 95 % intervals on every speed figure (issue 26 item 3) -------------------------------------------
+
+def _runs(ms, spread, n=40):
+    """Per-run seconds around `ms` milliseconds, spread ± `spread` ms, deterministic."""
+    return [(ms + spread * ((7 * i) % 5 - 2) / 2) / 1000 for i in range(n)]
+
+
+def write_timed(spec, offline_ms, spread=1.0, torch_ms=500.0):
+    """Rewrite a target's benchmark records as scripts/benchmark.py writes them now: per-run seconds and
+    the intervals of the offline model's and the baseline's runs, and the speed-up's."""
+    from backends.timing import latency_stats, ratio_ci, within_noise
+
+    for path in spec["benchmarks"]:
+        record = json.loads(open(path).read())
+        bs = record["batch_size"]
+        offline, base = _runs(offline_ms, spread), _runs(torch_ms, 5.0, n=20)
+        ci = ratio_ci(offline, bs, base, bs)
+        record.update(latency_stats(offline, bs), seconds=offline, loop=len(offline), loop_max=100, stopped_early=True,
+                      ci_width=0.05, speedup_vs_torch_fp32_ci95=ci, speedup_vs_torch_fp32_within_noise=within_noise(ci))
+        record["baseline_torch_fp32"] = {**record["baseline_torch_fp32"], **latency_stats(base, bs), "seconds": base,
+                                         "loop": 20, "loop_max": 20, "stopped_early": False}
+        record["speedup_vs_torch_fp32"] = record["throughput_fps"] / record["baseline_torch_fp32"]["throughput_fps"]
+        write_json(path, record)
+    return spec
+
+
+@pytest.fixture
+def timed(tmp_path):
+    """fp32, int8 (clearly faster than fp32) and fp16 (as fast as fp32, within noise) on one CPU, and one
+    target whose records predate the intervals."""
+    specs = [write_timed(write_target(tmp_path / "fp32", "cpu", 0.99999, precision="fp32"), 250.0, spread=5.0),
+             write_timed(write_target(tmp_path / "int8", "cpu", 0.99999, precision="int8"), 100.0),
+             write_timed(write_target(tmp_path / "fp16", "cpu", 0.99999, precision="fp16"), 250.2, spread=20.0),
+             write_target(tmp_path / "old", "Ascend910B4", 0.99999, ascend=True)]
+    return build_report([write_checkpoint(tmp_path)], [], load_targets(specs), CONFIG)
+
+
+def test_report_json_carries_every_speed_interval(timed, tmp_path):
+    write_all(timed, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "r.json").read_text())
+    fp32, int8, fp16, old = saved["targets"]
+    p = fp32["performance"][0]
+    lo, hi = p["throughput_fps_ci95"]
+    assert lo < p["throughput_fps"] < hi
+    assert set(p["latency_ms_ci95"]) == {"mean", "p50", "p90", "p99"} and len(p["seconds"]) == p["loop"] == 40
+    assert (p["loop_max"], p["stopped_early"]) == (100, True)
+    lo, hi = p["speedup_vs_torch_fp32_ci95"]
+    assert lo < p["speedup_vs_torch_fp32"] < hi and p["speedup_vs_torch_fp32_within_noise"] is False
+    # the contract's key is in every performance entry, null where the record has no per-run times
+    assert old["performance"][0]["throughput_fps_ci95"] is None
+    assert old["performance"][0]["speedup_vs_torch_fp32_ci95"] is None
+    base = saved["baseline"]["torch_fp32"]
+    assert len(base) == 4 and all("throughput_fps_ci95" in b for b in base)
+    assert base[0]["throughput_fps_ci95"][0] < base[0]["throughput_fps"] < base[0]["throughput_fps_ci95"][1]
+    # precision against fp32 of the same arch, tower, backend and device
+    q = int8["performance"][0]
+    assert q["speedup_vs_fp32"] == pytest.approx(2.5, rel=1e-3) and q["speedup_vs_fp32_within_noise"] is False
+    assert q["speedup_vs_fp32_ci95"][0] > 2.3 and q["speedup_vs_fp32_of"] == fp32["name"]
+    r = fp16["performance"][0]
+    assert r["speedup_vs_fp32_ci95"][0] < 1.0 < r["speedup_vs_fp32_ci95"][1] and r["speedup_vs_fp32_within_noise"]
+    assert "speedup_vs_fp32" not in p and "speedup_vs_fp32" not in old["performance"][0]
+
+
+def test_an_interval_gains_decimals_until_its_bounds_differ():
+    from reporting.rows import interval, ratio
+
+    assert interval(4.0, [3.998, 4.002], ".2f") == "4.000 [3.998, 4.002]"
+    assert interval(4.0, [3.9, 4.1], ".2f") == "4.00 [3.90, 4.10]"
+    assert interval(101.0, [101.0, 101.0], ".1f") == "101.000 [101.000, 101.000]"
+    assert interval(4.0, None, ".2f") == "4.00" and interval(None, [1, 2], ".2f") == "n/a"
+    assert ratio(1.01, [0.97, 1.05], True) == "1.01× [0.97, 1.05] within noise"
+
+
+def test_the_views_print_each_interval_and_mark_a_speedup_within_noise(timed, tmp_path):
+    page, md = write_all(timed, tmp_path / "out")
+    glance = md.split("## At a glance")[1].split("## Model")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in glance.splitlines() if line.startswith("| onnx")}
+    p = timed["targets"][0]["performance"][0]
+    lo, hi = p["throughput_fps_ci95"]
+    assert f"{p['throughput_fps']:.2f} [{lo:.2f}, {hi:.2f}]" in rows["onnxruntime/cpu fp32"]
+    s_lo, s_hi = p["speedup_vs_torch_fp32_ci95"]
+    assert f"{p['speedup_vs_torch_fp32']:.2f}× [{s_lo:.2f}, {s_hi:.2f}]" in rows["onnxruntime/cpu fp32"]
+    assert "within noise" not in rows["onnxruntime/cpu fp32"] and "within noise" not in rows["onnxruntime/cpu int8"]
+    assert "2.50× [" in rows["onnxruntime/cpu int8"]
+    assert "within noise" in rows["onnxruntime/cpu fp16"]
+    assert "95 %" in glance and "within noise" in glance.split("|")[0]
+    perf = md.split("## Target onnxruntime/cpu fp32")[1].split("## Target")[0]
+    assert "| offline | 1 | 40 of 100 (interval reached) |" in perf
+    assert f"{p['latency_ms']['p50']:.1f} [{p['latency_ms_ci95']['p50'][0]:.1f}, " in perf
+    assert "within noise" in html.unescape(page) and f"[{s_lo:.2f}, {s_hi:.2f}]" in page
+    card = re.findall(r'<div class="speed">(.*?)</div>', page)
+    assert f"→ {p['speedup_vs_torch_fp32']:.2f}× [{s_lo:.2f}, {s_hi:.2f}]" in card[0] and "within noise" in card[2]
+    # a record with no per-run times shows its figure alone, never an invented interval
+    old = md.split("## Target ascend/Ascend910B4")[1].split("### Performance")[1].split("###")[0]
+    assert "[" not in old.split("\n\n")[1]
+    with open(tmp_path / "out" / "report" / "performance.csv", newline="") as f:
+        csv_rows = [row for row in csv.DictReader(f) if row["model"] == "offline"]
+    assert float(csv_rows[0]["throughput_fps_ci95_lo"]) == pytest.approx(lo)
+    assert [row["speedup_vs_torch_fp32_within_noise"] for row in csv_rows] == ["False", "False", "False", ""]
+    assert [row["speedup_vs_fp32_within_noise"] for row in csv_rows] == ["", "False", "True", ""]
