@@ -252,7 +252,7 @@ def make_attention(state_dict: dict, arch: str, block: int | None = None, bias: 
 def attention_heads(arch: str) -> int:
     """The image tower's attention heads of `arch`, from cn_clip's model built on the meta device
     (vision_width // vision_head_width: 64 wide heads but for ViT-H-14's 80)."""
-    from clip_model import new_model
+    from model.clip import new_model
 
     return new_model(arch, meta=True).visual.transformer.resblocks[0].attn.num_heads
 

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import repair as R
-import synthetic_variants as V
+from accuracy import repair as R
+from model import variants as V
 
 ARCH = "ViT-Toy-16"
 RESOLUTION = 64
@@ -104,7 +104,7 @@ def deployed(checkpoint: Path, xs: list[np.ndarray], out_dir: Path) -> dict:
     """cn_clip's PyTorch fp32 features of `checkpoint` and its fp32 ONNX."""
     import torch
 
-    from clip_model import load_model
+    from model.clip import load_model
 
     model = load_model(checkpoint, ARCH)
     with torch.inference_mode():
