@@ -29,9 +29,10 @@ def reference_runner(stage: str, arch: str, tower: str, model_file: str, threads
         torch.set_num_threads(threads)
         model = load_model(model_file, arch, text_tower=tower == "text")
         return lambda inputs: torch_features(model, inputs, tower)
-    from backends.onnxruntime import session
+    import backends
 
-    sess = session(model_file, threads, optimize=True, level="all")  # ONNX Runtime's optimisations, as the seed ran it
+    # the reference runtime (ONNX Runtime) with all its optimisations, as the seed ran it
+    sess = backends.reference().session(model_file, threads, optimize=True, level="all")
     (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
     return lambda inputs: sess.run([out.name], {inp.name: inputs})[0].astype(np.float32, copy=False)
 

@@ -1,30 +1,24 @@
-"""repair_step and repair: the nodes kept in fp32 that bring a target back over its gate
-(accuracy.repair does the work)."""
-from accuracy.repair import finish, run_step
-from pipeline.common import model_input_files
+"""repair: the smallest set of nodes kept in fp32 that brings a target back over its gate (accuracy.repair
+does the work); the target's plan builds and runs each candidate."""
+import backends
+from accuracy.repair import repair
+from pipeline.common import model_input_files, read_json, write_json
 
 
 def main(smk) -> None:
-    """Rules repair_step and repair (and repair_ascend). repair_step - input: fp32 (the fp32 ONNX), csv and
-    json (locate's), npy (inputs), reference (torch_fp32 features, same stems), target (optional: the
-    target's model as deployed today), prev_json and prev_model (step > 0); output: json, model; params:
-    step, precision (fp16, int8, int8_dynamic, ascend), gate, mode (nodes|op_types), threads, options (the
-    backend's: int8 rebuilds quantise as it does).
-    repair - input: first_model, json and model (the chain's first model and its last step), npy; output: json,
-    model, keep_dtype (Ascend: ATC's file); params: threads."""
+    """input: model and data (the fp32 ONNX), npy (every input), calibration (the first shard's), reference
+    (their torch_fp32 features), locate (locate.json: its measured ranking); output: json, model (a folder),
+    kept; params: gate, max_builds, options."""
     p, inp, out = smk.params, smk.input, smk.output
-    if "step" in p.keys():
-        reduce_range = False
-        if p.precision.startswith("int8"):
-            from backends.onnxruntime import use_reduce_range
-
-            reduce_range = use_reduce_range(dict(p.get("options") or {}))
-        run_step(int(p.step), inp.fp32, inp.csv, inp.json, model_input_files(inp.npy), list(inp.reference), p.precision,
-                 p.gate, out.json, out.model, inp.get("prev_json"), inp.get("prev_model"), inp.get("target"),
-                 p.get("mode", "nodes"), int(p.get("threads", 1)), reduce_range)
-    else:
-        finish(inp.json, inp.model, model_input_files(inp.npy), out.json, out.model, out.get("keep_dtype"),
-               int(p.get("threads", 1)))
+    plan = backends.get(smk.wildcards.backend)
+    options = dict(p.options)
+    if smk.wildcards.precision in plan.CALIBRATED:
+        options["calibration"] = model_input_files(inp.calibration)
+    record = repair(plan, inp.model, smk.wildcards.precision, model_input_files(inp.npy), list(inp.reference),
+                    float(p.gate), options, read_json(inp.locate), out.model, int(p.max_builds))
+    plan.write_kept(out.kept, record["kept"])
+    record["kept_file"] = out.kept
+    write_json(out.json, record)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

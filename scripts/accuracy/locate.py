@@ -1,46 +1,40 @@
-"""locate: where does a reduced-precision model lose accuracy? Every intermediate tensor of the fp32 ONNX
-against the same tensor of the target (fp16 ONNX, int8 ONNX, or an Ascend NPU dump), node by node in
-topological order, on ONNX Runtime: cosine, max abs error, relative error, and whether inf/NaN appeared.
+"""locate: why does a reduced-precision target lose accuracy? Two views, both in locate.json.
 
-What is compared: every output of every node of the fp32 graph that depends on the image (not the
-weight-only or constant branches), whose values are floating point, and whose name the target graph also
-produces. The fp16 converter keeps tensor names (it adds Cast nodes with new names), ONNX Runtime's int8
-quantiser keeps the name of each quantised node's output, so matching on the fp32 graph's names is exact;
-tensors only the target has (Casts, QDQ) are not rows. The rows are in the fp32 graph's topological order
-(`depth`). This is what Polygraphy's `--onnx-outputs mark all` compares, with bounded memory:
+Causes, measured (the primary view). The target's plan (scripts/backends/) rebuilds the model with one
+part at a time at the target's precision and everything else in fp32, and each part's effect is measured
+on the final feature against cn_clip's PyTorch fp32 model, on the first inputs of the run: first every
+unit of the tower (each residual block, plus the stem before the first and the head after the last),
+then every node of the worst unit. The error a part causes alone is `1 - cosine min` with only it
+reduced; the ranking of units is what repair grows its kept set by. Cost: units + 1 + the worst unit's
+nodes builds, each run on `max_inputs` inputs (ViT-H-14: 34 units; README "Localise and repair").
+This fits every precision: an fp16 overflow, whose error is zero until one node, and int8, where every
+quantised node adds a little from the first one on and the first change says nothing.
 
-Memory. Marking every tensor as a graph output makes ONNX Runtime keep all of them alive until the run
-ends, whatever subset is fetched (measured: ViT-B-16 fp32 peaks 2.1 GB with all 1056 marked, 1.5 GB
-without, and the same 2.1 GB when only 50 of the marked ones are fetched). So the graph is cut instead:
-the compared tensors, in order, are grouped `chunk` at a time; each group becomes its own small ONNX
-model (the not yet computed nodes that group needs, their weights, as graph inputs the tensors
-computed before that are still consumed later), one ONNX Runtime session each. Running the segments
-in order is one forward pass; between segments only the live tensors are held (for a ViT: the
-residual stream and shape values). Peak memory: both models' weights once, the live tensors, and one
-group's outputs of each model. Weights are never loaded into Python for external-data models.
+Node by node (the second view), where the plan's reduced model is an ONNX graph: every intermediate
+tensor of the fp32 graph against the same tensor of the reduced one (or of the device's own dump),
+in topological order: cosine, max abs error, relative error, and whether inf/NaN appeared; the first
+jump (the first tensor where inf/NaN appears that the fp32 tensor does not have, or whose 1 - cosine
+exceeds both `floor` and `k` times the median 1 - cosine of every tensor before it), and per node the
+error it adds over the worst of its inputs, summed per op type.
 
-Sessions run with graph optimisation disabled, so each row is exactly one ONNX node; the deployed
-ONNX Runtime model runs with fusions (e.g. LayerNormalization), which may compute some of these nodes
-at higher precision, so the per-node view is the unfused graph's.
-
-The first node where the error jumps: the first compared tensor where inf/NaN appears that the fp32
-tensor does not have, or whose 1 - cosine exceeds both `floor` and `k` times the median 1 - cosine of
-every tensor before it. The op types carrying the error: per node the increase of 1 - cosine over
-the worst of its inputs (the error this node adds), summed per op type."""
+What is compared there: every output of every node of the fp32 graph that depends on the image, whose
+values are floating point, and whose name the reduced graph also produces (the fp16 converter and ONNX
+Runtime's quantisers keep tensor names), with bounded memory: the compared tensors are grouped `chunk` at
+a time, each group its own small ONNX model run on ONNX Runtime (backends.graph.SegmentRunner), so only
+the live tensors are held between groups (marking every tensor as an output made ViT-B-16 peak at 2.1 GB
+instead of 1.5). Sessions run with graph optimisation disabled, so each row is exactly one ONNX node."""
 
 import csv
-import heapq
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from backends.graph import FLOAT_TYPES, SegmentRunner, load_graph, tensor_types, topological_order
+from accuracy.measures import cosine
 from pipeline.common import log, write_json
 
 FP16_MAX = 65504.0
-FLOAT_TYPES = {1, 10, 11, 16}  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 DEFAULTS = {"k": 10.0, "floor": 1e-4, "atol": 1e-3, "chunk": 64}
 CSV_FIELDS = ["depth", "node", "op_type", "tensor", "block", "cosine_min", "one_minus_cosine", "error", "max_abs_err",
               "rel_err", "ref_max_abs", "target_nonfinite", "nonfinite_new", "increment", "inputs_error"]
@@ -49,66 +43,6 @@ CSV_FIELDS = ["depth", "node", "op_type", "tensor", "block", "cosine_min", "one_
 # --------------------------------------------------------------------------------------------
 # Graphs
 # --------------------------------------------------------------------------------------------
-
-def load_graph(path: str | Path):
-    """The ONNX model without loading external weights (they stay referenced by file offset)."""
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False)
-
-
-def topological_order(nodes) -> list:
-    """Nodes in an order where every producer comes before its consumers (the fp16 converter appends
-    its Cast nodes at the end of the node list, so a converted graph is not sorted)."""
-    produced = {o: i for i, n in enumerate(nodes) for o in n.output if o}
-    deps = [{produced[x] for x in n.input if x in produced} for n in nodes]
-    users: dict[int, list[int]] = {}
-    for i, d in enumerate(deps):
-        for j in d:
-            users.setdefault(j, []).append(i)
-    missing = [len(d) for d in deps]
-    ready = [i for i, m in enumerate(missing) if m == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)  # lowest original index first: keeps the exporter's order where it is valid
-        order.append(i)
-        for u in users.get(i, []):
-            missing[u] -= 1
-            if missing[u] == 0:
-                heapq.heappush(ready, u)
-    if len(order) != len(nodes):
-        raise ValueError("the graph has a cycle")
-    return [nodes[i] for i in order]
-
-
-def tensor_types(model) -> dict[str, int]:
-    """{tensor name: onnx elem type}: the graph's own value_info, completed by ONNX shape inference on a
-    copy whose initializers carry no data (types need no weights; torch's TorchScript export of cn_clip
-    writes no value_info at all, and a full copy of ViT-H-14 would not fit protobuf's 2 GB)."""
-    import onnx
-    from onnx import helper
-
-    g = model.graph
-    inits = {t.name for t in g.initializer}
-    light = helper.make_graph(  # weights become typed graph inputs
-        list(g.node), g.name,
-        [i for i in g.input if i.name not in inits] +
-        [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in g.initializer],
-        list(g.output), value_info=list(g.value_info))
-    types = {}
-    try:
-        light = onnx.shape_inference.infer_shapes(helper.make_model(light, opset_imports=model.opset_import,
-                                                                    ir_version=model.ir_version)).graph
-    except Exception as exc:  # noqa: BLE001 - inference is a help, the runtime dtype decides
-        log.info("shape inference failed (%s); using the graph's own value_info", exc)
-    for v in list(light.value_info) + list(g.value_info) + list(g.output) + list(g.input):
-        if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type:
-            types[v.name] = v.type.tensor_type.elem_type
-    for t in g.initializer:
-        types[t.name] = t.data_type
-    return types
-
 
 def activation_rows(model) -> list[dict]:
     """Every output of every node that depends on a graph input, in topological order, with its node."""
@@ -152,140 +86,15 @@ def compared_rows(reference, target_names: set[str] | None) -> list[dict]:
 # Running a graph segment by segment (bounded memory)
 # --------------------------------------------------------------------------------------------
 
-class SegmentRunner:
-    """Runs `model_path` in consecutive segments, each producing one group of wanted tensors, holding
-    between segments only the tensors later segments consume or later groups want. Sessions are built on
-    the first run (segment input types come from the arrays then held) and reused for every later input.
-
-    fp16_storage: every node that depends on the input is a segment of its own (with the constant or
-    weight-only nodes it reads), so each of its fp16 outputs leaves ONNX Runtime as an fp16 array and
-    the next node reads it back: every tensor is stored in fp16 between nodes, as on fp16 hardware.
-    ONNX Runtime's CPU has fp16 kernels for data movement and LayerNormalization only (measured with
-    1.32 on x86: MatMul, Gemm, Add, Mul, Div, Pow, Sqrt, ReduceMean, Sigmoid, Softmax, Erf... run in
-    fp32 between Casts it inserts), and it drops the Casts between two such nodes, so inside one
-    session a chain like MatMul -> Add -> Mul -> Sigmoid stays fp32 and a value past 65504 in the
-    middle never overflows. An Identity or a Cast pair inserted between them is optimised away too."""
-
-    def __init__(self, model_path: str | Path, groups: list[list[str]], threads: int = 1,
-                 optimization: str = "disable_all", fp16_storage: bool = False):
-        self.path = Path(model_path)
-        self.model = load_graph(self.path)
-        self.nodes = topological_order(list(self.model.graph.node))
-        self.threads, self.optimization = threads, optimization
-        self.inits = {t.name: t for t in self.model.graph.initializer}
-        self.graph_inputs = [i.name for i in self.model.graph.input if i.name not in self.inits]
-        producer = {o: i for i, n in enumerate(self.nodes) for o in n.output if o}
-        live = set(self.graph_inputs)
-        types = tensor_types(self.model) if fp16_storage else {}
-        active = set()  # nodes that depend on a graph input
-        for i, n in enumerate(self.nodes):
-            if any(x in live for x in n.input):
-                active.add(i)
-                live.update(n.output)
-        done: set[int] = set()
-        self.segments = []  # (node indices, wanted names, yield after this segment)
-        for group in groups:
-            need, stack = set(), [producer[t] for t in group if t in producer]
-            while stack:
-                i = stack.pop()
-                if i in done or i in need:
-                    continue
-                need.add(i)
-                stack.extend(producer[x] for x in self.nodes[i].input if x in producer)
-            done |= need
-            wanted = [t for t in group if t in producer or t in self.graph_inputs]
-            parts = [sorted(need)]
-            if fp16_storage:  # a segment ends after each input-dependent node with a floating-point output
-                parts, pending = [], []
-                for i in sorted(need):
-                    pending.append(i)
-                    if i in active and any(types.get(o, 1) in FLOAT_TYPES for o in self.nodes[i].output):
-                        parts.append(pending)
-                        pending = []
-                if pending:
-                    parts.append(pending)
-            for j, part in enumerate(parts or [[]]):
-                self.segments.append((part, wanted, j == len(parts or [[]]) - 1))
-        # after segment s, keep the tensors a node of a later segment consumes or a group not yet yielded wants
-        self.keep_after = []
-        later: set[str] = set()
-        for idx, wanted, _ in reversed(self.segments):
-            self.keep_after.append(set(later))
-            later.update(wanted)
-            for i in idx:
-                later.update(x for x in self.nodes[i].input if x)
-        self.keep_after.reverse()
-        self.sessions: list = [None] * len(self.segments)
-        self.last_segment = max((s for s, seg in enumerate(self.segments) if seg[0]), default=-1)
-
-    def _session(self, s: int, held: dict[str, np.ndarray]):
-        import onnx
-        import onnxruntime as ort
-        from onnx import helper
-
-        idx, wanted, _ = self.segments[s]
-        nodes = [self.nodes[i] for i in idx]
-        produced = {o for n in nodes for o in n.output if o}
-        consumed = [x for n in nodes for x in n.input if x]
-        inits = [self.inits[x] for x in dict.fromkeys(consumed) if x in self.inits]
-        feeds = [x for x in dict.fromkeys(consumed) if x not in produced and x not in self.inits]
-        absent = [x for x in feeds if x not in held]
-        if absent:
-            raise RuntimeError(f"segment {s} of {self.path.name} needs {absent[:3]}, not computed before")
-        outputs = list(dict.fromkeys([t for t in wanted if t in produced] +
-                                     [t for t in produced if t in self.keep_after[s]]))
-        graph = helper.make_graph(
-            nodes, f"segment{s}",
-            [helper.make_tensor_value_info(x, helper.np_dtype_to_tensor_dtype(held[x].dtype), None) for x in feeds],
-            [onnx.ValueInfoProto(name=o) for o in outputs], initializer=inits)
-        seg = helper.make_model(graph, opset_imports=self.model.opset_import, ir_version=self.model.ir_version)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
-        so.log_severity_level = 3
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_{self.optimization.upper()}")
-        if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in inits):
-            return ort.InferenceSession(seg.SerializeToString(), so, providers=["CPUExecutionProvider"]), feeds, outputs
-        # written beside the source model, so relative external-data locations resolve; removed once loaded
-        fd, tmp = tempfile.mkstemp(prefix=f".locate-{self.path.stem}-", suffix=".onnx", dir=self.path.parent)
-        os.close(fd)
-        try:
-            onnx.save(seg, tmp)
-            sess = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"])
-        finally:
-            os.remove(tmp)
-        return sess, feeds, outputs
-
-    def run(self, feed: dict[str, np.ndarray]):
-        """Yields, per group, {tensor name: array} of the wanted tensors of that group."""
-        held = dict(feed)
-        for s, (idx, wanted, last) in enumerate(self.segments):
-            if idx:
-                if self.sessions[s] is None:
-                    self.sessions[s] = self._session(s, held)
-                    if s == self.last_segment:
-                        # every session is built and holds its weights: the graph (and the weights of a
-                        # model without external data) can go
-                        self.model = self.inits = self.nodes = None
-                sess, feeds, outputs = self.sessions[s]
-                if outputs:
-                    held.update(zip(outputs, sess.run(outputs, {x: held[x] for x in feeds})))
-            if last:
-                yield {t: held[t] for t in wanted if t in held}
-            keep = self.keep_after[s]
-            held = {k: v for k, v in held.items() if k in keep}
-
-
 # --------------------------------------------------------------------------------------------
 # Comparing
 # --------------------------------------------------------------------------------------------
 
 def tensor_stats(ref: np.ndarray, got: np.ndarray) -> dict:
-    """Cosine, max abs and relative error of `got` against `ref`. inf/NaN in `got` are counted, then
-    saturated (+-65504, NaN -> 0) so the figures stay finite and comparable. Computed in float32 (a
-    float64 copy of every tensor was most of the run time); 1 - cosine as half the squared distance of
-    the normalised tensors, which keeps it accurate down to ~1e-9 where 1 - r.g/(|r||g|) would not."""
-    r = np.asarray(ref).astype(np.float32, copy=False).ravel()
-    g = np.asarray(got).astype(np.float32, copy=False).ravel()
+    """Cosine (measures.cosine, float64), max abs and relative error of `got` against `ref`. inf/NaN in
+    `got` are counted, then saturated (+-65504, NaN -> 0) so the figures stay finite and comparable."""
+    r = np.asarray(ref, dtype=np.float64).ravel()
+    g = np.asarray(got, dtype=np.float64).ravel()
     if r.shape != g.shape:
         raise ValueError(f"shape mismatch: {np.shape(ref)} vs {np.shape(got)}")
     nonfinite = nonfinite_new = 0
@@ -300,12 +109,8 @@ def tensor_stats(ref: np.ndarray, got: np.ndarray) -> dict:
                 "target_nonfinite": 0, "nonfinite_new": 0}
     nr, ng = float(np.linalg.norm(r)), float(np.linalg.norm(g))
     diff = r - g
-    if nr > 0 and ng > 0:
-        d = float(np.linalg.norm(r * np.float32(1 / nr) - g * np.float32(1 / ng)))
-        cos = 1.0 - min(d * d / 2, 2.0)
-    else:
-        cos = 1.0 if nr == ng else 0.0
-    return {"cosine": cos, "max_abs_err": float(np.abs(diff).max()),
+    return {"cosine": cosine(r, g) if nr > 0 and ng > 0 else (1.0 if nr == ng else 0.0),
+            "max_abs_err": float(np.abs(diff).max()),
             "rel_err": float(np.linalg.norm(diff)) / nr if nr > 0 else float(ng > 0),
             "ref_max_abs": float(max(r.max(), -r.min())),
             "target_nonfinite": nonfinite, "nonfinite_new": nonfinite_new}
@@ -424,7 +229,7 @@ def group(rows: list[dict], chunk: int) -> list[list[str]]:
     return [names[i:i + chunk] for i in range(0, len(names), chunk)]
 
 
-def locate(reference_onnx: str | Path, target_onnx: str | Path, inputs: list[np.ndarray], input_name: str = "image",
+def compare_graphs(reference_onnx: str | Path, target_onnx: str | Path, inputs: list[np.ndarray], input_name: str = "image",
            k: float = DEFAULTS["k"], floor: float = DEFAULTS["floor"], atol: float = DEFAULTS["atol"],
            chunk: int = DEFAULTS["chunk"], threads: int = 1, fp16_storage: bool = True) -> tuple[list[dict], dict]:
     """(rows, summary): every compared tensor of `target_onnx` against `reference_onnx` (fp32), worst
@@ -452,96 +257,27 @@ def locate(reference_onnx: str | Path, target_onnx: str | Path, inputs: list[np.
     return rows, summary
 
 
-# --------------------------------------------------------------------------------------------
-# Ascend: ais_bench dumps
-# --------------------------------------------------------------------------------------------
-# Layout, from ais_bench's source (Ascend/tools ais-bench_workload/tool/ais_bench, read in the mirror
-# Yanguan619/aclruntime: ais_bench/infer/common/miscellaneous.py get_acl_json_path, common/utils.py
-# create_tmp_acl_json / move_subdir / convert_helper) and CANN's msaccucmp docs ("Data Format
-# Requirements", "Converting Dump File Formats"):
-#   `--dump 1 --output OUT` writes OUT/acl.json with dump_path OUT/dump, dump_mode "all"; CANN writes
-#   OUT/dump/{timestamp}/{device_id}/{model_name}/{model_id}/{data_index}/
-#       {op_type}.{op_name}.{task_id}.{stream_id}.{timestamp}           (binary, CANN's own format)
-#   (newer CANN: {op_type}.{op_name}.({stream_id}.){task_id}.{timestamp}.{task_type}.{context_id}.{thread_id}.{device_id}).
-#   With `--dump_npy 1` ais_bench runs msaccucmp.py convert into OUT/dump/{timestamp}_npy/<same relative dirs>/
-#       <dump file name>.output.{index}.{shape}.npy   and   .input.{index}.{shape}.npy   (shape like 1x3x224x224)
-#   op_type/op_name have '.', '/', '\\' and spaces replaced by '_'. For an ONNX model ATC names its ops
-#   after the ONNX nodes, so the ONNX node name with those characters replaced is the op_name (fused ops
-#   keep one of the names; a node without a dump row is skipped). Only the npy form is read here: the
-#   binary form needs CANN's msaccucmp.
-
-def dump_op_name(onnx_node_name: str) -> str:
-    """How an ONNX node name appears in a CANN dump file name."""
-    return re.sub(r"[./\\ ]", "_", onnx_node_name)
-
-
-def read_ais_bench_dump(folder: str | Path, data_index: int | None = None) -> dict[str, dict]:
-    """{op_name: {"op_type", "outputs": {index: path}, "inputs": {index: path}}} from the npy files of an
-    ais_bench `--dump 1 --dump_npy 1` run: `folder` is ais_bench's --output folder (or its dump/ or a
-    {timestamp}_npy/ below it). The newest {timestamp}_npy folder is read; `data_index` picks the
-    inference (default: the lowest)."""
-    folder = Path(folder)
-    roots = sorted(p for p in list(folder.glob("*_npy")) + list(folder.glob("dump/*_npy")) if p.is_dir())
-    root = roots[-1] if roots else folder
-    files = sorted(root.rglob("*.npy"))
-    if not files:
-        raise FileNotFoundError(f"no dump .npy files under {folder} (run ais_bench with --dump 1 --dump_npy 1)")
-    by_index: dict[str, list[Path]] = {}
-    for f in files:
-        parent = f.parent.name
-        by_index.setdefault(parent if parent.isdigit() else "0", []).append(f)
-    pick = str(data_index) if data_index is not None else min(by_index, key=lambda s: int(s) if s.isdigit() else 0)
-    out: dict[str, dict] = {}
-    for f in by_index[pick]:
-        tokens = f.name[: -len(".npy")].split(".")
-        kinds = [i for i, t in enumerate(tokens) if t in ("input", "output")]
-        if len(tokens) < 4 or not kinds or kinds[-1] + 1 >= len(tokens) or not tokens[kinds[-1] + 1].isdigit():
-            log.info("not a dump file name, skipped: %s", f.name)
-            continue
-        kind, index = tokens[kinds[-1]], int(tokens[kinds[-1] + 1])
-        entry = out.setdefault(tokens[1], {"op_type": tokens[0], "outputs": {}, "inputs": {}})
-        entry["outputs" if kind == "output" else "inputs"][index] = f
-    return out
-
-
-class DumpTarget:
-    """A target whose tensors come from an NPU dump: run(feed) yields the dumped output of each wanted
-    tensor's producer node (output index of that tensor). The feed is ignored: the dump is of one run."""
-
-    def __init__(self, dump: dict[str, dict], reference_graph, groups: list[list[str]]):
-        self.groups = groups
-        self.where = {}
-        for n in reference_graph.graph.node:
-            for i, o in enumerate(n.output):
-                entry = dump.get(dump_op_name(n.name))
-                if entry and i in entry["outputs"]:
-                    self.where[o] = entry["outputs"][i]
-
-    def run(self, feed):
-        for want in self.groups:
-            yield {t: np.load(self.where[t]) for t in want if t in self.where}
-
-
-def locate_dump(reference_onnx: str | Path, dump_folder: str | Path, input_array: np.ndarray,
-                input_name: str = "image", k: float = DEFAULTS["k"], floor: float = DEFAULTS["floor"],
-                atol: float = DEFAULTS["atol"], chunk: int = DEFAULTS["chunk"],
-                threads: int = 1) -> tuple[list[dict], dict]:
-    """Like locate(), the target being an ais_bench NPU dump of the model run on `input_array`."""
-    reference = load_graph(reference_onnx)
-    dump = read_ais_bench_dump(dump_folder)
-    names = {dump_op_name(n.name) for n in reference.graph.node}
-    rows = [r for r in compared_rows(reference, None) if dump_op_name(r["node"]) in names]
-    where = DumpTarget(dump, reference, []).where
-    rows = [r for r in rows if r["tensor"] in where]
+def compare_tensors(reference_onnx: str | Path, tensors: dict[str, np.ndarray], input_array: np.ndarray,
+                    input_name: str = "image", k: float = DEFAULTS["k"], floor: float = DEFAULTS["floor"],
+                    atol: float = DEFAULTS["atol"], chunk: int = DEFAULTS["chunk"],
+                    threads: int = 1) -> tuple[list[dict], dict]:
+    """Like compare_graphs(), the target's tensors being given ({ONNX tensor name: value} of the model run on
+    `input_array`: a device's own dump, from its plan's node_tensors)."""
+    rows = [r for r in compared_rows(load_graph(reference_onnx), None) if r["tensor"] in tensors]
     for depth, r in enumerate(rows):
         r["depth"] = depth
     groups = group(rows, chunk)
-    target = DumpTarget(dump, reference, groups)
-    stats = compare_runs(rows, groups, SegmentRunner(reference_onnx, groups, threads), target,
+
+    class Given:
+        def run(self, feed):
+            for want in groups:
+                yield {t: tensors[t] for t in want}
+
+    stats = compare_runs(rows, groups, SegmentRunner(reference_onnx, groups, threads), Given(),
                          [{input_name: input_array}])
     rows = finish_rows(rows, stats, atol)
     summary = summarise(rows, k, floor, atol)
-    summary.update(reference=str(reference_onnx), target=str(dump_folder), inputs=1,
+    summary.update(reference=str(reference_onnx), inputs=1,
                    memory={"approach": "segments", "chunk": chunk, "segments": len(groups)})
     return rows, summary
 
@@ -622,22 +358,6 @@ def load_inputs(npy_files: list[str | Path], limit: int | None = None) -> list[n
     return [np.load(f) for f in files]
 
 
-def quantised_pair(fp32_onnx: str | Path, precision: str, calibration: list[str | Path], scratch: str | Path,
-                   options: dict) -> tuple[Path, Path]:
-    """(reference, target) ONNX of an int8 target, rebuilt as the onnxruntime backend quantises: the
-    prepared (constant-folded) fp32 graph whose node names the quantisers keep, and its int8 graph before
-    ONNX Runtime's fusions (the compiled model's fused nodes have no fp32 twin to compare with)."""
-    from accuracy import repair
-    from backends.onnxruntime import use_reduce_range
-
-    prepared = repair.int8_prepared(fp32_onnx, scratch)
-    out = Path(scratch) / "int8.onnx"
-    if precision == "int8":
-        return prepared, repair.build_int8_static(fp32_onnx, out, calibration, 1,
-                                                  reduce_range=use_reduce_range(options))
-    return prepared, repair.build_int8(prepared, out, reduce_range=use_reduce_range(options))
-
-
 def gates_met(similarity_json: str | Path) -> dict | None:
     """The record locate writes in place of a localisation when every gate of the target's
     similarity.json was met (None when one was missed): the gates, and how to locate anyway."""
@@ -650,3 +370,180 @@ def gates_met(similarity_json: str | Path) -> dict | None:
     return {"located": False, "reason": "every gate met: not located (config `locate: all` locates anyway)",
             "similarity": str(similarity_json), "gates": record.get("gates", []), "first_jump": None,
             "overflow_nodes": [], "op_types": [], "blocks": [], "params": dict(DEFAULTS)}
+
+
+# --------------------------------------------------------------------------------------------
+# Causes, measured: each part alone at the target's precision, its effect on the final feature
+# --------------------------------------------------------------------------------------------
+
+# ONNX ops that only move or reshape values: no precision of their own, never a cause
+DATA_MOVEMENT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Shape", "Slice", "Concat", "Split",
+                 "Identity", "Cast", "Constant", "ConstantOfShape", "Expand", "Flatten", "Range", "Tile"}
+_UNIT = re.compile(r"resblocks\.(\d+)|/layer\.(\d+)/|/layer(\d+)/")
+
+
+def unit_name(node: str) -> str | None:
+    """The residual unit a node of a cn_clip tower belongs to: a ViT's `resblocks.N`, the text encoder's
+    `layer.N`, RN50's stage `layerN`; None outside them."""
+    m = _UNIT.search(node)
+    if not m:
+        return None
+    if m.group(1) is not None:
+        return f"resblocks.{m.group(1)}"
+    return f"layer.{m.group(2)}" if m.group(2) is not None else f"layer{m.group(3)}"
+
+
+def candidates(graph, op_types=None) -> list[dict]:
+    """The nodes a precision can change, in topological order, each with its unit: those that depend on the
+    graph input, compute in floating point and are not data movement (`op_types`: only these, e.g. the ops
+    a quantiser quantises). Nodes outside every residual unit are the `stem` (before the first) or `head`."""
+    rows = compared_rows(graph, None)
+    seen, out, started = set(), [], False
+    for r in rows:
+        if r["node"] in seen or r["op_type"] in DATA_MOVEMENT or (op_types and r["op_type"] not in op_types):
+            continue
+        seen.add(r["node"])
+        unit = unit_name(r["node"])
+        started = started or unit is not None
+        out.append({"node": r["node"], "op_type": r["op_type"], "unit": unit or ("head" if started else "stem")})
+    return out
+
+
+def units_of(nodes: list[dict]) -> dict[str, list[str]]:
+    """{unit: its candidate nodes}, units in graph order."""
+    out: dict[str, list[str]] = {}
+    for n in nodes:
+        out.setdefault(n["unit"], []).append(n["node"])
+    return out
+
+
+def error(result: dict) -> float:
+    """The error a measurement counts with: 1 - cosine min, 2 where inf/NaN appeared."""
+    return 2.0 if result["nonfinite"] or not np.isfinite(result["cosine_min"]) else 1.0 - result["cosine_min"]
+
+
+class Measure:
+    """Builds the target's model with a set of nodes kept in fp32 (its plan's build_reduced) and measures
+    it against the reference features: {"cosine_min", "per_input", "nonfinite", "passed", "kept"}. Each call
+    is one build and one run over the inputs (`builds` counts them)."""
+
+    def __init__(self, plan, graph: str | Path, precision: str, inputs: list[np.ndarray],
+                 reference: list[np.ndarray], gate: float, options: dict, scratch: str | Path):
+        self.plan, self.graph, self.precision = plan, str(graph), precision
+        self.inputs, self.reference, self.gate, self.options = inputs, reference, gate, options
+        self.scratch = Path(scratch)
+        self.builds = 0
+
+    def model(self, keep: list[str], folder: str | Path | None = None) -> str:
+        self.builds += 1
+        out = Path(folder) if folder else self.scratch / f"build{self.builds}"
+        out.mkdir(parents=True, exist_ok=True)
+        return self.plan.build_reduced(self.graph, self.precision, list(keep), out, self.options)
+
+    def outputs(self, model: str) -> list[np.ndarray]:
+        run = self.plan.load_reduced(model, self.options)
+        return [run(x) for x in self.inputs]
+
+    def __call__(self, keep: list[str], folder: str | Path | None = None) -> dict:
+        import shutil
+
+        model = self.model(keep, folder)
+        outs = self.outputs(model)
+        cos = [cosine(np.nan_to_num(o, nan=0.0), r) if np.isfinite(o).all() else float("nan")
+               for o, r in zip(outs, self.reference)]
+        nonfinite = sum(int((~np.isfinite(o)).sum()) for o in outs)
+        finite = [c for c in cos if np.isfinite(c)]
+        worst = min(finite) if len(finite) == len(cos) else float("nan")
+        result = {"cosine_min": worst, "per_input": cos, "nonfinite": nonfinite, "kept": len(keep),
+                  "passed": bool(len(finite) == len(cos) and worst >= self.gate), "model": model}
+        if folder is None:  # a measurement's model is not kept
+            shutil.rmtree(Path(model).parent, ignore_errors=True)
+            result.pop("model")
+        return result
+
+
+def measure_causes(measure: Measure, nodes: list[dict], max_nodes: int = 64) -> dict:
+    """Each unit alone at the target's precision (every other candidate kept in fp32), then each node of
+    the worst unit alone: {"target": the model as built, "units": [{unit, nodes, error, cosine_min,
+    nonfinite}] worst first, "nodes": [{node, op_type, unit, error, ...}] of the worst unit, worst first,
+    "builds"}."""
+    units = units_of(nodes)
+    everything = [n["node"] for n in nodes]
+    target = measure([])
+    log.info("locate: target as built: cosine min %.6f%s", target["cosine_min"],
+             f", {target['nonfinite']} inf/NaN" if target["nonfinite"] else "")
+    ranked = []
+    for unit, members in units.items():
+        alone = set(members)
+        r = measure([n for n in everything if n not in alone])
+        ranked.append({"unit": unit, "nodes": len(members), "error": error(r), "cosine_min": r["cosine_min"],
+                       "nonfinite": r["nonfinite"]})
+        log.info("locate: only %s reduced (%d nodes): cosine min %.6f", unit, len(members), r["cosine_min"])
+    ranked.sort(key=lambda u: -u["error"])
+    per_node = []
+    if ranked and ranked[0]["error"] > 0:
+        worst = ranked[0]["unit"]
+        for n in [n for n in nodes if n["unit"] == worst][:max_nodes]:
+            r = measure([m for m in everything if m != n["node"]])
+            per_node.append({**n, "error": error(r), "cosine_min": r["cosine_min"], "nonfinite": r["nonfinite"]})
+        per_node.sort(key=lambda n: -n["error"])
+    return {"target": {k: target[k] for k in ("cosine_min", "nonfinite", "passed")}, "units": ranked,
+            "nodes": per_node, "builds": measure.builds, "inputs": len(measure.inputs),
+            "method": "each part alone at the target's precision, every other candidate node in fp32; "
+                      "error = 1 - cosine min vs torch_fp32 (2 where inf/NaN appeared)"}
+
+
+def inputs_and_references(npy: list[str], reference_files: list[str], limit: int | None = None
+                          ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """(npy files, inputs, their torch_fp32 features): the first `limit` inputs by name, paired with the
+    reference features (pipeline.common.write_features files) by item name."""
+    from pipeline.common import read_features
+
+    files = sorted(npy)[:limit] if limit else sorted(npy)
+    refs = read_features(reference_files)
+    missing = [Path(f).stem for f in files if Path(f).stem not in refs]
+    if missing:
+        raise ValueError(f"no torch_fp32 reference for inputs {missing}")
+    return files, [np.load(f) for f in files], [refs[Path(f).stem] for f in files]
+
+
+def localise(plan, fp32_onnx: str | Path, precision: str, npy: list[str], reference_files: list[str], gate: float,
+             options: dict, scratch: str | Path, max_inputs: int = 4, device_model: str | None = None,
+             params: dict | None = None) -> tuple[list[dict], dict]:
+    """(node-by-node rows, summary) of one target: the measured causes (measure_causes) and the node-by-node
+    view, against the graph its plan quantises or converts (plan.reduced_graph), on the first `max_inputs`
+    inputs. `device_model`: the compiled model, whose own tensors the plan reads (plan.node_tensors) for the
+    node-by-node view instead of the rebuilt graph's. `params`: k, floor, atol, chunk (DEFAULTS)."""
+    from backends.base import model_inputs
+
+    opts = {**DEFAULTS, **(params or {})}
+    files, inputs, references = inputs_and_references(npy, reference_files, max_inputs)
+    graph = plan.reduced_graph(fp32_onnx, precision, scratch, options)
+    nodes = candidates(load_graph(graph), getattr(plan, "CANDIDATE_OPS", {}).get(precision))
+    measure = Measure(plan, graph, precision, inputs, references, gate, options, scratch)
+    causes = measure_causes(measure, nodes)
+    name = model_inputs(fp32_onnx)[0].name
+    threads = int(options.get("threads", 1))
+    if device_model:
+        tensors = plan.node_tensors(device_model, files[0], load_graph(fp32_onnx), scratch, options)
+        rows, summary = compare_tensors(fp32_onnx, tensors, inputs[0], name, threads=threads,
+                                        **{k: opts[k] for k in DEFAULTS})
+        summary["source"] = "the device's own tensors (first input)"
+    else:
+        target = measure.model([], Path(scratch) / "target")
+        if str(target).endswith(".onnx"):
+            rows, summary = compare_graphs(graph, target, inputs, name, threads=threads,
+                                           **{k: opts[k] for k in DEFAULTS})
+            summary["source"] = "ONNX Runtime" + (" with fp16 storage" if summary.get("fp16_storage") else "")
+        else:
+            rows = []
+            summary = {**summarise([], **{k: opts[k] for k in ("k", "floor", "atol")}),
+                       "source": f"none: {plan.NAME}'s reduced model is not an ONNX graph, so only the measured "
+                                 "causes are given"}
+    top = causes["units"][0] if causes["units"] else None
+    summary.update(located=True, causes=causes, precision=precision, backend=plan.NAME,
+                   top_cause=({"unit": top["unit"], "error": top["error"],
+                               "node": causes["nodes"][0]["node"] if causes["nodes"] else None}
+                              if top and top["error"] > 0 else None))
+    log.info("top cause: %s", summary["top_cause"])
+    return rows, summary

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from accuracy.measures import cosine, stack
 from pipeline.common import log
 
 # (a, b, gate key): offline vs onnx_fp16 is the seed's number; torch_fp32 is the ground truth.
@@ -45,8 +46,7 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], name_a: str, nam
         y = np.asarray(b[stem], dtype=np.float64).ravel()
         if x.shape != y.shape:
             raise ValueError(f"'{stem}': {name_a} has {x.size} values, {name_b} has {y.size}")
-        denom = np.linalg.norm(x) * np.linalg.norm(y)
-        per_image[stem] = float(x @ y / denom) if denom > 0 else 0.0
+        per_image[stem] = cosine(x, y)
         max_abs[stem] = float(np.abs(x - y).max())
         rel[stem] = float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
     cos = np.array(list(per_image.values()))
@@ -59,11 +59,6 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], name_a: str, nam
         "per_image_max_abs_err": max_abs,
         "per_image_rel_err": rel,
     }
-
-
-def stack(rows: dict[str, np.ndarray], stems: list[str]) -> np.ndarray:
-    """(n x d) float64 rows of one stage's features, in `stems` order."""
-    return np.stack([np.asarray(rows[s], dtype=np.float64).ravel() for s in stems])
 
 
 def evaluate(outputs: dict[str, dict[str, np.ndarray]], thresholds: dict[str, float],

@@ -17,15 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from accuracy.measures import agreement, normalise, spearman, stack
 from pipeline.common import log
 
 LOGIT_SCALE = 100.0  # cn_clip: logit_scale.exp() clamped at 100, which trained checkpoints reach
 STAGES = ("torch_fp32", "onnx_fp16", "offline")
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
 
 
 def probabilities(image: np.ndarray, text: np.ndarray, scale: float = LOGIT_SCALE) -> np.ndarray:
@@ -34,35 +30,6 @@ def probabilities(image: np.ndarray, text: np.ndarray, scale: float = LOGIT_SCAL
     logits -= logits.max(axis=1, keepdims=True)
     e = np.exp(logits)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(x, axis=-1)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of each row of a with the same row of b (1.0 where a row is constant)."""
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
-    denom = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
-    return np.where(denom > 0, (ra * rb).sum(axis=1) / np.where(denom > 0, denom, 1.0), 1.0)
-
-
-# reference cosines this close are one score: below what a deployed model's rounding can resolve (fp16
-# features move cosines by 1e-5 and more), far below a real margin between two neighbours. In a
-# 1,000-image run (docs/performance.md) an image's two nearest, crops nearly alike, were 2.8e-8 apart
-# and fp16 picked the second; the median margin between first and second nearest was 1.4e-4.
-TIE = 1e-6
-
-
-def agreement(ref_scores: np.ndarray, top: np.ndarray, top_ref: np.ndarray) -> np.ndarray:
-    """Per row: whether the deployed pick `top` is the reference's pick `top_ref`, or one the reference
-    scores as high within TIE (a set may hold one image twice, or two nearly alike, and which one
-    argmax returns then turns on the last bits)."""
-    rows = np.arange(len(ref_scores))
-    return ref_scores[rows, top] >= ref_scores[rows, top_ref] - TIE
 
 
 def compare(ref_img: np.ndarray, ref_txt: np.ndarray, img: np.ndarray, txt: np.ndarray, stems: list[str],
@@ -121,7 +88,6 @@ def load_stack(files: list[str | Path], sort: bool = False) -> tuple[list[str], 
     """(names, stacked rows) of one stage's shard feature files (common.write_features), in the files'
     order (labels: config order) or sorted by name (images)."""
     from pipeline.common import read_features
-    from accuracy.similarity import stack
 
     found = read_features(files)
     names = sorted(found) if sort else list(found)

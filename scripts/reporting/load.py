@@ -66,12 +66,18 @@ def _finite(value):
 
 
 def locate_entry(path: str) -> dict:
-    """What the report shows of locate.json: the first jump, the op types and blocks that carry the error,
-    the overflow nodes, and where the CSV and the chart are (beside the json)."""
+    """What the report shows of locate.json: the measured causes (the worst units and nodes, each alone at
+    the target's precision), and the node-by-node view: the first jump, the op types and blocks that carry
+    the error, the overflow nodes, and where the CSV and the chart are (beside the json)."""
     s = read_json(path)
     folder = Path(path).parent
     overflow = list(s.get("overflow_nodes") or [])
+    causes = s.get("causes") or {}
     return {"record": str(path), "csv": (folder / "locate.csv").as_posix(), "chart": (folder / "locate.png").as_posix(),
+            "top_cause": s.get("top_cause"), "causes": {"units": list(causes.get("units") or [])[:5],
+                                                        "nodes": list(causes.get("nodes") or [])[:5],
+                                                        "builds": causes.get("builds"), "inputs": causes.get("inputs"),
+                                                        "target": causes.get("target")},
             "tensors_compared": s.get("tensors_compared"), "inputs": s.get("inputs"),
             "fp16_storage": s.get("fp16_storage"), "source": s.get("source"), "first_jump": s.get("first_jump"),
             "first_nonfinite": s.get("first_nonfinite"), "op_types": list(s.get("op_types") or [])[:5],
@@ -88,20 +94,16 @@ def _verified(v: dict | None) -> dict | None:
 
 def repair_entry(path: str) -> dict:
     """What the report shows of repair.json: before and after against torch_fp32, what was kept in fp32
-    (nodes and their op types, from locate's CSV), the steps, the repaired model and, if measured, speed."""
+    (the nodes and their blocks), the steps both ways, the repaired model and its speed."""
     r = read_json(path)
-    kept = list(r.get("kept") or [])
-    op_of = {}
-    csv_path = (r.get("locate") or {}).get("csv")
-    if r.get("mode", "nodes") == "nodes" and csv_path and Path(csv_path).is_file():
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            op_of = {row["node"]: row["op_type"] for row in csv.DictReader(f)}
-    kept_ops = Counter(op_of.get(n, "?") for n in kept) if r.get("mode", "nodes") == "nodes" else Counter(kept)
-    entry = {"record": str(path), "precision": r.get("precision"), "mode": r.get("mode"), "gate": r.get("gate"),
+    steps = r.get("steps") or []
+    entry = {"record": str(path), "precision": r.get("precision"), "gate": r.get("gate"),
              "passed": bool(r.get("passed")), "repaired": bool(r.get("repaired")),
              "before": _verified(r.get("before")), "after": _verified(r.get("after")),
-             "kept": kept, "kept_op_types": dict(kept_ops.most_common()), "steps": len(r.get("steps") or []),
-             "model": r.get("model"), "keep_dtype": r.get("keep_dtype")}
+             "kept": list(r.get("kept") or []), "kept_units": list(r.get("kept_units") or []),
+             "grown": sum(s["phase"] == "grow" for s in steps), "shrunk": sum(s["phase"] == "shrink" for s in steps),
+             "grown_to": r.get("grown_to"), "builds": r.get("builds"), "reason": r.get("reason"),
+             "model": r.get("model"), "kept_file": r.get("kept_file")}
     if r.get("speed"):
         entry["speed"] = r["speed"]
     return entry
@@ -251,23 +253,23 @@ def cpu_name() -> str:
 
 
 def environment(backend_names: list[str], config: dict) -> dict:
-    """Versions of the packages and of each backend's tools (for ascend: probed in the Python that runs
-    ais_bench, on the NPU the config names)."""
+    """Versions of the packages, of the reference runtime, and of each backend's tools (each plan says
+    which, and how it finds them: a device's tools are probed as its jobs run them)."""
     import backends
     from pipeline.paths import physical_cores
 
     versions = {}
-    for package in ("torch", "torchvision", "onnx", "onnxruntime", "cn-clip", "snakemake", "numpy", "pillow",
-                    "matplotlib", "jinja2"):
+    for package in ("torch", "torchvision", "onnx", "cn-clip", "snakemake", "numpy", "pillow", "matplotlib",
+                    "jinja2"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
+    versions.update(backends.reference().versions({}))  # the runtime of the onnx_* reference stages
     tools = {}
     for name in backend_names:
-        module = backends.get(name)
-        tools.update(module.versions({"ais_bench_python": config.get("ais_bench_python", "python3"),
-                                      "npu_device": int(config.get("npu_device", 0))}))
+        plan = backends.get(name)
+        tools.update(plan.versions(plan.options(config, plan.DEFAULT_PRECISION)))
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
             "physical_cores": physical_cores(), "logical_cores": os.cpu_count(),
             "versions": versions, "backend_tools": tools}

@@ -130,8 +130,11 @@ class Target(TypedDict, total=False):
 
 
 class Locate(TypedDict, total=False):
-    """locate.json in short: where the target's precision loses accuracy, node by node vs the fp32 ONNX."""
+    """locate.json in short: why the target's precision loses accuracy: the measured causes, and node by
+    node vs the fp32 ONNX."""
     record: str  # locate.json
+    top_cause: dict | None  # {unit, error, node}: the worst unit alone, and the worst node of it
+    causes: dict  # {units: top 5 [{unit, nodes, error, cosine_min, nonfinite}], nodes: top 5, builds, inputs, target}
     csv: str  # one row per compared tensor
     chart: str  # error against depth (PNG)
     tensors_compared: int
@@ -159,18 +162,21 @@ class Repair(TypedDict, total=False):
     """repair.json in short: before/after vs torch_fp32, what was kept in fp32."""
     record: str
     precision: str
-    mode: str  # nodes or op_types
     gate: float
     passed: bool
-    repaired: bool  # steps were needed and the last one passed
+    repaired: bool  # the target missed the gate and a kept set passes it
     before: Verified
     after: Verified
-    kept: list[str]
-    kept_op_types: dict[str, int]
-    steps: int
-    model: str
-    keep_dtype: str | None
-    speed: dict  # {before_ms, after_ms, ratio, ...} when measured
+    kept: list[str]  # a 1-minimal set: no single node can be taken out without missing the gate
+    kept_units: list[str]
+    grown: int  # steps adding units
+    shrunk: int  # trials taking nodes out
+    grown_to: int | None
+    builds: int
+    reason: str | None  # why not repaired
+    model: str  # the repaired model's file
+    kept_file: str  # the kept nodes in the form the backend's tool takes them
+    speed: dict  # {latency_ms_p50: {repaired, unrepaired, fp32}, repaired_vs_unrepaired, repaired_vs_fp32, ...}
 
 
 class Model(TypedDict, total=False):

@@ -182,18 +182,31 @@ def _node(n: dict | None) -> str:
     return f"{n['node']} ({n['op_type']}, depth {n['depth']}{block})"
 
 
+def _err(x: dict) -> str:
+    return "inf/NaN" if x.get("nonfinite") else f"{x['error']:.3g}"
+
+
 def locate_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
     """Where the target's precision loses accuracy (locate.json), when located."""
     loc = t.get("locate")
     if not loc:
         return None
     jump = loc.get("first_jump")
+    causes = loc.get("causes") or {}
+    units = [u for u in causes.get("units") or [] if u["error"] > 0]
+    nodes = [n for n in causes.get("nodes") or [] if n["error"] > 0]
+    measured = [["top causes, measured (each alone at the target's precision: its 1 − cosine min)",
+                 Cell(", ".join(f"{u['unit']} {_err(u)}" for u in units[:3]), "fail") if units else "none"],
+                ["worst nodes of the worst block", ", ".join(f"{n['node']} ({n['op_type']}) {_err(n)}"
+                                                             for n in nodes[:3]) or "n/a"],
+                ["measured with", f"{causes.get('builds')} builds on {causes.get('inputs')} input(s)"]] \
+        if causes else []
     shares = [o for o in loc.get("op_types") or [] if o["share"] > 0]
     ops = ", ".join(f"{o['op_type']} {o['share']:.1%}" for o in shares[:1] + [o for o in shares[1:] if o["share"] >= 5e-4])
     ops = ops or "none"
     blocks = ", ".join(f"{b['block']}" for b in loc.get("blocks") or []) or "n/a"
     overflow = loc.get("overflow_nodes") or []
-    rows = [["first jump", Cell(_node(jump), "fail") if jump else "none"],
+    rows = measured + [["first jump (node by node)", Cell(_node(jump), "fail") if jump else "none"],
             ["its 1 − cosine", f"{jump['one_minus_cosine']:.3g}" + (" (new inf/NaN)" if jump.get("nonfinite_new") else "")
              if jump else "n/a"],
             ["first inf/NaN", _node(loc.get("first_nonfinite"))],
@@ -218,23 +231,26 @@ def repair_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
     result = ("repaired" if rep.get("repaired") else "gate already met, nothing kept") if rep.get("passed") \
         else "not repaired"
     kept = rep.get("kept") or []
-    what = "op type(s)" if rep.get("mode") == "op_types" else "node(s)"
-    ops = ", ".join(f"{op} ×{n}" for op, n in (rep.get("kept_op_types") or {}).items())
     speed = rep.get("speed")
     rows = [["result", Cell(result, "pass" if rep.get("passed") else "fail")],
             [f"before: cosine min vs torch_fp32 (gate {rep.get('gate')})",
              _cos(before.get("cosine_min")) + (f", {before['nonfinite']} inf/NaN" if before.get("nonfinite") else "")],
             ["after", _cos(after.get("cosine_min")) + (f", {after['nonfinite']} inf/NaN" if after.get("nonfinite") else "")],
-            [f"kept in fp32 ({rep.get('steps')} step(s))", f"{len(kept)} {what}" + (f": {ops}" if ops else "")],
+            ["kept in fp32", f"{len(kept)} node(s)" + (f" in {', '.join(rep['kept_units'])}" if rep.get("kept_units")
+                                                       else "")],
             ["which", ", ".join(kept[:8]) + (" …" if len(kept) > 8 else "") if kept else "none"],
-            ["verified", "fp16 stored between nodes (the Ascend proxy)" if before.get("fp16_storage")
-             else "as ONNX Runtime runs it"],
-            ["speed (batch 1)", f"{speed['before_ms']['median']:.2f} ms → {speed['after_ms']['median']:.2f} ms "
-             f"(×{speed['ratio']:.2f}, {speed.get('measured_on', '')})" if speed else "not measured"],
-            ["repaired model", link(rep.get("model"), base)]]
-    if rep.get("keep_dtype"):
-        rows.append(["ATC --keep_dtype file", link(rep["keep_dtype"], base)])
+            ["steps", f"{rep.get('grown')} grown (to {rep.get('grown_to')} nodes), {rep.get('shrunk')} shrink trials; "
+                      f"{rep.get('builds')} builds" + (f"; {rep['reason']}" if rep.get("reason") else "")],
+            ["speed (batch 1, median)", _speed(speed) if speed else "not measured"],
+            ["repaired model", link(rep.get("model"), base)],
+            ["kept nodes (for the backend's tool)", link(rep.get("kept_file"), base)]]
     return table(["repair", "value"], rows)
+
+
+def _speed(speed: dict) -> str:
+    ms = speed["latency_ms_p50"]
+    return (f"{ms['unrepaired']:.2f} ms unrepaired → {ms['repaired']:.2f} ms repaired (×{speed['repaired_vs_unrepaired']:.2f}); "
+            f"fp32 {ms['fp32']:.2f} ms (repaired ×{speed['repaired_vs_fp32']:.2f} of it); {speed.get('measured_on', '')}")
 
 
 def zero_shot_rows(r: Report) -> list[dict]:
@@ -586,9 +602,8 @@ def onnx_summary(r: Report) -> str:
 
 def host_summary(r: Report) -> str:
     env = r.get("environment") or {}
-    versions = {**(env.get("versions") or {}), **(env.get("backend_tools") or {})}
-    tools = " · ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "cann", "ais_bench")
-                       if isinstance(versions.get(k), str) and not versions[k].startswith("absent"))
+    versions = {"torch": (env.get("versions") or {}).get("torch"), **(env.get("backend_tools") or {})}
+    tools = " · ".join(f"{k} {v}" for k, v in versions.items() if isinstance(v, str) and not v.startswith("absent"))
     return f"{env.get('cpu', 'n/a')} ({env.get('physical_cores', '?')} cores) · Python {env.get('python', '?')}" + \
         (f" · {tools}" if tools else "")
 

@@ -8,7 +8,8 @@ import pytest
 
 from export_onnx import exporter_command, onnx_prefix
 from tokenize_labels import prompts, write_tokens
-from accuracy.zero_shot import evaluate, probabilities, spearman
+from accuracy.measures import spearman
+from accuracy.zero_shot import evaluate, probabilities
 
 PATCHES = sorted((Path(__file__).resolve().parents[2] / "patches").glob("*.patch"))
 LABELS = ["猫", "咖啡", "宇航员", "火箭", "摩托车", "星空"]
