@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import E2E_ARCH, E2E_IMAGES, SNAKEMAKE, STANDINS, Workflow
+from conftest import E2E_ARCH, E2E_EMBED, E2E_IMAGES, SNAKEMAKE, STANDINS, Workflow
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,7 @@ def test_unsafe_names_checkout_and_umask_002_pass_with_the_text_tower(unsafe_che
     assert all(g["passed"] for g in text["accuracy"]["gates"])
     target_dir = root / target["dir"]
     for stem in USER_IMAGES:
-        assert np.load(target_dir / "dst" / f"{stem}_0.npy").shape == (1, 512), "the user's own stem"
+        assert np.load(target_dir / "dst" / f"{stem}_0.npy").shape == (1, E2E_EMBED), "the user's own stem"
     names = json.loads((target_dir / "dst_names.json").read_text())["inputs"]
     assert sorted(v["stem"] for v in names.values()) == sorted(USER_IMAGES)
     # the text tower: outputs named after the default Chinese labels

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import paths as P
-from conftest import E2E_ARCH, E2E_TARGET, Workflow
+from conftest import E2E_ARCH, E2E_EMBED, E2E_RESOLUTION, E2E_TARGET, Workflow
 
 SAMPLES = ("chelsea.png", "rocket.jpg", "coffee.png", "astronaut.png", "motorcycle_left.png")
 
@@ -55,8 +55,8 @@ def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
     for pair in target["accuracy"]["pairs"]:
         assert sorted(pair["per_image"]) == stems, "every image's number is in the report"
     for stem in stems:
-        assert np.load(wf.root / P.npy(E2E_ARCH, stem)).shape == (1, 3, 224, 224)
-        assert np.load(wf.root / E2E_TARGET.dst(stem)).shape == (1, 512)
+        assert np.load(wf.root / P.npy(E2E_ARCH, stem)).shape == (1, 3, E2E_RESOLUTION, E2E_RESOLUTION)
+        assert np.load(wf.root / E2E_TARGET.dst(stem)).shape == (1, E2E_EMBED)
         for stage in P.STAGES:
             assert (wf.root / P.reference(E2E_ARCH, "image", stage, stem)).is_file()
     costs = {row["rule"]: row["jobs"] for row in r["workflow"]["rules"]}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import paths as P
-from conftest import E2E_ARCH, E2E_TARGET, E2E_TEXT_TARGET
+from conftest import E2E_ARCH, E2E_EMBED, E2E_TARGET, E2E_TEXT_TARGET
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +38,11 @@ def test_text_tower_adds_only_text_jobs_and_zero_shot_figures(e2e_workflow):
         assert wf.plan("report", config=TEXT) == {}
         onnx_dir = wf.root / "results" / E2E_ARCH / "onnx"
         assert sorted(p.name for p in onnx_dir.iterdir() if ".txt." in p.name) == [
-            "vit-b-16.txt.fp16.onnx", "vit-b-16.txt.fp32.onnx", "vit-b-16.txt.fp32.onnx.extra_file"]
+            f"{P.prefix(E2E_ARCH)}.txt.fp16.onnx", f"{P.prefix(E2E_ARCH)}.txt.fp32.onnx",
+            f"{P.prefix(E2E_ARCH)}.txt.fp32.onnx.extra_file"]
         ids = np.load(wf.root / P.tokens(E2E_ARCH, "猫"))
         assert ids.dtype == np.int64 and ids.shape == (1, 52)
-        assert np.load(wf.root / E2E_TEXT_TARGET.dst("猫")).shape == (1, 512)
+        assert np.load(wf.root / E2E_TEXT_TARGET.dst("猫")).shape == (1, E2E_EMBED)
 
         r = wf.report()
         assert r["verdict"] == "PASS"

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import E2E_ARCH
+from conftest import E2E_ARCH, E2E_EMBED
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def test_text_tower_on_the_ascend_standins(e2e_workflow, tmp_path):
 
         text_dir = wf.root / P.Target(E2E_ARCH, "text", "ascend", target["device"], target["precision"]).dir
         assert (text_dir / "model_bs1" / "model.om").is_file()
-        assert np.load(text_dir / "dst" / "猫_0.npy").shape == (1, 512)
+        assert np.load(text_dir / "dst" / "猫_0.npy").shape == (1, E2E_EMBED)
         atc = [json.loads(line)["argv"] for line in log.read_text().splitlines()
                if json.loads(line)["tool"] == "atc"]
         assert any("--input_format=ND" in argv and "--input_shape=text:1,52" in argv for argv in atc)
