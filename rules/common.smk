@@ -219,7 +219,7 @@ def locate_inputs(wildcards):
 
 
 def dumps_tensors(t):
-    """Whether locate reads the device's own tensors for a target (its plan's option, e.g. Ascend's
+    """Whether locate reads the device's own tensors for a target (its plan's option, e.g.
     `locate_npu_dump`)."""
     return bool(target_options(t).get("dump_tensors"))
 

@@ -627,8 +627,8 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
         "method": ("ais_bench pure-inference mode (zero inputs); latency = NPU_compute_time per run (device "
                    "compute, host-device copies excluded); p50 = ais_bench median, p99 = its percentile(99%), "
                    "p90 = numpy percentile(90) of its npu_compute_time_list"),
-        "ais_bench": {"command": cmd, "printed": printed,
-                      "summary_count": summary["count"] if summary else None},
+        "command": cmd,  # the tool command line the report prints under "Reproduce"
+        "ais_bench": {"printed": printed, "summary_count": summary["count"] if summary else None},
         "notes": notes,
     }
 

@@ -14,6 +14,25 @@ from pipeline.common import log
 
 FLOAT_TYPES = {1, 10, 11, 16}  # onnx TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
+# Per-node sessions (fp16 storage) by their serialised segment: locate and repair build the same model
+# many times with a few nodes changed, and a node's segment is the same bytes in each, so its session is
+# made once (at most _MAX_CACHED, the oldest dropped first).
+_SESSIONS: dict[bytes, object] = {}
+_MAX_CACHED = 4096
+
+
+def _cached_session(data: bytes, options):
+    import hashlib
+
+    import onnxruntime as ort
+
+    key = hashlib.sha1(data).digest()
+    if key not in _SESSIONS:
+        if len(_SESSIONS) >= _MAX_CACHED:
+            _SESSIONS.pop(next(iter(_SESSIONS)))
+        _SESSIONS[key] = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
+
 
 def load_graph(path: str | Path):
     """The ONNX model without loading external weights (they stay referenced by file offset)."""
@@ -98,6 +117,7 @@ class SegmentRunner:
         # ViT's hundreds of sessions hold one thread each, not `threads` spinning ones each (a ViT-B-16
         # repair once ran 823 threads at a load average of 20 on 2 cores)
         self.threads = 1 if fp16_storage else threads
+        self.per_node = fp16_storage
         self.spinning = not fp16_storage
         self.optimization = optimization
         self.inits = {t.name: t for t in self.model.graph.initializer}
@@ -163,7 +183,7 @@ class SegmentRunner:
         outputs = list(dict.fromkeys([t for t in wanted if t in produced] +
                                      [t for t in produced if t in self.keep_after[s]]))
         graph = helper.make_graph(
-            nodes, f"segment{s}",
+            nodes, "segment",
             [helper.make_tensor_value_info(x, helper.np_dtype_to_tensor_dtype(held[x].dtype), None) for x in feeds],
             [onnx.ValueInfoProto(name=o) for o in outputs], initializer=inits)
         seg = helper.make_model(graph, opset_imports=self.model.opset_import, ir_version=self.model.ir_version)
@@ -173,7 +193,10 @@ class SegmentRunner:
         so.log_severity_level = 3
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_{self.optimization.upper()}")
         if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in inits):
-            return ort.InferenceSession(seg.SerializeToString(), so, providers=["CPUExecutionProvider"]), feeds, outputs
+            data = seg.SerializeToString()
+            if not self.per_node:
+                return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]), feeds, outputs
+            return _cached_session(data, so), feeds, outputs
         # written beside the source model, so relative external-data locations resolve; removed once loaded
         fd, tmp = tempfile.mkstemp(prefix=f".locate-{self.path.stem}-", suffix=".onnx", dir=self.path.parent)
         os.close(fd)

@@ -55,6 +55,26 @@ def config_errors(config: dict, schema: dict) -> list[str]:
     return lines
 
 
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+def with_defaults(config: dict, schema_path: str | os.PathLike = SCHEMA) -> dict:
+    """A copy of `config` with every key the schema gives a default filled in (top level and nested
+    mappings), as Snakemake's validation fills them: for code that reads a config not made by a run."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+
+    def fill(value: dict, spec: dict) -> dict:
+        out = dict(value)
+        for key, sub in spec.get("properties", {}).items():
+            if key not in out and "default" in sub:
+                out[key] = sub["default"]
+            if isinstance(out.get(key), dict) and "properties" in sub:
+                out[key] = fill(out[key], sub)
+        return out
+
+    return fill(config, schema)
+
+
 def check_config(config: dict, schema_path: str | os.PathLike) -> dict:
     """Coerce command-line numbers, then validate; raises ConfigError listing every bad key."""
     schema = yaml.safe_load(Path(schema_path).read_text())

@@ -54,7 +54,7 @@ def performance_entry(record_path: str) -> Performance:
                                                        base.get("batch_size", r["batch_size"]))
     entry["speedup_vs_torch_fp32_within_noise"] = within_noise(entry["speedup_vs_torch_fp32_ci95"])
     entry["record"] = str(record_path)
-    command = _command(r.get("command") or (r.get("ais_bench") or {}).get("command"))
+    command = _command(r.get("command"))
     if command:
         entry["command"] = command
     return entry
@@ -256,8 +256,10 @@ def environment(backend_names: list[str], config: dict) -> dict:
     """Versions of the packages, of the reference runtime, and of each backend's tools (each plan says
     which, and how it finds them: a device's tools are probed as its jobs run them)."""
     import backends
+    from pipeline.config_check import with_defaults
     from pipeline.paths import physical_cores
 
+    config = with_defaults(config)
     versions = {}
     for package in ("torch", "torchvision", "onnx", "cn-clip", "snakemake", "numpy", "pillow", "matplotlib",
                     "jinja2"):

@@ -241,7 +241,7 @@ def test_compiled_models_are_the_same(runs, bs):
     from standin_om import read_om
 
     (slurm_header, slurm_onnx), (local_header, local_onnx) = [
-        read_om(runs["ascend"][kind]["root"] / P.Target(E2E_ARCH, "image", "ascend", CHIP, P.ASCEND_DEFAULT_PRECISION)
+        read_om(runs["ascend"][kind]["root"] / P.Target(E2E_ARCH, "image", "ascend", CHIP, "fp16")
                 .compiled(bs) / "model.om")
         for kind in ("slurm", "local")]
     assert slurm_onnx == local_onnx

@@ -16,7 +16,7 @@ from backends import ascend
 from conftest import STANDINS
 
 VENV_BIN = str(Path(sys.executable).parent)
-OPTIONS = {"threads": 1, "device": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "npu_device": 0}
+OPTIONS = {"threads": 1, "hardware": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "device_id": 0}
 
 # What ais_bench prints at the end of a pure-inference run (format of ais_bench/infer/summary.py; the
 # figures are the seed's: 72.426 fps at batch 1 on a 910B4).
@@ -258,7 +258,7 @@ def test_concurrent_compile_jobs_never_share_a_working_directory(tiny_onnx, tmp_
     jobs = [("Ascend910B4", 1), ("Ascend910B4", 2), ("Ascend310P3", 1)]
     out = {job: tmp_path / "results" / job[0] / f"model_bs{job[1]}" for job in jobs}
     with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(ascend.compile, tiny_onnx["fp16"], out[(soc, bs)], bs, 16, {**OPTIONS, "device": soc})
+        futures = [pool.submit(ascend.compile, tiny_onnx["fp16"], out[(soc, bs)], bs, 16, {**OPTIONS, "hardware": soc})
                    for soc, bs in jobs]
         results = [f.result() for f in futures]
     calls = standins("atc")
@@ -411,7 +411,7 @@ def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
 def test_standin_ais_bench_can_store_fp16_between_nodes_like_an_npu(tmp_path, standins, monkeypatch):
     """STANDIN_AIS_BENCH_FP16_STORAGE=1: the fp16 overflow that ONNX Runtime's CPU computes away (its fp32
     chains) shows in the stand-in's outputs, as on an NPU; without it the stand-in matches ONNX Runtime."""
-    from accuracy.repair import build_fp16
+    from backends.onnxruntime import build_fp16
     from test_locate import inputs, mlp_onnx
 
     monkeypatch.syspath_prepend(str(STANDINS))
@@ -450,7 +450,7 @@ def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, stan
     """backends.ascend.dump runs ais_bench --dump on one input (the stand-in storing fp16 like an NPU) and
     keeps its converted dump; locate reads it and names the node whose output passed fp16's range."""
     from accuracy import locate as L
-    from accuracy.repair import build_fp16
+    from backends.onnxruntime import build_fp16
     from test_locate import NAMES, inputs, mlp_onnx
 
     monkeypatch.syspath_prepend(str(STANDINS))
@@ -462,10 +462,16 @@ def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, stan
     om = tmp_path / "m.om"
     standin_om.write_om(str(om), {"stand-in": True}, fp16.read_bytes())
     np.save(tmp_path / "a b.npy", inputs(1)[0])  # any name: ais_bench sees a safe copy
-    folder = ascend.dump(om, tmp_path / "a b.npy", tmp_path / "dump", {"ais_bench_python": sys.executable})
+    options = {"ais_bench_python": sys.executable}
+    folder = ascend.dump(om, tmp_path / "a b.npy", tmp_path / "dump", options)
     converted = sorted(folder.glob("*_npy"))
     assert len(converted) == 1 and [p.parent.name for p in converted[0].rglob("*.npy")][0] == "0"
-    rows, summary = L.locate_dump(fp32, folder, inputs(1)[0], input_name="x")
+    # the plan's node_tensors: the same dump read back by ONNX tensor name, what locate compares
+    import onnx
+
+    tensors = ascend.node_tensors(om, tmp_path / "a b.npy", onnx.load(str(fp32)), tmp_path / "again", options)
+    assert set(tensors) == {"h1", "h2", "h3", "h4", "r", "y"}
+    rows, summary = L.compare_tensors(fp32, tensors, inputs(1)[0], input_name="x")
     assert summary["first_jump"]["node"] == NAMES["fc1"] and summary["overflow_nodes"]
     # the real tool's rule: a dump needs --output
     bad = subprocess.run([sys.executable, "-m", "ais_bench", "--model", str(om), "--dump", "true"],

@@ -62,15 +62,13 @@ def test_paths_follow_the_contract():
     assert t.dst("cat") == f"{t.dir}/dst/cat_0.npy" and t.manifest(4) == f"{t.dir}/compile_bs4.json"
     assert paths.onnx("ViT-H-14", "image", "fp16") == "results/ViT-H-14/onnx/vit-h-14.img.fp16.onnx"
     assert paths.onnx_data("ViT-H-14", "text") == "results/ViT-H-14/onnx/vit-h-14.txt.fp32.onnx.extra_file"
-    assert paths.devices("onnxruntime", "Ascend910B4", []) == ["cpu"]
-    assert paths.devices("ascend", "Ascend910B4", ["Ascend310P3", "Ascend910B4"]) == ["Ascend310P3", "Ascend910B4"]
 
 
 def test_rule_patterns_and_values_come_from_the_same_function():
     """Called without coordinates a path function gives the rule's output pattern; formatting the
     pattern with a target's coordinates gives that target's path."""
     pattern, t = paths.Target(), paths.Target("ViT-B-16", "text", "onnxruntime", "cpu", "int8")
-    assert pattern.dir == "results/{arch}/{tower}/{backend}/{device}/{precision}"
+    assert pattern.dir == "results/{arch}/{tower}/{backend}/{hardware}/{precision}"
     assert pattern.similarity().format(**t.coordinates()) == t.similarity()
     assert pattern.benchmark().format(**t.coordinates(), bs=2) == t.benchmark(2)
     assert paths.onnx(precision="fp32") == "results/{arch}/onnx/{prefix}.{part}.fp32.onnx"

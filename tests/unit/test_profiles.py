@@ -1,5 +1,6 @@
-"""The cluster profiles place the jobs that hold an NPU (infer and benchmark of an ascend target) by
-their input, not by rule name (issue 16): a run with many images has an infer rule per target and
+"""The cluster profiles place the jobs that hold an NPU (infer and benchmark of a target whose backend
+holds one) by their input named after the accelerator (`npu`), not by rule name (issue 16) nor by a
+backend's name: a run with many images has an infer rule per target and
 shard (infer_3of8, infer_ascend_3of8), which `set-resources: infer:` would miss, sending an Ascend
 infer shard to a CPU node. Each profile's default-resources are evaluated here as Snakemake evaluates
 them per job (its own parser and evaluator), and on a sharded plan by Snakemake itself."""
@@ -18,9 +19,10 @@ ASCEND = P.Target("ViT-B-16", "image", "ascend", "Ascend910B4", "fp16")
 ORT = P.Target("ViT-B-16", "image", "onnxruntime", "cpu", "fp32")
 # {job: (its named inputs, whether it holds an NPU)}, the inputs as rules/target.smk names them
 JOBS = {
-    "infer ascend": ({"manifest": ASCEND.manifest(1)}, True),
-    "infer_3of8 ascend": ({"manifest": ASCEND.manifest(1)}, True),
-    "benchmark ascend": ({"manifest": ASCEND.manifest(2), "ckpt": "resources/x.pt"}, True),
+    "infer ascend": ({"manifest": ASCEND.manifest(1), "npu": ASCEND.manifest(1)}, True),
+    "infer_3of8 ascend": ({"manifest": ASCEND.manifest(1), "npu": ASCEND.manifest(1)}, True),
+    "benchmark ascend": ({"manifest": ASCEND.manifest(2), "npu": ASCEND.manifest(2), "ckpt": "resources/x.pt"},
+                         True),
     "compile ascend (ATC on the CPU)": ({"onnx": P.onnx("ViT-B-16", "image", "fp16")}, False),
     "infer onnxruntime": ({"manifest": ORT.manifest(1)}, False),
     "benchmark onnxruntime": ({"manifest": ORT.manifest(1)}, False),

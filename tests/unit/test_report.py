@@ -113,7 +113,7 @@ def passing_real(tmp_path):
 def ascend_two_chips(tmp_path):
     """Two Ascend targets, three batch sizes, no p90, no fraction_of_ceiling, ATC command lines."""
     config = {**CONFIG, "backend": "ascend", "soc_versions": ["Ascend910B4", "Ascend310P3"], "batch_sizes": [1, 4, 8],
-              "atc": {"precision_mode": "must_keep_origin_dtype", "op_select_implmode": ""}}
+              "precision": "fp32", "atc": {"op_select_implmode": "high_precision", "optypelist_for_implmode": ""}}
     targets = load_targets([write_target(tmp_path / chip, chip, offline_cos=0.9999, batch_sizes=(1, 4, 8), ascend=True)
                             for chip in ("Ascend910B4", "Ascend310P3")])
     return build_report([write_checkpoint(tmp_path, synthetic=False)], [], targets, config)
@@ -266,7 +266,7 @@ def test_reproduce_commands(ascend_two_chips, failing):
     ascend = reproduce(ascend_two_chips)
     assert ascend["report"].startswith(".venv/bin/snakemake -c1 report --config model_arch=ViT-B-16 ")
     assert "backend=ascend" in ascend["report"] and "'soc_versions=[Ascend910B4, Ascend310P3]'" in ascend["report"]
-    assert "'atc={precision_mode: must_keep_origin_dtype}'" in ascend["report"] and "precision=" not in ascend["report"]
+    assert "'atc={op_select_implmode: high_precision}'" in ascend["report"] and "precision=fp32" in ascend["report"]
     tools = [s["tool_command"] for s in ascend["steps"] if s.get("tool_command")]
     assert any(t.startswith("atc --framework=5") and "--soc_version=Ascend310P3" in t for t in tools)
     assert any(t.startswith("python3 -m ais_bench") for t in tools)
@@ -576,24 +576,27 @@ def test_every_backend_tool_record_is_a_row_of_the_environment(passing_real):
 
 
 def test_a_located_and_repaired_target_shows_both_sections_and_stays_self_contained(tmp_path):
-    """Real locate and repair records of a small overflowing model (test_repair's), beside a target
-    that has neither: report.json gains `locate` and `repair` for the first only, every existing key
-    stays; Markdown links the CSV and chart, the HTML page embeds the chart and links nothing outside."""
+    """Real locate and repair records of a small overflowing model (test_repair's, on the Ascend proxy),
+    beside a target that has neither: report.json gains `locate` and `repair` for the first only, every
+    existing key stays; Markdown links the CSV and chart, the HTML page embeds the chart and links nothing
+    outside."""
+    import backends
+    from accuracy import locate as L
     from accuracy import repair as R
-    from test_repair import OVERFLOW, rule_inputs
+    from test_repair import OPTIONS, block_name, case
 
     folder = tmp_path / "fp16"
     spec = write_target(folder, "cpu", offline_cos=0.5, precision="fp16")
+    plan = backends.get("ascend")
     (tmp_path / "work").mkdir()
-    files = rule_inputs(tmp_path / "work", 2.0 ** 16)
-    (folder / "locate").mkdir()
-    for kind in ("csv", "png", "json"):
-        os.replace(tmp_path / "work" / f"l.{kind}", folder / "locate" / f"locate.{kind}")
-    files.update(csv_path=str(folder / "locate" / "locate.csv"), locate_json=str(folder / "locate" / "locate.json"))
-    out = folder / "repair"
-    R.run(**files, precision="ascend", gate=0.99, out_json=str(out / "repair.json"), out_model=str(out / "model.onnx"),
-          keep_dtype=str(out / "keep_dtype.cfg"), speed_runs=1)
-    spec.update(locate=str(folder / "locate" / "locate.json"), repair=str(out / "repair.json"))
+    fp32, npy, ref = case(tmp_path / "work", overflow=1)
+    rows, summary = L.localise(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, tmp_path / "scratch")
+    L.write_outputs(rows, summary, folder / "locate" / "locate.csv", folder / "locate" / "locate.png",
+                    folder / "locate" / "locate.json")
+    record = R.repair(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, summary, folder / "repair" / "model")
+    plan.write_kept(folder / "repair" / "kept_fp32.txt", record["kept"])
+    write_json(folder / "repair" / "repair.json", {**record, "kept_file": str(folder / "repair" / "kept_fp32.txt")})
+    spec.update(locate=str(folder / "locate" / "locate.json"), repair=str(folder / "repair" / "repair.json"))
     plain = write_target(tmp_path / "fp32", "cpu", offline_cos=0.99999)
     plain.update(locate=str(tmp_path / "fp32" / "locate" / "locate.json"), repair=str(tmp_path / "fp32" / "nope.json"))
     r = build_report([write_checkpoint(tmp_path)], [], load_targets([spec, plain]), CONFIG)
@@ -603,17 +606,19 @@ def test_a_located_and_repaired_target_shows_both_sections_and_stays_self_contai
     assert "locate" not in other and "repair" not in other
     assert {"backend", "device", "dir", "artifacts", "accuracy", "performance"} <= set(located)
     loc = located["locate"]
-    assert loc["first_jump"]["node"] == OVERFLOW[0] and loc["overflow"] and loc["op_types"][0]["op_type"] == "MatMul"
+    assert loc["top_cause"]["unit"] == "resblocks.1" and loc["causes"]["units"][0]["unit"] == "resblocks.1"
+    assert loc["first_jump"]["node"] == block_name(1, "fc1/MatMul") and loc["overflow"]
     assert loc["csv"].endswith("locate/locate.csv") and loc["chart"].endswith("locate/locate.png")
     rep = located["repair"]
     assert rep["before"]["cosine_min"] is None or rep["before"]["cosine_min"] < 0.99
-    assert rep["after"]["cosine_min"] > 0.999 and rep["repaired"] and rep["kept"] == OVERFLOW
-    assert rep["kept_op_types"] == {"MatMul": 2, "Add": 1, "Relu": 1}
-    assert rep["speed"]["after_ms"]["median"] > 0 and rep["keep_dtype"].endswith("keep_dtype.cfg")
-    # Markdown: both sections, the first jump, links relative to the report's folder
+    assert rep["after"]["cosine_min"] > 0.999 and rep["repaired"] and rep["kept_units"] == ["resblocks.1"]
+    assert rep["kept"] and all("resblocks.1/" in n for n in rep["kept"]) and rep["grown"] == 1 and rep["shrunk"] > 0
+    assert rep["kept_file"].endswith("kept_fp32.txt")
+    # Markdown: both sections, the measured cause and the first jump, links relative to the report's folder
     assert "### Where accuracy is lost (locate)" in md and "### Repair (nodes kept in fp32)" in md
-    assert OVERFLOW[0] in md and "(<fp16/locate/locate.csv>)" in md and "(<fp16/locate/locate.png>)" in md
-    assert "MatMul ×2" in md and "fp16/repair/keep_dtype.cfg" in md
+    assert "resblocks.1 inf/NaN" in md and block_name(1, "fc1/MatMul") in md
+    assert "(<fp16/locate/locate.csv>)" in md and "(<fp16/locate/locate.png>)" in md
+    assert "fp16/repair/kept_fp32.txt" in md and "ms unrepaired" in md
     assert md.count("### Where accuracy is lost") == 1
     # HTML: the same facts, the chart embedded, nothing fetched or linked outside the page
     assert "where accuracy is lost (locate)" in page and "repair (nodes kept in fp32)" in page

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accuracy import repair as R
 from model import variants as V
 
 ARCH = "ViT-Toy-16"
@@ -141,15 +140,26 @@ def block_nodes(fp32_onnx: Path, block: int) -> list[str]:
             if f"resblocks.{block}/" in n.name]
 
 
-def target(toy, built: dict, precision: str, keep: list[str], name: str) -> dict:
-    """verify() (gate 0.99) of the target of `precision` built from the fp32 ONNX with the nodes `keep`
-    left in fp32."""
-    out = built["dir"] / name
-    if precision == "int8":
-        model = R.build_int8_static(built["fp32"], out / "model.onnx", toy["calibration"], nodes_to_exclude=keep)
-        return R.verify(model, toy["xs"], built["reference"], GATE)
-    model = R.build_fp16(built["fp32"], out / "model.onnx", node_block_list=keep)
-    return R.verify(model, toy["xs"], built["reference"], GATE, fp16_storage=True)
+def target(toy, built: dict, precision: str, keep: list[str], name: str, gate: float = GATE) -> dict:
+    """The target of `precision` built from the fp32 ONNX by its plan with the nodes `keep` left in fp32,
+    measured as locate and repair measure it (gate 0.99): int8 by ONNX Runtime's static quantiser, fp16 by
+    the Ascend proxy (fp16 stored between nodes)."""
+    import backends
+    from accuracy.locate import Measure
+
+    plan = backends.get("onnxruntime" if precision == "int8" else "ascend")
+    options = {"threads": 1, "calibration": toy["calibration"], "reduce_range": False}
+    graph = plan.reduced_graph(built["fp32"], precision, built["dir"] / name, options)
+    return Measure(plan, graph, precision, toy["xs"], built["reference"], gate, options, built["dir"] / name)(keep)
+
+
+def fp32_cosines(built: dict) -> list[float]:
+    """The fp32 ONNX on ONNX Runtime against cn_clip's PyTorch fp32 features, per input."""
+    import backends
+    from accuracy.measures import cosine
+
+    run = backends.reference().load_reduced(built["fp32"], {"threads": 1})
+    return [cosine(run(x), r) for x, r in zip(built["xs"], built["reference"], strict=True)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,8 +169,8 @@ def target(toy, built: dict, precision: str, keep: list[str], name: str) -> dict
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_the_fp32_deployment_of_the_variant_stays_accurate(toy, variants, case):
     built = variants(case)
-    v = R.verify(built["fp32"], toy["xs"], built["reference"], FP32_GATE)
-    assert v["passed"] and v["nonfinite"] == 0, v["per_input"]
+    cos = fp32_cosines({**built, "xs": toy["xs"]})
+    assert min(cos) >= FP32_GATE, cos
     assert built["record"]["kind"] == case[0] and built["record"]["block"] == case[1]
 
 
@@ -187,7 +197,7 @@ def test_keeping_only_the_variants_block_in_fp32_repairs_it(toy, variants, case)
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_the_ordinary_checkpoint_passes_both_targets(toy, ordinary, precision):
     """So what fails above is the planted defect, not the tiny model or the tools."""
-    assert R.verify(ordinary["fp32"], toy["xs"], ordinary["reference"], FP32_GATE)["passed"]
+    assert min(fp32_cosines({**ordinary, "xs": toy["xs"]})) >= FP32_GATE
     v = target(toy, ordinary, precision, [], precision)
     assert v["passed"] and v["nonfinite"] == 0 and v["cosine_min"] > 0.999, v["per_input"]
 
@@ -315,3 +325,97 @@ def test_the_helper_rule_writes_the_kind_it_is_given(toy, tmp_path):
                                                "source": str(toy["ordinary"])}
     V.main(smk(tmp_path / "o.pt", block=""))
     assert V.variant_of(tmp_path / "o.pt")["kind"] == "fp16_overflow" and V.variant_of(tmp_path / "o.pt")["block"] == 2
+
+
+# make_overflow on a small state dict (no model needed)
+
+def fake_state(layers=4, prefix="module."):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    sd = {}
+    for b in range(layers):
+        p = f"{prefix}visual.transformer.resblocks.{b}.mlp."
+        sd[p + "c_fc.weight"] = (0.02 * torch.randn(16, 4, generator=g)).half()
+        sd[p + "c_fc.bias"] = (0.02 * torch.randn(16, generator=g)).half()
+        sd[p + "c_proj.weight"] = (0.02 * torch.randn(4, 16, generator=g)).half()
+    sd[f"{prefix}bert.embeddings.weight"] = torch.randn(3, 4, generator=g).half()
+    return sd
+
+
+def test_make_overflow_scales_one_block_exactly_and_nothing_else():
+    sd = fake_state()
+    out = V.make_overflow(sd, "ViT-B-16")
+    assert V.image_blocks(sd) == 4
+    p = "module.visual.transformer.resblocks.2.mlp."  # default: the middle block
+    assert (out[p + "c_fc.weight"].float() == sd[p + "c_fc.weight"].float() * V.DEFAULT_SCALE).all()  # exact
+    assert (out[p + "c_fc.bias"].float() == sd[p + "c_fc.bias"].float() * V.DEFAULT_SCALE).all()
+    assert out[p + "c_proj.weight"].abs().max() < sd[p + "c_proj.weight"].abs().max() / 1000
+    changed = {k for k in sd if out[k] is not sd[k]}
+    assert changed == {p + "c_fc.weight", p + "c_fc.bias", p + "c_proj.weight"}
+    assert out[p + "c_fc.weight"].dtype == sd[p + "c_fc.weight"].dtype
+
+
+def test_make_overflow_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="no image-tower transformer blocks"):
+        V.make_overflow({"module.visual.layer1.0.conv1.weight": None}, "RN50")
+    with pytest.raises(ValueError, match="blocks 0..3, not 7"):
+        V.make_overflow(fake_state(), "ViT-B-16", block=7)
+    with pytest.raises(ValueError, match="power of two"):
+        V.make_overflow(fake_state(), "ViT-B-16", scale=1000.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        V.make_overflow(fake_state(), "ViT-B-16", scale=2.0 ** 30)
+
+
+def test_overflow_checkpoint_file_keeps_the_official_layout(tmp_path):
+    import torch
+
+    torch.save({"state_dict": fake_state(), "synthetic_seed": 0, "arch": "ViT-B-16"}, tmp_path / "s.pt")
+    record = V.write_overflow_checkpoint(tmp_path / "s.pt", tmp_path / "o.pt", "ViT-B-16", block=1)
+    saved = torch.load(tmp_path / "o.pt", weights_only=True)
+    assert set(saved["state_dict"]) == set(fake_state()) and saved["synthetic_seed"] == 0
+    assert V.variant_of(tmp_path / "o.pt") == record and record["block"] == 1 and V.variant_of(tmp_path / "s.pt") is None
+
+
+# --------------------------------------------------------------------------------------------
+# locate and repair on each variant (issue 25): the measured top cause is the planted block, repair keeps
+# only nodes of that block and passes; the ordinary checkpoint needs no repair
+# --------------------------------------------------------------------------------------------
+
+def localise_and_repair(toy, built: dict, precision: str, name: str) -> tuple[dict, dict]:
+    """locate's summary and repair's record of the target of `precision` (int8: ONNX Runtime's plan, fp16:
+    the Ascend plan), as the rules run them: the inputs' npy files and their torch_fp32 features file."""
+    import backends
+    from accuracy import locate as L
+    from accuracy import repair as R
+    from pipeline.common import write_features
+
+    plan = backends.get("onnxruntime" if precision == "int8" else "ascend")
+    stems = [Path(f).stem for f in toy["calibration"]]
+    ref = built["dir"] / f"{name}.reference.npz"
+    write_features(ref, stems, built["reference"])
+    npy = [str(f) for f in toy["calibration"]]
+    options = {"threads": 1, "calibration": npy, "reduce_range": False}
+    _, summary = L.localise(plan, built["fp32"], precision, npy, [str(ref)], GATE, options, built["dir"] / f"{name}-l")
+    record = R.repair(plan, built["fp32"], precision, npy, [str(ref)], GATE, options, summary,
+                      built["dir"] / f"{name}-r" / "model")
+    return summary, record
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c[2]], ids=case_id)  # every variant, two blocks
+def test_locate_names_the_planted_block_and_repair_keeps_only_its_nodes(toy, variants, case):
+    kind, block, _ = case
+    summary, record = localise_and_repair(toy, variants(case), precision_of(kind), "repair")
+    units = summary["causes"]["units"]
+    assert not summary["causes"]["target"]["passed"]
+    assert summary["top_cause"]["unit"] == f"resblocks.{block}", units[:3]
+    assert record["repaired"] and record["passed"] and record["after"]["cosine_min"] >= GATE
+    assert record["kept"] and all(f"resblocks.{block}/" in n for n in record["kept"]), record["kept"]
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_the_ordinary_checkpoint_gets_no_repair(toy, ordinary, precision):
+    summary, record = localise_and_repair(toy, ordinary, precision, f"ordinary-{precision}")
+    assert summary["causes"]["target"]["passed"] and summary["top_cause"] is None or \
+        summary["causes"]["units"][0]["error"] < 1e-3
+    assert record["passed"] and not record["repaired"] and record["kept"] == [] and record["steps"] == []
