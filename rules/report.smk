@@ -22,7 +22,8 @@ rule report:
             for f in t["manifests"] + [t["similarity"]] + t["benchmarks"]
         ],
         zero_shot=[t["zero_shot"] for t in REPORT_TARGETS if t["zero_shot"]],
-        located=report_params.located(M, config["repair"]),
+        # `precisions: auto` repairs what misses, to choose among
+        located=report_params.located(M, config["repair"] or config["precisions"] == "auto"),
     output:
         md=report(REPORT["md"], caption="../report/report_md.rst", category="Summary"),
         html=report(

@@ -206,7 +206,10 @@ def target_gates(t: Target) -> list[dict]:
 
 
 def failed_gates(report: Report) -> list[str]:
-    """One line per missed gate of every target (what fails the run after the report is written)."""
+    """One line per missed gate of every target (what fails the run after the report is written); with
+    `precisions: auto`, one line per architecture, tower and hardware that has no deployment."""
+    if (report.get("config") or {}).get("precisions") == "auto":
+        return [f"{u['arch']} {u['tower']} on {u['hardware']}: {u['reason']}" for u in report.get("undeployed", [])]
     out = []
     for t in report["targets"]:
         name = t.get("name") or f"{t['backend']}/{t['device']}"
@@ -342,8 +345,15 @@ def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: lis
         + ([ZERO_SHOT_SYNTHETIC] if synthetic and any(t.get("zero_shot") for t in targets) else []) \
         + ([skipped_warning(skipped)] if skipped else []) \
         + ([load_warning(targets)] if load_warning(targets) else [])
+    from .deploy import choose
+
+    deployments, undeployed = choose(targets, target_gates)
+    # `precisions: auto` asks the run to choose: it passes when every architecture, tower and hardware has a
+    # deployment (a candidate that misses its gates is measured, shown, and not chosen)
+    chooses = config.get("precisions") == "auto"
+    passed = not undeployed if chooses else all(g["passed"] for g in gates)
     report: Report = {
-        "verdict": "PASS" if all(g["passed"] for g in gates) else "FAIL",
+        "verdict": "PASS" if passed else "FAIL",
         "gates_passed": sum(bool(g["passed"]) for g in gates),
         "gates_total": len(gates),
         "model": models[0],
@@ -352,6 +362,8 @@ def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: lis
         "inputs": {"skipped": [{"path": path, "reason": why} for path, why in sorted(skipped.items())]},
         "onnx": [artifact(f) for f in onnx_files],
         "targets": targets,
+        "deployments": deployments,
+        "undeployed": undeployed,
         "baseline": {"torch_fp32": baseline(targets)},
         "config": config,
         "workflow": workflow_costs(costs or {}),

@@ -198,6 +198,9 @@ class Report(TypedDict, total=False):
     inputs: dict  # {"skipped": [{"path", "reason"}]}
     onnx: list[Artifact]
     targets: list[Target]
+    # per arch, tower and hardware: the fastest target (or repaired model) that meets every gate
+    deployments: list[dict]  # {arch, tower, hardware, backend, device, dir, precision, repaired, throughput_fps, reason}
+    undeployed: list[dict]  # where nothing passes: {arch, tower, hardware, closest, backend, precision, reason}
     baseline: dict  # {"torch_fp32": [{"batch_size", "throughput_fps", "latency_ms", ...}]}
     config: dict
     workflow: dict  # rule costs, see load.workflow_costs

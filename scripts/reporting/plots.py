@@ -258,10 +258,14 @@ def accuracy_vs_speed(report: dict, path) -> None:
         ys = [y for _, _, y, _ in points]
         # labels alternate above and below from left to right, so neighbours do not overlap
         rank = {id(p): k for k, (_, p, _, _) in enumerate(sorted(points, key=lambda q: q[1]["throughput_fps"]))}
+        chosen = {d["dir"] for d in report.get("deployments") or [] if not d["repaired"]}
         for i, (t, p, y, gate) in enumerate(points):
             passed = gate["passed"] if gate else None
             ax.scatter([p["throughput_fps"]], [y], s=70, color=COLORS[i % len(COLORS)], zorder=4,
                        edgecolor=FAIL_COLOR if passed is False else "white", linewidth=1.8)
+            if t["dir"] in chosen:  # the deployment the run chose for its hardware
+                ax.scatter([p["throughput_fps"]], [y], s=320, marker="*", facecolor="none", edgecolor="#1a7f37",
+                           linewidth=1.6, zorder=5, label="deployment (fastest that meets every gate)")
             ax.annotate(f"{t['name']}\n(batch {p['batch_size']})", (p["throughput_fps"], y),
                         textcoords="offset points", xytext=(7, 5 if rank[id(p)] % 2 == 0 else -22), fontsize=8,
                         color="#24292f")
@@ -275,6 +279,16 @@ def accuracy_vs_speed(report: dict, path) -> None:
                         xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 4), fontsize=8,
                         color=FAIL_COLOR)
             ys.append(gy)
+        for d in report.get("deployments") or []:  # a repaired deployment: its estimated speed, at the gate
+            if d["repaired"] and d.get("throughput_fps"):
+                after = next((t.get("repair") or {} for t, *_ in points if t["dir"] == d["dir"]), {}).get("after")
+                if after and after.get("cosine_min") is not None:
+                    ry = drift(after["cosine_min"])
+                    ax.scatter([d["throughput_fps"]], [ry], s=320, marker="*", color="#1a7f37", zorder=5,
+                               label="deployment (repaired)")
+                    ys.append(ry)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=7)
         _log_limits(ax, ys, [])
         xs = [p["throughput_fps"] for _, p, _, _ in points]
         ax.set_xlim(min(xs) / 2, max(xs) * 3)

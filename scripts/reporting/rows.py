@@ -126,6 +126,18 @@ def _gate_cells(g: dict) -> list:
             g.get("worst_image", "n/a"), verdict(g["passed"])]
 
 
+def deployments_table(r: Report) -> dict | None:
+    """The deployment chosen per arch, tower and hardware (reporting.deploy), and where none passes."""
+    chosen, missing = r.get("deployments") or [], r.get("undeployed") or []
+    if not chosen and not missing:
+        return None
+    rows = [[f"{d['arch']} {d['tower']}", d["hardware"], Cell(f"{d['backend']} {d['precision']}"
+                                                             + (" (repaired)" if d["repaired"] else ""), "pass"),
+             num(d.get("throughput_fps"), ".2f"), d["reason"]] for d in chosen]
+    rows += [[f"{u['arch']} {u['tower']}", u["hardware"], Cell("none", "fail"), "n/a", u["reason"]] for u in missing]
+    return table(["model", "hardware", "deployment", "images/s", "why"], rows, numeric={3})
+
+
 def gates_table(r: Report) -> dict:
     """Every cosine and ranking gate of every target (the zero-shot gates have their own table)."""
     gates = gate_rows(r)

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 import pytest
 
 from pipeline.common import write_json
-from reporting import build_report, load_targets, plots, render_html, render_markdown, write_report
+from reporting import build_report, failed_gates, load_targets, plots, render_html, render_markdown, write_report
 from reporting.reproduce import config_args, reproduce
 from reporting.rows import WORST_N
 
@@ -746,3 +746,49 @@ def test_the_views_print_each_interval_and_mark_a_speedup_within_noise(timed, tm
     assert float(csv_rows[0]["throughput_fps_ci95_lo"]) == pytest.approx(lo)
     assert [row["speedup_vs_torch_fp32_within_noise"] for row in csv_rows] == ["False", "False", "False", ""]
     assert [row["speedup_vs_fp32_within_noise"] for row in csv_rows] == ["", "False", "True", ""]
+
+
+# ---- the deployment the run chooses (issue 25 item 5) ---------------------------------------------
+
+def _candidate(tmp_path, name, hardware, backend, precision, fps, passed, repaired_ratio=None):
+    """A target spec on `hardware` with one benchmark at `fps` whose gates pass or not; repaired_ratio: a
+    passing repair whose repaired model runs at that latency ratio to the unrepaired one."""
+    spec = write_target(tmp_path / name, hardware, offline_cos=0.99999 if passed else 0.9, precision=precision)
+    spec["backend"] = backend
+    for path in spec["benchmarks"]:
+        record = json.loads(open(path).read())
+        record["throughput_fps"] = fps
+        write_json(path, record)
+    if repaired_ratio:
+        write_json(tmp_path / name / "repair.json", {
+            "precision": precision, "gate": 0.99, "passed": True, "repaired": True, "kept": ["n1", "n2"],
+            "kept_units": ["resblocks.1"], "steps": [{"phase": "grow"}, {"phase": "shrink"}],
+            "before": {"cosine_min": 0.9, "nonfinite": 0, "passed": False},
+            "after": {"cosine_min": 0.995, "nonfinite": 0, "passed": True}, "model": "m.onnx",
+            "speed": {"repaired_vs_unrepaired": repaired_ratio, "repaired_vs_fp32": 0.7,
+                      "latency_ms_p50": {"repaired": 1.0, "unrepaired": 1.0, "fp32": 1.4}}})
+        spec["repair"] = str(tmp_path / name / "repair.json")
+    return spec
+
+
+def test_the_fastest_target_that_meets_every_gate_is_the_deployment_per_hardware(tmp_path):
+    """CPU: ORT fp32 (passes, 100/s), OpenVINO int8 (misses, 300/s, not repaired), ORT int8 (misses, 250/s,
+    repaired at 1.25x its latency: 200/s) -> the repaired ORT int8. A chip where nothing passes names the
+    closest. `precisions: auto` passes when every hardware has a deployment."""
+    specs = [_candidate(tmp_path, "a", "cpu", "onnxruntime", "fp32", 100.0, True),
+             _candidate(tmp_path, "b", "cpu", "openvino", "int8", 300.0, False),
+             _candidate(tmp_path, "c", "cpu", "onnxruntime", "int8", 250.0, False, repaired_ratio=1.25),
+             _candidate(tmp_path, "d", "Ascend910B4", "ascend", "fp16", 900.0, False)]
+    r = build_report([write_checkpoint(tmp_path)], [], load_targets(specs), {**CONFIG, "precisions": "auto"})
+    (cpu,) = r["deployments"]
+    assert (cpu["hardware"], cpu["backend"], cpu["precision"], cpu["repaired"]) == ("cpu", "onnxruntime", "int8", True)
+    assert cpu["throughput_fps"] == pytest.approx(200.0) and cpu["dir"] == specs[2]["dir"]
+    assert set(cpu) >= {"arch", "tower", "hardware", "backend", "device", "dir", "precision", "repaired",
+                        "throughput_fps", "reason"}
+    (chip,) = r["undeployed"]
+    assert chip["hardware"] == "Ascend910B4" and "no target meets every gate" in chip["reason"]
+    assert r["verdict"] == "FAIL" and failed_gates(r) == [f"ViT-B-16 image on Ascend910B4: {chip['reason']}"]
+    page, md = write_all(r, tmp_path)
+    assert "## Deployment" in md and "onnxruntime int8 (repaired)" in md and "Deployment</h2>" in page
+    fine = build_report([write_checkpoint(tmp_path)], [], load_targets(specs[:3]), {**CONFIG, "precisions": "auto"})
+    assert fine["verdict"] == "PASS" and not fine["undeployed"]
