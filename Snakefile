@@ -31,6 +31,18 @@ DRY_RUN = bool(workflow.output_settings.dryrun or workflow.dryrun)
 M = Matrix(config, dry_run=DRY_RUN, main_process=workflow.is_main_process)
 
 
+# Every wildcard's values: the coordinates a path can take (the backends the registry finds, scripts/backends/)
+wildcard_constraints:
+    arch="|".join(P.ARCHS).replace(".", r"\."),
+    tower="|".join(P.TOWERS),
+    part="|".join(P.PART.values()),
+    stage="|".join(P.STAGES),
+    backend="|".join(backends.names()),
+    hardware=r"[A-Za-z0-9_]+",
+    precision=r"[A-Za-z0-9_]+",
+    bs=r"[0-9]+",
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"

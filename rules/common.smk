@@ -3,17 +3,6 @@
 # Snakefile), and what a target's backend needs from its plan (scripts/backends/, asked by name).
 
 
-wildcard_constraints:
-    arch="|".join(P.ARCHS).replace(".", r"\."),
-    tower="|".join(P.TOWERS),
-    part="|".join(P.PART.values()),
-    stage="|".join(P.STAGES),
-    backend="|".join(backends.names()),
-    hardware=r"[A-Za-z0-9_]+",
-    precision=r"[A-Za-z0-9_]+",
-    bs=r"[0-9]+",
-
-
 def plan_of(t):
     """The plan (scripts/backends/<name>.py) of a target's backend."""
     return backends.get(t.backend)
@@ -237,3 +226,13 @@ def repair_inputs(wildcards):
         "reference": features("torch_fp32")(wildcards),
         "locate": t.locate("json"),
     }
+
+
+def compare_baseline(wildcards):
+    """The run `compare` sets this one against (config `baseline`), which must be given."""
+    if not config["baseline"]:
+        raise P.ConfigError(
+            "compare needs the run to set this one against (--config baseline=<its results folder or "
+            "report.json>)"
+        )
+    return config["baseline"]

@@ -23,7 +23,9 @@ rule report:
         ],
         zero_shot=[t["zero_shot"] for t in REPORT_TARGETS if t["zero_shot"]],
         # `precisions: auto` repairs what misses, to choose among
-        located=report_params.located(M, config["repair"] or config["precisions"] == "auto"),
+        located=report_params.located(
+            M, config["repair"] or config["precisions"] == "auto"
+        ),
     output:
         md=report(REPORT["md"], caption="../report/report_md.rst", category="Summary"),
         html=report(
@@ -87,3 +89,26 @@ rule report:
         config={k: v for k, v in config.items()},
     script:
         "../scripts/report.py"
+
+
+# This run against another (config `baseline`: a results folder or its report.json):
+# `snakemake -c1 compare --config baseline=...` writes results/compare.{md,html,json}.
+rule compare:
+    input:
+        current=P.REPORT["json"],
+    output:
+        md=P.COMPARE["md"],
+        html=P.COMPARE["html"],
+        json=P.COMPARE["json"],
+    log:
+        P.log(P.COMPARE["json"]),
+    conda:
+        "../envs/cnclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=R.LIGHT["mem_mb"],
+        runtime=R.LIGHT["runtime"],
+    params:
+        baseline=compare_baseline,
+    script:
+        "../scripts/compare.py"

@@ -315,6 +315,7 @@ def cost(path: str) -> str:
 
 
 REPORT = {fmt: f"results/report.{fmt}" for fmt in ("md", "html", "json")}
+COMPARE = {fmt: f"results/compare.{fmt}" for fmt in ("md", "html", "json")}  # this run against config `baseline`
 REPORT_DIR = "results/report"
 
 

@@ -222,3 +222,28 @@ def test_locate_compares_every_tensor_of_a_target_on_demand(e2e_workflow):
     rows = list(csv.DictReader((e2e_workflow.root / fp16.dir / "locate" / "locate.csv").open()))
     assert len(rows) > 100 and rows[-1]["tensor"] == "unnorm_image_features"
     assert (e2e_workflow.root / fp16.dir / "locate" / "locate.png").stat().st_size > 0
+
+
+def test_compare_sets_two_real_runs_that_differ_in_one_known_way_side_by_side(e2e_workflow, tmp_path):
+    """The session's run against a private copy of it rerun with another synthetic seed: `snakemake
+    compare --config baseline=<the first run's results>` lists the checkpoint's sha256 as the version
+    that differs and every accuracy figure that moved, and leaves the first run as it was."""
+    import json
+
+    from test_shards import _private_copy
+
+    from conftest import Workflow
+
+    (tmp_path / "wf").mkdir()
+    wf = Workflow(_private_copy(e2e_workflow, tmp_path / "wf"), {**e2e_workflow.config, "seed": 1})
+    plan = wf.plan("compare", config={"baseline": str(e2e_workflow.root / "results")})
+    assert plan.get("compare") == 1 and plan.get("synthetic_checkpoint") == 1
+    missing = wf.run("compare", check=False)  # no baseline given
+    assert missing.returncode != 0 and "--config baseline=" in missing.stdout + missing.stderr
+    wf.run("compare", config={"baseline": str(e2e_workflow.root / "results")})
+    result = json.loads((wf.root / "results" / "compare.json").read_text())
+    versions = {v["what"] for v in result["versions"]}
+    assert any("checkpoint_sha256" in w for w in versions), result["versions"]
+    assert result["summary"]["targets_compared"] == 1 and result["summary"]["per_image_changes"] > 0
+    assert (wf.root / "results" / "compare.md").read_text().count("checkpoint_sha256") >= 1
+    assert e2e_workflow.plan("report") == {}, "the baseline run is untouched"

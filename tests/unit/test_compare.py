@@ -1,4 +1,5 @@
-"""bench/compare.py: two runs' report.json side by side. Two synthetic reports that differ in one known
+"""Two runs' report.json side by side (reporting.compare; bench/compare.py and rule compare run it). Two
+synthetic reports that differ in one known
 way each (a version, a per-image cosine, a throughput whose intervals do not overlap, one that stays
 within noise, a gate, a target only in one run): exactly those are listed, nothing else."""
 import copy
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from reporting import compare as C
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "compare.py"
 _spec = importlib.util.spec_from_file_location("bench_compare", BENCH)
-C = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(C)
+CLI = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(CLI)
 
 STEMS = ("cat", "dog", "rocket")
 
@@ -162,7 +165,7 @@ def test_load_report_takes_a_folder_or_a_file_and_the_cli_writes_beside_the_curr
     assert C.load_report(tmp_path / "old") == C.load_report(str(tmp_path / "old" / "report.json")) == base
     with pytest.raises(FileNotFoundError, match="report.json"):
         C.load_report(tmp_path / "nowhere")
-    assert C.main([str(tmp_path / "old"), str(tmp_path / "new" / "report.json")]) == 0
+    assert CLI.main([str(tmp_path / "old"), str(tmp_path / "new" / "report.json")]) == 0
     written = json.loads((tmp_path / "new" / "compare.json").read_text())
     assert written["baseline"]["source"] == str(tmp_path / "old" / "report.json")
     assert written["summary"]["speed_changes"] == 1
