@@ -52,7 +52,7 @@ def first_shard_inputs(wildcards):
 
 def features(stage):
     """Input function: one stage's features of a target's tower, a stacked file per shard (the target's
-    own for `offline`, else the reference's).
+    own for `offline`, else the reference's: the shards the stage runs on, M.stage_shards).
     """
 
     def files(wildcards):
@@ -61,7 +61,7 @@ def features(stage):
             return [t.features(shard.name) for shard in M.shards[t.tower]]
         return [
             P.reference_features(t.arch, t.tower, stage, shard.name)
-            for shard in M.shards[t.tower]
+            for shard in M.stage_shards(t.tower, stage)
         ]
 
     return files

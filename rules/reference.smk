@@ -1,7 +1,8 @@
-# Reference features per item of each tower: torch_fp32 (cn_clip PyTorch, the ground truth), onnx_fp32
-# and onnx_fp16 (ONNX Runtime on the CPU, the seed's online reference). A job per stage and shard of
-# items, each loading its model once: rule reference (text_reference for the text tower), with the
-# architecture of a matrix and the shard in its name when there are several (reference_3of8).
+# Reference features per item of each tower: torch_fp32 (cn_clip PyTorch, the ground truth) of every
+# item, onnx_fp32 and onnx_fp16 (ONNX Runtime on the CPU, the seed's online reference) of the first
+# shard's (every item with `chain_images: all`). A job per stage and shard of items, each loading its
+# model once: rule reference (text_reference for the text tower), with the architecture of a matrix and
+# the shard in its name when there are several (reference_3of8).
 for arch in M.archs:
     for tower in M.towers:
         for shard in M.shards[tower]:
@@ -28,6 +29,8 @@ for arch in M.archs:
                     P.log(P.reference(arch, tower, "{stage}", shard.label)),
                 benchmark:
                     P.cost(P.reference(arch, tower, "{stage}", shard.label))
+                wildcard_constraints:
+                    stage="|".join(M.shard_stages(tower, shard)),
                 conda:
                     "../envs/cnclip.yaml"
                 threads: P.physical_cores()

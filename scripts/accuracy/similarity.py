@@ -64,25 +64,39 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], name_a: str, nam
 def evaluate(outputs: dict[str, dict[str, np.ndarray]], thresholds: dict[str, float],
              text: dict[str, dict[str, np.ndarray]] | None = None, labels: list[str] | None = None) -> dict:
     """Cosine pairs and gates, then the ranking section and its gates (same gates list, kind "ranking"),
-    from each stage's {item: features}. `text` ({stage: {label: features}}) adds the image-to-label
-    ranking."""
+    from each stage's {item: features}. torch_fp32 and offline cover every item; onnx_fp32 and onnx_fp16
+    may cover a sample of them (chain_images: first_shard): each pair and its ranking is judged on the items
+    both its stages have, and says how many (`images`). `text` ({stage: {label: features}}) adds the
+    image-to-label ranking."""
     from accuracy import ranking
 
+    every = set(outputs["torch_fp32"])
+    if set(outputs["offline"]) != every:
+        compare(outputs["offline"], outputs["torch_fp32"], "offline", "torch_fp32")  # names what differs
+    for stage in ("onnx_fp32", "onnx_fp16"):
+        if not set(outputs[stage]) <= every or not outputs[stage]:
+            raise ValueError(f"{stage} covers items torch_fp32 does not: {sorted(set(outputs[stage]) - every)}")
     pairs, gates = [], []
     for a, b, key in PAIRS:
-        pair = compare(outputs[a], outputs[b], a, b)
+        items = set(outputs[a]) & set(outputs[b])
+        pair = compare(*({i: outputs[s][i] for i in items} for s in (a, b)), a, b)
+        pair["images"] = len(items)
         pairs.append(pair)
         worst = min(pair["per_image"], key=pair["per_image"].get)
         gates.append({"a": a, "b": b, "threshold": float(thresholds[key]),
                       "passed": bool(pair["cosine_min"] >= thresholds[key]),
-                      "worst_image": worst, "cosine_min": pair["cosine_min"]})
-        log.info("%s vs %s: cosine min %.6f mean %.6f, max abs err %.3g -> %s", a, b, pair["cosine_min"],
-                 pair["cosine_mean"], pair["max_abs_err"], "PASS" if gates[-1]["passed"] else "FAIL")
-    stems = sorted(outputs["torch_fp32"])  # compare() above checked every stage covers the same images
-    stages = ("torch_fp32",) + ranking.STAGES
-    text_rows = {st: stack(text[st], labels) for st in stages} if text else None
-    ranked = ranking.evaluate({st: stack(outputs[st], stems) for st in stages}, stems, thresholds,
-                              text=text_rows, labels=labels)
+                      "worst_image": worst, "cosine_min": pair["cosine_min"], "images": len(items)})
+        log.info("%s vs %s (%d images): cosine min %.6f mean %.6f, max abs err %.3g -> %s", a, b, len(items),
+                 pair["cosine_min"], pair["cosine_mean"], pair["max_abs_err"],
+                 "PASS" if gates[-1]["passed"] else "FAIL")
+    ranked = {"reference": "torch_fp32", "images": sorted(every), "stages": {}, "gates": []}
+    for stage in ranking.STAGES:  # each stage's ranking on its own items
+        stems = sorted(outputs[stage])
+        pair_text = {st: stack(text[st], labels) for st in ("torch_fp32", stage)} if text else None
+        r = ranking.evaluate({st: stack(outputs[st], stems) for st in ("torch_fp32", stage)}, stems, thresholds,
+                             text=pair_text, labels=labels)
+        ranked["stages"].update(r["stages"])
+        ranked["gates"] += r["gates"]
     return {"pairs": pairs, "gates": gates + ranked["gates"], "ranking": ranked}
 
 

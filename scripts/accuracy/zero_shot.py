@@ -13,7 +13,6 @@ ln 100, its clamp), softmax over the labels. Per stage against torch_fp32:
 
 Gate per stage: top-1 agreement 100% and the largest probability change <= the configured bound."""
 
-from pathlib import Path
 
 import numpy as np
 
@@ -84,11 +83,27 @@ def evaluate(image: dict[str, np.ndarray], text: dict[str, np.ndarray], stems: l
     return out
 
 
-def load_stack(files: list[str | Path], sort: bool = False) -> tuple[list[str], np.ndarray]:
-    """(names, stacked rows) of one stage's shard feature files (common.write_features), in the files'
-    order (labels: config order) or sorted by name (images)."""
-    from pipeline.common import read_features
-
-    found = read_features(files)
-    names = sorted(found) if sort else list(found)
-    return names, stack(found, names)
+def evaluate_stages(image: dict[str, dict], text: dict[str, dict], max_prob_change: float,
+                    reference: str = "torch_fp32") -> dict:
+    """evaluate() from each stage's {item: features} of both towers: every stage on the images it covers
+    (onnx_fp16 may cover a sample: chain_images), the reference's predictions on every image."""
+    labels = list(text[reference])
+    for stage, rows in text.items():
+        if list(rows) != labels:
+            raise ValueError(f"stage {stage} covers other labels than {reference}")
+    stems = sorted(image[reference])
+    text_rows = {st: stack(text[st], labels) for st in text}
+    out = evaluate({reference: stack(image[reference], stems)}, {reference: text_rows[reference]}, stems, labels,
+                   max_prob_change, reference)
+    for stage in image:
+        if stage == reference:
+            continue
+        own = sorted(image[stage])
+        if not set(own) <= set(stems):
+            raise ValueError(f"stage {stage} covers images {reference} does not: {sorted(set(own) - set(stems))}")
+        r = evaluate({reference: stack(image[reference], own), stage: stack(image[stage], own)},
+                     {reference: text_rows[reference], stage: text_rows[stage]}, own, labels, max_prob_change,
+                     reference)
+        out["stages"][stage] = {**r["stages"][stage], "images": len(own)}
+        out["gates"] += [{**g, "images": len(own)} for g in r["gates"]]
+    return out

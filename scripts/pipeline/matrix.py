@@ -77,6 +77,9 @@ class Matrix:
         ]
         # the per-item jobs (preprocess, reference, infer) work a shard of items each
         self.shards = {tower: P.shards(items, config["shard_size"]) for tower, items in self.items.items()}
+        # the reference chain's middle stages run on a sample (chain_images: first_shard), the ground truth
+        # and the targets on every item
+        self.chain_all = config["chain_images"] == "all"
         self.batch_sizes = sorted(config["batch_sizes"])
         # the text tower is compiled at batch 1 (infer's) and not benchmarked
         self.tower_batch_sizes = {"image": self.batch_sizes, "text": [1]}
@@ -108,6 +111,17 @@ class Matrix:
             raise ConfigError(
                 f"checkpoint '{checkpoint}' does not exist: set `checkpoint` to the path of an official Chinese-CLIP "
                 f".pt file of {self.archs[0]} (e.g. clip_cn_{P.prefix(self.archs[0])}.pt), `synthetic` or `download`")
+
+    def stage_shards(self, tower: str, stage: str) -> list:
+        """The shards a reference stage runs on: every shard for torch_fp32 (the gates' ground truth) and
+        with `chain_images: all`; the first shard (the sample) for onnx_fp32 and onnx_fp16, which say which
+        stage lost accuracy as well on a sample as on every image."""
+        shards = self.shards[tower]
+        return shards if stage == "torch_fp32" or self.chain_all else shards[:1]
+
+    def shard_stages(self, tower: str, shard) -> list[str]:
+        """The reference stages a shard's jobs make (stage_shards, the other way round)."""
+        return [stage for stage in P.STAGES if shard in self.stage_shards(tower, stage)]
 
     def arch_qualifier(self, arch: str) -> list[str]:
         """An architecture in a sharded rule's name: only when the run has several."""

@@ -48,7 +48,8 @@ def costs(m, config: dict) -> dict[str, list[str]]:
     }
     for tw in towers:
         out["reference" if tw == "image" else "text_reference"] = [
-            P.cost(P.reference(a, tw, st, shard.label)) for a in archs for st in P.STAGES for shard in shards[tw]]
+            P.cost(P.reference(a, tw, st, shard.label)) for a in archs for st in P.STAGES
+            for shard in m.stage_shards(tw, st)]
     out["compile"] = [t.cost(f"compile_bs{bs}") for t in m.targets for bs in m.tower_batch_sizes[t.tower]]
     for tw in towers:
         out["infer" if tw == "image" else "text_infer"] = [

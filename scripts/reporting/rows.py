@@ -330,10 +330,13 @@ def chain_table(t: Target) -> dict:
 
 
 def pairs_table(t: Target) -> dict:
-    return table(["a", "b", "cosine min", "cosine mean", "1 − cos min", "max abs err", "max rel err"],
-                 [[p["a"], p["b"], f"{p['cosine_min']:.8f}", f"{p['cosine_mean']:.8f}", drift(p["cosine_min"]),
-                   f"{p['max_abs_err']:.3g}", num(p.get("rel_err_max"), ".3g")] for p in t["accuracy"]["pairs"]],
-                 numeric={2, 3, 4, 5, 6})
+    """Every pair of stages; `images`: how many the pair covers (onnx_fp32 and onnx_fp16 run on a sample
+    with chain_images: first_shard)."""
+    return table(["a", "b", "images", "cosine min", "cosine mean", "1 − cos min", "max abs err", "max rel err"],
+                 [[p["a"], p["b"], str(p.get("images", len(p["per_image"]))), f"{p['cosine_min']:.8f}",
+                   f"{p['cosine_mean']:.8f}", drift(p["cosine_min"]), f"{p['max_abs_err']:.3g}",
+                   num(p.get("rel_err_max"), ".3g")] for p in t["accuracy"]["pairs"]],
+                 numeric={2, 3, 4, 5, 6, 7})
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -84,3 +84,19 @@ def test_snakemake_places_each_shard_of_a_sharded_plan(tmp_path):
         for holds_npu, gres in seen:
             assert gres == ("npu:1" if holds_npu else ""), (rule, holds_npu, gres)
     assert (True, "npu:1") in placed["benchmark"] and (False, "") in placed["benchmark"]
+
+
+@pytest.mark.parametrize("chain, middle_shards", [("first_shard", 1), ("all", 4)])
+def test_the_chains_middle_stages_run_on_the_first_shard_unless_asked_for_all(tmp_path, chain, middle_shards):
+    """Six sample images at shard_size 2 make four shards: torch_fp32 runs on each, onnx_fp32 and onnx_fp16
+    on the first only (chain_images: first_shard) or on each (all)."""
+    root = copy_workflow(tmp_path / "wf")
+    done = subprocess.run([SNAKEMAKE, "-n", "report", "--config", "model_arch=ViT-Toy-16", "shard_size=2",
+                           f"chain_images={chain}"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    jobs = re.findall(r"^rule (reference_\dof4):\n(?:    .*\n)*?    wildcards: .*stage=(\w+)", done.stdout, flags=re.M)
+    stages = {}
+    for rule, stage in jobs:
+        stages.setdefault(stage, set()).add(rule)
+    assert len(stages["torch_fp32"]) == 4
+    assert len(stages["onnx_fp32"]) == len(stages["onnx_fp16"]) == middle_shards

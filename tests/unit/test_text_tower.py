@@ -154,3 +154,19 @@ def test_report_carries_text_gates_zero_shot_and_real_weight_predictions(tmp_pat
     assert "| onnxruntime/cpu text | offline | onnx_fp16 |" in md
     assert "## Zero-shot and retrieval" in md and "| onnxruntime/cpu | b | 宇航员 |" in md
     assert "FAIL (zero-shot)" in html and "predicted label (torch_fp32)" in html and "only agreement" not in md
+
+
+def test_zero_shot_judges_each_stage_on_the_images_it_covers():
+    """onnx_fp16 on a sample (chain_images: first_shard), offline and torch_fp32 on every image: each stage's
+    figures and gate on its own images (`images`), the predictions on every image."""
+    from accuracy.zero_shot import evaluate_stages
+
+    rng = np.random.default_rng(0)
+    img = {f"i{k}": rng.standard_normal(8) for k in range(4)}
+    txt = {f"l{k}": rng.standard_normal(8) for k in range(3)}
+    image = {"torch_fp32": img, "offline": dict(img), "onnx_fp16": {k: img[k] for k in ("i0", "i2")}}
+    text = {stage: dict(txt) for stage in image}
+    r = evaluate_stages(image, text, 0.01)
+    assert len(r["predictions"]) == 4 and r["stages"]["onnx_fp16"]["images"] == 2
+    assert r["stages"]["offline"]["images"] == 4 and all(g["passed"] for g in r["gates"])
+    assert sorted(r["stages"]["onnx_fp16"]["per_image"]) == ["i0", "i2"]
