@@ -38,7 +38,12 @@ def preprocess_images(images: list[str], outputs: list[str], resolution: int) ->
 
     progress = Progress("preprocess", len(images))
     for image, out in zip(images, outputs, strict=True):
-        write_npy(preprocess_image(image, resolution), out)
+        try:
+            array = preprocess_image(image, resolution)
+        except (OSError, SyntaxError, ValueError) as exc:  # corrupt pixels the parse-time check cannot see
+            raise RuntimeError(f"image {image} cannot be decoded ({str(exc).strip() or type(exc).__name__}): "
+                               f"remove or replace it and run again") from exc
+        write_npy(array, out)
         progress.step()
 
 

@@ -57,9 +57,7 @@ class Matrix:
         if config["images"]:
             from pipeline.config_check import usable_images
 
-            self.images, self.skipped_images = usable_images(
-                self.images, images_dir, config["skip_bad_images"], ".snakemake/cnclip-image-check.json",
-                write_cache=main_process and not dry_run)
+            self.images, self.skipped_images = usable_images(self.images, images_dir, config["skip_bad_images"])
         self.labels = list(config["labels"])
         self.items = {"image": sorted(self.images), "text": self.labels}  # what each tower's model runs on
         self.threads = config["threads"] or P.physical_cores()
