@@ -82,31 +82,23 @@ def torch_baseline(checkpoint: str, arch: str, npy_files: list[str], batch_size:
             "threads": threads}
 
 
-def best_ceiling(before: dict, after: dict) -> dict:
-    """The ceiling measured before and after the timed runs: each figure the better of the two, so a
-    burst of load from another process during one measurement does not lower the ceiling."""
-    keys = ("torch_gflops", "onnxruntime_gflops", "ceiling_gflops")
-    return {**before, **{k: max(before[k], after[k]) for k in keys},
-            "measured": "best of two measurements: before the offline model's runs and after the baseline's"}
-
-
 def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_files: list[str],
                   batch_size: int, loop: int, warmup: int, options: dict, baseline_loop: int | None = None,
                   quiet_wait_s: float = 0.0, ceiling_n: int = 4096, ci_width: float = 0.0) -> dict:
     """The record of one benchmark job. `load`: the CPU other processes used during the timed runs
     (the worse of the offline model's and the baseline's), the load average before the first and
     after the last; quiet_wait_s > 0 first waits up to that long for the others to fall under a
-    quarter of a core (`quiet_wait` says how it went). The ceiling: the best of a ceiling_n^3 fp32 matmul
-    before and after. ci_width > 0: the offline model's runs (options["ci_width"]: a backend that times
-    its own runs, ais_bench, ignores it) and the baseline's stop early once their throughput interval
-    is that narrow (timing.time_runs). speedup_vs_torch_fp32_ci95: the 95 % interval of the speed-up,
+    quarter of a core (`quiet_wait` says how it went). The ceiling: a ceiling_n^3 fp32 matmul (config
+    `ceiling_matmul_size`), measured once, before the timed runs. ci_width > 0: the offline model's runs
+    (options["ci_width"]: a backend that times its own runs, ais_bench, ignores it) and the baseline's stop
+    early once their throughput interval is that narrow (timing.time_runs). speedup_vs_torch_fp32_ci95: the 95 % interval of the speed-up,
     bootstrapped from both runs' per-run seconds (None when a side recorded none)."""
     model = read_json(manifest)["model"]
     quiet = wait_for_quiet(quiet_wait_s)
     if quiet["quiet"] is False:
         log.warning("no quiet machine within %.0f s: others use %.2f cores; measuring anyway", quiet_wait_s,
                     quiet["others_cpu_cores"])
-    ceiling_before = matmul_ceiling(options["threads"], ceiling_n)
+    measured = {**matmul_ceiling(options["threads"], ceiling_n), "measured": "once, before the timed runs"}
     around = LoadRecord().start()  # for a backend whose benchmark records no load of its own
     offline = backends.get(backend).benchmark(model, npy_files, batch_size, loop, warmup,
                                               {**options, "ci_width": ci_width})
@@ -119,7 +111,6 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
     log.info("torch_fp32 bs%d: %.2f images/s, p50 %.1f ms; others' CPU %.2f cores", batch_size,
              baseline["throughput_fps"], baseline["latency_ms"]["p50"], baseline["load"]["others_cpu_cores"])
     gflops = model_gflops(arch)
-    measured = best_ceiling(ceiling_before, matmul_ceiling(options["threads"], ceiling_n))
     ceiling = measured["ceiling_gflops"]
     log.info("fp32 ceiling (%dx%d matmul, %d threads): torch %.0f, ONNX Runtime %.0f GFLOP/s; model %.1f GFLOPs "
              "per image", ceiling_n, ceiling_n, options["threads"], measured["torch_gflops"],
