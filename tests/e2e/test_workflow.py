@@ -230,12 +230,10 @@ def test_compare_sets_two_real_runs_that_differ_in_one_known_way_side_by_side(e2
     that differs and every accuracy figure that moved, and leaves the first run as it was."""
     import json
 
-    from test_shards import _private_copy
-
-    from conftest import Workflow
+    from conftest import Workflow, private_copy
 
     (tmp_path / "wf").mkdir()
-    wf = Workflow(_private_copy(e2e_workflow, tmp_path / "wf"), {**e2e_workflow.config, "seed": 1})
+    wf = Workflow(private_copy(e2e_workflow, tmp_path / "wf"), {**e2e_workflow.config, "seed": 1})
     plan = wf.plan("compare", config={"baseline": str(e2e_workflow.root / "results")})
     assert plan.get("compare") == 1 and plan.get("synthetic_checkpoint") == 1
     missing = wf.run("compare", check=False)  # no baseline given
