@@ -14,13 +14,33 @@ configfile: "config/config.yaml"
 # This file's folder (not workflow.basedir: used as a module, that is the calling workflow's).
 WORKFLOW_DIR = str(workflow.current_basedir)
 sys.path.insert(0, f"{WORKFLOW_DIR}/scripts")
-from config_check import check_config
-import stale_lock
+import backends
+from pipeline import exit_status, paths as P, report_params, resources as R, stale_lock
+from pipeline.config_check import check_config
+from pipeline.matrix import Matrix
 
 # Every bad key listed by name (command-line numbers coerced first), then Snakemake's own
 # validation fills the schema's defaults.
 check_config(config, f"{WORKFLOW_DIR}/config/schema.yaml")
 validate(config, "config/schema.yaml")
+
+# A dry run (-n) and a job step (--mode remote/subprocess: a cluster job parses this file again) never
+# write: Snakemake knows -n from its output settings at parse time (workflow.dryrun only later).
+DRY_RUN = bool(workflow.output_settings.dryrun or workflow.dryrun)
+# The run's matrix: images, targets, shards (scripts/pipeline/matrix.py)
+M = Matrix(config, dry_run=DRY_RUN, main_process=workflow.is_main_process)
+
+
+# Every wildcard's values: the coordinates a path can take (the backends the registry finds, scripts/backends/)
+wildcard_constraints:
+    arch="|".join(P.ARCHS).replace(".", r"\."),
+    tower="|".join(P.TOWERS),
+    part="|".join(P.PART.values()),
+    stage="|".join(P.STAGES),
+    backend="|".join(backends.names()),
+    hardware=r"[A-Za-z0-9_]+",
+    precision=r"[A-Za-z0-9_]+",
+    bs=r"[0-9]+",
 
 
 include: "rules/common.smk"
@@ -36,12 +56,12 @@ include: "rules/report.smk"
 # jobs left missing are made again with everything made from them (Snakemake alone would not, while
 # what depends on them looks up to date). Only a real run's main process acts; see scripts/stale_lock.py.
 stale_lock.recover(
-    lambda f: output_kind(f, workflow.rules),
+    lambda f: stale_lock.output_kind(f, workflow.rules, M.wildcard_values),
     dry_run=DRY_RUN,
-    main_process=MAIN_PROCESS,
+    main_process=workflow.is_main_process,
 )
 # The report as it was before this run: only a report this run writes sets the exit status.
-REPORT_BEFORE = file_state(REPORT["json"])
+REPORT_BEFORE = exit_status.file_state(P.REPORT["json"])
 
 
 # Default target (`snakemake -c1` = `snakemake -c1 report`). Defined here: Snakemake ignores
@@ -55,25 +75,19 @@ rule all:
 onstart:
     # Runs for a real run only (never for -n), once Snakemake holds the directory lock.
     stale_lock.record_owner()
-    # A missing atc or ais_bench stops the run before any job.
-    if "ascend" in BACKENDS:
-        from backends import ascend
-
+    # A backend that cannot run here (a missing tool, an unsafe scratch folder) stops the run before any job.
+    for name in M.backends:
         try:
-            ascend.check_tools(config["ais_bench_python"])
-            # ais_bench refuses unsafe paths: TMPDIR must allow a private scratch folder it accepts
-            ascend.preflight()
-        except (ascend.MissingToolError, ascend.UnsafePathError) as exc:
+            backends.get(name).preflight(config)
+        except backends.PreflightError as exc:
             print(f"ERROR: {exc}", file=sys.stderr)
             sys.exit(1)
 
 
 onsuccess:
     stale_lock.forget_owner()
-    # A missed accuracy gate fails the run after the report files are written: only when this run
-    # wrote the report (a single target such as a checkpoint or a compile never reads an old one).
-    if file_state(REPORT["json"]) not in (None, REPORT_BEFORE):
-        gates_exit_status(REPORT["json"])
+    # A missed accuracy gate fails the run after the report files are written, when this run wrote it.
+    exit_status.exit_on_missed_gates(P.REPORT["json"], REPORT_BEFORE)
 
 
 onerror:

@@ -31,9 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-import paths  # noqa: E402
+from pipeline import paths  # noqa: E402
 from backends import onnxruntime as ort_backend  # noqa: E402
-from timing import LoadRecord, time_runs, wait_for_quiet  # noqa: E402
+from backends.timing import LoadRecord, time_runs, wait_for_quiet  # noqa: E402
 
 EXTRA = REPO / "envs" / "bench-openvino.txt"
 INSTALL = f"{sys.executable} -m pip install -r {EXTRA} -c {REPO / 'envs' / 'requirements.txt'}"
@@ -59,7 +59,7 @@ def image_onnx(arch: str, precision: str = "fp32") -> str:
 def torch_runner(spec: dict):
     import torch
 
-    from clip_model import load_model
+    from model.clip import load_model
 
     torch.set_num_threads(spec["threads"])
     model = load_model(spec["checkpoint"], spec["arch"])
@@ -266,7 +266,7 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        from common import setup_logging
+        from pipeline.common import setup_logging
 
         setup_logging()
         Path(args.out).write_text(json.dumps(worker(json.loads(Path(args.worker).read_text()))))

@@ -38,11 +38,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-import paths  # noqa: E402
+from pipeline import paths  # noqa: E402
 from compare_runtimes import image_onnx  # noqa: E402 (this folder is on sys.path when run as a script)
 from backends import onnxruntime as ort_backend  # noqa: E402
 from benchmark import matmul_ceiling  # noqa: E402
-from timing import OthersCpu, time_runs, wait_for_quiet  # noqa: E402
+from backends.timing import OthersCpu, time_runs, wait_for_quiet  # noqa: E402
 
 FUSED = ("Attention", "MultiHeadAttention", "LayerNormalization", "SkipLayerNormalization", "Gelu", "FastGelu",
          "BiasGelu", "QuickGelu")

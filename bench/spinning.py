@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "bench"))
 
-import paths  # noqa: E402
+from pipeline import paths  # noqa: E402
 from backends import onnxruntime as ort_backend  # noqa: E402
 from compare_runtimes import ensure_inputs, image_onnx  # noqa: E402
-from timing import time_runs, wait_for_quiet  # noqa: E402
+from backends.timing import time_runs, wait_for_quiet  # noqa: E402
 
 BUSY_LOOP = "while True: pass"
 

@@ -21,14 +21,14 @@ rule sample_images:
 # images make several shards. Outputs are named files, so Snakemake finds each one's rule directly.
 # The shard's list of its npy files comes first: the shard's image jobs take it as their one input
 # (rules/common.smk shard_model_inputs), and Snakemake tries a rule's outputs in order.
-for arch in RUN_ARCHS:
-    for shard in SHARDS["image"]:
+for arch in M.archs:
+    for shard in M.shards["image"]:
 
         rule:
             name:
-                shard.rule("preprocess", *arch_qualifier(arch))
+                shard.rule("preprocess", *M.arch_qualifier(arch))
             input:
-                [IMAGES[stem] for stem in shard.items],
+                [M.images[stem] for stem in shard.items],
             output:
                 shard=P.npy_shard(arch, shard.name),
                 npy=[P.npy(arch, stem) for stem in shard.items],
@@ -50,7 +50,7 @@ for arch in RUN_ARCHS:
 
 rule tokenize_labels:
     output:
-        [P.tokens(label=label) for label in LABELS],
+        [P.tokens(label=label) for label in M.labels],
     log:
         P.log(P.tokens(label="tokenize_labels")),
     conda:
@@ -60,7 +60,7 @@ rule tokenize_labels:
         mem_mb=R.LIGHT["mem_mb"],
         runtime=R.LIGHT["runtime"],
     params:
-        labels=LABELS,
+        labels=M.labels,
         template=config["label_template"],
         context_length=P.CONTEXT_LENGTH,
     script:

@@ -20,7 +20,7 @@ rule similarity:
         mem_mb=R.LIGHT["mem_mb"],
         runtime=R.LIGHT["runtime"],
     params:
-        gates=COSINE_GATES,
+        gates=M.cosine_gates,
     script:
         "../scripts/similarity.py"
 
@@ -44,11 +44,11 @@ rule zero_shot:
         "../scripts/zero_shot.py"
 
 
-# Where in the graph a reduced-precision target loses accuracy, node by node against the fp32 ONNX. The
-# report asks for it for every such target; the job locates when the target's similarity.json shows a
-# missed gate (or with `locate: all`), and otherwise writes a record saying the gates were met. For an
-# Ascend target it compares the fp16 ONNX (ATC's proxy), or with `locate_npu_dump: true` the NPU's own
-# tensors dumped by ais_bench.
+# Why a reduced-precision target loses accuracy: its plan rebuilds it with one part at a time at the
+# target's precision (each block, then each node of the worst) and each part's effect on the output
+# is measured (accuracy.locate), with the node-by-node comparison as a second view. The report asks for
+# it for every such target; the job locates when the target's similarity.json shows a missed gate (or
+# with `locate: all`), and otherwise writes a record saying the gates were met.
 rule locate:
     input:
         unpack(locate_inputs),
@@ -65,85 +65,42 @@ rule locate:
         "../envs/cnclip.yaml"
     threads: P.physical_cores()
     resources:
+        **accelerator_resources(T, dumps_tensors),
         mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
         runtime=lambda wc: R.runtime_min(wc.arch, "export"),
-        npu=lambda wc: int(locates_npu_dump(wc)),
     params:
-        precision=lambda wc: wc.precision,
         always=config["locate"] == "all",
         max_inputs=4,
-        threads=THREADS,
+        gate=config["gates"]["vs_torch_fp32"],
         options=backend_options,
     script:
         "../scripts/locate.py"
 
 
-# Repair, one job per greedy step (scripts/repair.py run_step): step 0 verifies the target as it is
-# against torch_fp32, step n adds locate's n-th candidate to the nodes kept in fp32, rebuilds with the
-# real tools and re-verifies; once the gate passes (or nothing was located) the steps after pass the
-# record on. On a cluster a target's steps go as one group job.
-rule repair_step:
-    input:
-        unpack(repair_step_inputs),
-    output:
-        json=temp(T.repair_step("{step}", "json")),
-        model=temp(T.repair_step("{step}", "onnx")),
-    log:
-        T.log("repair/step{step}"),
-    benchmark:
-        T.cost("repair/step{step}")
-    wildcard_constraints:
-        step=r"\d+",
-    group:
-        "repair"
-    conda:
-        "../envs/cnclip.yaml"
-    threads: P.physical_cores()
-    resources:
-        mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
-        runtime=lambda wc: R.runtime_min(wc.arch, "export"),
-    params:
-        step=lambda wc: int(wc.step),
-        precision=repair_precision,
-        gate=config["gates"]["vs_torch_fp32"],
-        mode=config["repair_mode"],
-        threads=THREADS,
-        options=backend_options,
-    script:
-        "../scripts/repair.py"
-
-
-# The record of the chain (before, after, nodes kept, steps, speed) and the repaired model, with
-# `repair: true` for every reduced-precision target (or on demand: `snakemake <target>/repair/repair.json`).
-# Ascend targets also get ATC's --keep_dtype file.
+# The smallest set of nodes kept in fp32 that brings the target back over vs_torch_fp32: grown from
+# locate's ranking until the gate passes, then shrunk until no kept node can go (1-minimal), each
+# candidate built by the target's plan and verified on every input; with `repair: true` for every
+# reduced-precision target (or on demand: `snakemake <target>/repair/repair.json`).
 rule repair:
     input:
-        unpack(repair_final_inputs),
+        unpack(repair_inputs),
     output:
         json=T.repair("json"),
-        model=T.repair("onnx"),
+        model=directory(T.repair("model")),
+        kept=T.repair("kept"),
     log:
         T.log("repair"),
     benchmark:
         T.cost("repair")
-    wildcard_constraints:
-        backend="onnxruntime",
     conda:
         "../envs/cnclip.yaml"
     threads: P.physical_cores()
     resources:
         mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
-        runtime=lambda wc: R.runtime_min(wc.arch, "export"),
+        runtime=lambda wc: R.runtime_min(wc.arch, "export", scale=4),
     params:
-        threads=THREADS,
+        gate=config["gates"]["vs_torch_fp32"],
+        max_builds=config["repair_max_builds"],
+        options=backend_options,
     script:
         "../scripts/repair.py"
-
-
-use rule repair as repair_ascend with:
-    output:
-        json=T.repair("json"),
-        model=T.repair("onnx"),
-        keep_dtype=T.repair("keep_dtype"),
-    wildcard_constraints:
-        backend="ascend",

@@ -1,16 +1,17 @@
-# Reference features per item of each tower: torch_fp32 (cn_clip PyTorch, the ground truth), onnx_fp32
-# and onnx_fp16 (ONNX Runtime on the CPU, the seed's online reference). A job per stage and shard of
-# items, each loading its model once: rule reference (text_reference for the text tower), with the
-# architecture of a matrix and the shard in its name when there are several (reference_3of8).
-for arch in RUN_ARCHS:
-    for tower in TOWERS:
-        for shard in SHARDS[tower]:
+# Reference features per item of each tower: torch_fp32 (cn_clip PyTorch, the ground truth) of every
+# item, onnx_fp32 and onnx_fp16 (ONNX Runtime on the CPU, the seed's online reference) of the first
+# shard's (every item with `chain_images: all`). A job per stage and shard of items, each loading its
+# model once: rule reference (text_reference for the text tower), with the architecture of a matrix and
+# the shard in its name when there are several (reference_3of8).
+for arch in M.archs:
+    for tower in M.towers:
+        for shard in M.shards[tower]:
 
             rule:
                 name:
                     shard.rule(
                         "reference" if tower == "image" else "text_reference",
-                        *arch_qualifier(arch),
+                        *M.arch_qualifier(arch),
                     )
                 input:
                     # unnamed: see shard_inputs
@@ -28,6 +29,8 @@ for arch in RUN_ARCHS:
                     P.log(P.reference(arch, tower, "{stage}", shard.label)),
                 benchmark:
                     P.cost(P.reference(arch, tower, "{stage}", shard.label))
+                wildcard_constraints:
+                    stage="|".join(M.shard_stages(tower, shard)),
                 conda:
                     "../envs/cnclip.yaml"
                 threads: P.physical_cores()
@@ -40,6 +43,6 @@ for arch in RUN_ARCHS:
                     arch=arch,
                     tower=tower,
                     # every inference job computes on `threads`, whatever Snakemake scaled the job to
-                    threads=THREADS,
+                    threads=M.threads,
                 script:
                     "../scripts/reference.py"

@@ -4,59 +4,7 @@
 
 
 REPORT, REPORT_DIR = P.REPORT, P.REPORT_DIR
-REPORT_TARGETS = [report_target(t) for t in TARGETS]
-ONNX = [
-    f
-    for a in RUN_ARCHS
-    for tower in TOWERS
-    for f in (P.onnx(a, tower, "fp32"), P.onnx_data(a, tower), P.onnx(a, tower, "fp16"))
-]
-
-# Snakemake's benchmark: record (wall time, peak RSS) of every job the report stands on, by rule. Read by
-# path (params), not as inputs: every such job is upstream of the report's inputs anyway, and looking up
-# a record's job scans that job's outputs first, one per item (at 10,000 images, most of the plan).
-COSTS = {
-    "synthetic_checkpoint": (
-        [
-            f"benchmarks/{a}/synthetic_checkpoint.seed{config['seed']}.tsv"
-            for a in RUN_ARCHS
-        ]
-        if config["checkpoint"] == "synthetic"
-        else []
-    ),
-    "export_onnx": [P.cost(P.onnx(a, tw, "fp32")) for a in RUN_ARCHS for tw in TOWERS],
-    "fp16_onnx": [P.cost(P.onnx(a, tw, "fp16")) for a in RUN_ARCHS for tw in TOWERS],
-    "preprocess": [
-        P.cost(P.npy(a, shard.label)) for a in RUN_ARCHS for shard in SHARDS["image"]
-    ],
-    **{
-        ("reference" if tw == "image" else "text_reference"): [
-            P.cost(P.reference(a, tw, st, shard.label))
-            for a in RUN_ARCHS
-            for st in P.STAGES
-            for shard in SHARDS[tw]
-        ]
-        for tw in TOWERS
-    },
-    "compile": [
-        t.cost(f"compile_bs{bs}") for t in TARGETS for bs in TOWER_BATCH_SIZES[t.tower]
-    ],
-    **{
-        ("infer" if tw == "image" else "text_infer"): [
-            t.cost(shard.rule("infer"))
-            for t in TARGETS
-            if t.tower == tw
-            for shard in SHARDS[tw]
-        ]
-        for tw in TOWERS
-    },
-    "benchmark": [
-        t.cost(f"benchmark_bs{bs}")
-        for t in TARGETS
-        if t.tower == "image"
-        for bs in BATCH_SIZES
-    ],
-}
+REPORT_TARGETS = report_params.targets(M)
 
 
 # The text on the front page of `snakemake --report` (a global directive; the path is relative to
@@ -66,15 +14,18 @@ report: "../report/workflow.rst"
 
 rule report:
     input:
-        checkpoint=[P.checkpoint_info(a) for a in RUN_ARCHS],
-        onnx=ONNX,
+        checkpoint=[P.checkpoint_info(a) for a in M.archs],
+        onnx=report_params.onnx_files(M),
         targets=[
             f
             for t in REPORT_TARGETS
             for f in t["manifests"] + [t["similarity"]] + t["benchmarks"]
         ],
         zero_shot=[t["zero_shot"] for t in REPORT_TARGETS if t["zero_shot"]],
-        located=LOCATED,
+        # `precisions: auto` repairs what misses, to choose among
+        located=report_params.located(
+            M, config["repair"] or config["precisions"] == "auto"
+        ),
     output:
         md=report(REPORT["md"], caption="../report/report_md.rst", category="Summary"),
         html=report(
@@ -133,8 +84,31 @@ rule report:
         runtime=R.LIGHT["runtime"],
     params:
         targets=REPORT_TARGETS,
-        skipped=SKIPPED_IMAGES,
-        costs=COSTS,
+        skipped=M.skipped_images,
+        costs=report_params.costs(M, config),
         config={k: v for k, v in config.items()},
     script:
         "../scripts/report.py"
+
+
+# This run against another (config `baseline`: a results folder or its report.json):
+# `snakemake -c1 compare --config baseline=...` writes results/compare.{md,html,json}.
+rule compare:
+    input:
+        current=P.REPORT["json"],
+    output:
+        md=P.COMPARE["md"],
+        html=P.COMPARE["html"],
+        json=P.COMPARE["json"],
+    log:
+        P.log(P.COMPARE["json"]),
+    conda:
+        "../envs/cnclip.yaml"
+    threads: 1
+    resources:
+        mem_mb=R.LIGHT["mem_mb"],
+        runtime=R.LIGHT["runtime"],
+    params:
+        baseline=compare_baseline,
+    script:
+        "../scripts/compare.py"

@@ -1,7 +1,8 @@
-# One compiled target (scripts/paths.py Target: arch, tower, backend, device, precision): compile per
-# batch size, infer, benchmark. Backend-agnostic: the work is done by scripts/backends/{backend}.py.
+# One compiled target (scripts/pipeline/paths.py Target: arch, tower, backend, hardware, precision):
+# compile per batch size, infer, benchmark. Backend-agnostic: the work is done by the target's backend
+# (scripts/backends/, asked by the name in its path).
 
-T = P.Target()  # the rules' pattern: {arch}/{tower}/{backend}/{device}/{precision}
+T = P.Target()  # the rules' pattern: {arch}/{tower}/{backend}/{hardware}/{precision}
 
 
 rule compile:
@@ -31,14 +32,14 @@ rule compile:
 # (`text_infer` for the text tower, whose items are the labels), a pattern over every target, while
 # the items make one shard; with several, one rule per target and shard with named outputs
 # (infer_3of8; the coordinates that tell this run's targets apart in a matrix: infer_ascend_3of8),
-# logged as infer_3of8 in the target's folder. The cluster profiles place the jobs that hold the NPU
-# by their `manifest` input (an ascend target's), not by rule name.
-for t, shard in infer_rules():
+# logged as infer_3of8 in the target's folder. The cluster profiles place the jobs that hold an
+# accelerator by the input named after it (rules/common.smk accelerator_inputs), not by rule name.
+for t, shard in M.infer_rules():
 
     rule:
         name:
             shard.rule(
-                "infer" if t.tower == "image" else "text_infer", *target_qualifier(t)
+                "infer" if t.tower == "image" else "text_infer", *M.target_qualifier(t)
             )
         input:
             # unnamed: see shard_inputs
@@ -50,6 +51,7 @@ for t, shard in infer_rules():
                     lambda x, shard=shard: shard_model_inputs(x.arch, x.tower, shard),
                 )
             ),
+            unpack(of_job(t, accelerator_inputs)),
             manifest=t.manifest(1),
         output:
             # first: Snakemake finds a file's rule by trying the rule's outputs in order, and
@@ -64,6 +66,7 @@ for t, shard in infer_rules():
             "../envs/cnclip.yaml"
         threads: P.physical_cores()
         resources:
+            **accelerator_resources(t),
             mem_mb=of_job(t, lambda x: R.mem_mb(x.arch, "infer")),
             runtime=of_job(
                 t,
@@ -71,10 +74,9 @@ for t, shard in infer_rules():
                     x.arch, "infer", scale=n / 6
                 ),
             ),
-            npu=of_job(t, holds_npu),
         params:
             options=of_job(t, target_options),
-            # ais_bench's records beside dst/ (ascend): one pair per shard
+            # a backend's records beside dst/ (ais_bench's summary): one pair per shard
             record="dst" if shard.count == 1 else f"dst_{shard.label}",
         script:
             "../scripts/infer.py"
@@ -82,6 +84,7 @@ for t, shard in infer_rules():
 
 rule benchmark:
     input:
+        unpack(benchmark_accelerator),
         manifest=T.manifest(),
         ckpt=checkpoint_file,
         npy=first_shard_inputs,
@@ -95,18 +98,19 @@ rule benchmark:
         "../envs/cnclip.yaml"
     threads: P.physical_cores()
     resources:
+        **accelerator_resources(T),
         mem_mb=lambda wc: R.mem_mb(wc.arch, "benchmark"),
         # measured at loop 100, batch 1: scales with the images timed
         runtime=lambda wc: R.runtime_min(
             wc.arch, "benchmark", scale=int(wc.bs) * config["loop"] / 100
         ),
-        npu=npu,
     params:
         loop=config["loop"],
         baseline_loop=config["baseline_loop"],
         warmup=config["warmup"],
         quiet_wait_s=config["quiet_wait_s"],
         ceiling_n=config["ceiling_matmul_size"],
+        ci_width=config["ci_width"],
         options=backend_options,
     script:
         "../scripts/benchmark.py"

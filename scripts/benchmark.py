@@ -5,8 +5,8 @@ matmul ceilings and the load other processes put on it meanwhile (`load`)."""
 import numpy as np
 
 import backends
-from common import log, model_input_files, read_json, write_json
-from timing import LoadRecord, time_runs, wait_for_quiet, worst_load
+from pipeline.common import log, model_input_files, read_json, write_json
+from backends.timing import LoadRecord, ratio_ci, time_runs, wait_for_quiet, within_noise, worst_load
 
 
 def model_gflops(arch: str) -> float:
@@ -17,7 +17,7 @@ def model_gflops(arch: str) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from clip_model import model_info, new_model
+    from model.clip import model_info, new_model
 
     model = new_model(arch, meta=True).float().eval()
     _, resolution = model_info(arch)
@@ -44,7 +44,7 @@ def matmul_ceiling(threads: int, n: int = 4096, repeats: int = 5) -> dict:
     import torch
     from onnx import TensorProto, helper
 
-    from backends.onnxruntime import session
+    session = backends.reference().session
 
     flops = 2 * n**3
     torch.set_num_threads(threads)
@@ -65,10 +65,10 @@ def efficiency(result: dict, gflops: float, ceiling: float) -> dict:
 
 
 def torch_baseline(checkpoint: str, arch: str, npy_files: list[str], batch_size: int, loop: int,
-                   warmup: int, threads: int) -> dict:
+                   warmup: int, threads: int, ci_width: float = 0.0) -> dict:
     import torch
 
-    from clip_model import load_model
+    from model.clip import load_model
 
     torch.set_num_threads(threads)
     model = load_model(checkpoint, arch)
@@ -78,42 +78,39 @@ def torch_baseline(checkpoint: str, arch: str, npy_files: list[str], batch_size:
         with torch.inference_mode():
             return model.encode_image(torch.from_numpy(batch))
 
-    return {**time_runs(run, inputs, batch_size, loop, warmup, f"torch_fp32 bs{batch_size}"), "threads": threads}
-
-
-def best_ceiling(before: dict, after: dict) -> dict:
-    """The ceiling measured before and after the timed runs: each figure the better of the two, so a
-    burst of load from another process during one measurement does not lower the ceiling."""
-    keys = ("torch_gflops", "onnxruntime_gflops", "ceiling_gflops")
-    return {**before, **{k: max(before[k], after[k]) for k in keys},
-            "measured": "best of two measurements: before the offline model's runs and after the baseline's"}
+    return {**time_runs(run, inputs, batch_size, loop, warmup, f"torch_fp32 bs{batch_size}", ci_width=ci_width),
+            "threads": threads}
 
 
 def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_files: list[str],
                   batch_size: int, loop: int, warmup: int, options: dict, baseline_loop: int | None = None,
-                  quiet_wait_s: float = 0.0, ceiling_n: int = 4096) -> dict:
+                  quiet_wait_s: float = 0.0, ceiling_n: int = 4096, ci_width: float = 0.0) -> dict:
     """The record of one benchmark job. `load`: the CPU other processes used during the timed runs
     (the worse of the offline model's and the baseline's), the load average before the first and
     after the last; quiet_wait_s > 0 first waits up to that long for the others to fall under a
-    quarter of a core (`quiet_wait` says how it went). The ceiling: the best of a ceiling_n^3 fp32 matmul
-    before and after."""
+    quarter of a core (`quiet_wait` says how it went). The ceiling: a ceiling_n^3 fp32 matmul (config
+    `ceiling_matmul_size`), measured once, before the timed runs. ci_width > 0: the offline model's runs
+    (options["ci_width"]: a backend that times its own runs, ais_bench, ignores it) and the baseline's stop
+    early once their throughput interval is that narrow (timing.time_runs). speedup_vs_torch_fp32_ci95: the 95 % interval of the speed-up,
+    bootstrapped from both runs' per-run seconds (None when a side recorded none)."""
     model = read_json(manifest)["model"]
     quiet = wait_for_quiet(quiet_wait_s)
     if quiet["quiet"] is False:
         log.warning("no quiet machine within %.0f s: others use %.2f cores; measuring anyway", quiet_wait_s,
                     quiet["others_cpu_cores"])
-    ceiling_before = matmul_ceiling(options["threads"], ceiling_n)
+    measured = {**matmul_ceiling(options["threads"], ceiling_n), "measured": "once, before the timed runs"}
     around = LoadRecord().start()  # for a backend whose benchmark records no load of its own
-    offline = backends.get(backend).benchmark(model, npy_files, batch_size, loop, warmup, options)
+    offline = backends.get(backend).benchmark(model, npy_files, batch_size, loop, warmup,
+                                              {**options, "ci_width": ci_width})
     offline_load = offline.pop("load", None) or around.stop()
     log.info("%s bs%d: %.2f images/s, p50 %.1f ms; others' CPU %.2f cores", backend, batch_size,
              offline["throughput_fps"], offline["latency_ms"]["p50"], offline_load["others_cpu_cores"])
     baseline_loop = min(loop, baseline_loop or loop)
-    baseline = torch_baseline(checkpoint, arch, npy_files, batch_size, baseline_loop, warmup, options["threads"])
+    baseline = torch_baseline(checkpoint, arch, npy_files, batch_size, baseline_loop, warmup, options["threads"],
+                              ci_width)
     log.info("torch_fp32 bs%d: %.2f images/s, p50 %.1f ms; others' CPU %.2f cores", batch_size,
              baseline["throughput_fps"], baseline["latency_ms"]["p50"], baseline["load"]["others_cpu_cores"])
     gflops = model_gflops(arch)
-    measured = best_ceiling(ceiling_before, matmul_ceiling(options["threads"], ceiling_n))
     ceiling = measured["ceiling_gflops"]
     log.info("fp32 ceiling (%dx%d matmul, %d threads): torch %.0f, ONNX Runtime %.0f GFLOP/s; model %.1f GFLOPs "
              "per image", ceiling_n, ceiling_n, options["threads"], measured["torch_gflops"],
@@ -124,10 +121,12 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
                     load["others_cpu_cores"])
     # the ceiling is this host's CPU: a fraction of it only means something for a CPU backend
     on_cpu = backends.get(backend).RUNS_ON_HOST_CPU
+    speedup_ci = ratio_ci(offline.get("seconds"), batch_size, baseline.get("seconds"), batch_size)
     return {**offline, **(efficiency(offline, gflops, ceiling) if on_cpu else {}), "model": model,
             "model_gflops_per_image": gflops, "ceiling_gflops": ceiling, "ceiling": measured,
             "load": load, "offline_load": offline_load, "quiet_wait": quiet,
             "speedup_vs_torch_fp32": offline["throughput_fps"] / baseline["throughput_fps"],
+            "speedup_vs_torch_fp32_ci95": speedup_ci, "speedup_vs_torch_fp32_within_noise": within_noise(speedup_ci),
             "baseline_torch_fp32": {**baseline, **efficiency(baseline, gflops, ceiling)}}
 
 
@@ -144,11 +143,11 @@ def main(smk) -> None:
                            model_input_files(smk.input.npy), int(smk.wildcards.bs), int(smk.params.loop),
                            int(smk.params.warmup), dict(smk.params.options), int(smk.params.baseline_loop),
                            quiet_wait_s=float(param(smk, "quiet_wait_s", 0) or 0),
-                           ceiling_n=int(smk.params.ceiling_n))
+                           ceiling_n=int(smk.params.ceiling_n), ci_width=float(param(smk, "ci_width", 0) or 0))
     write_json(smk.output[0], result)
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -2,13 +2,13 @@
 rely on, written after checking the checkpoint holds every tensor of the architecture."""
 from pathlib import Path
 
-from common import log, sha256, write_json
+from pipeline.common import log, sha256, write_json
 
 
 def describe(path: str | Path, arch: str, source: str) -> dict:
     """Provenance of a checkpoint after checking it holds every tensor of `arch` with the right
     shape (ConfigError naming the first mismatch otherwise)."""
-    from clip_model import check_architecture, load_state_dict
+    from model.clip import check_architecture, load_state_dict
     from synthetic_checkpoint import is_synthetic
 
     check_architecture(load_state_dict(path), arch, path)
@@ -28,6 +28,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -3,7 +3,7 @@ manifest (files with size and sha256) that infer, benchmark and the report read.
 
 
 import backends
-from common import artifact, log, model_input_files, write_json
+from pipeline.common import artifact, log, model_input_files, write_json
 
 
 def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, batch_size: int,
@@ -27,7 +27,7 @@ def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, b
 
 
 def main(smk) -> None:
-    from clip_model import model_info
+    from model.clip import model_info
 
     _, resolution = model_info(smk.wildcards.arch)
     options = dict(smk.params.options)
@@ -38,6 +38,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

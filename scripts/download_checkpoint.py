@@ -3,15 +3,15 @@ from pathlib import Path
 
 
 def fetch_official(arch: str, dest: str | Path) -> None:
-    from download import download
-    from paths import CHECKPOINT_FILES, CHECKPOINT_URL
+    from model.download import download
+    from pipeline.paths import CHECKPOINT_FILES, CHECKPOINT_URL
 
     download(CHECKPOINT_URL.format(filename=CHECKPOINT_FILES[arch]), str(dest))
 
 
 def arch_of(filename: str) -> str:
     """clip_cn_vit-h-14 -> ViT-H-14 (the architecture whose official file this is)."""
-    from paths import CHECKPOINT_FILES
+    from pipeline.paths import CHECKPOINT_FILES
 
     return {Path(f).stem: a for a, f in CHECKPOINT_FILES.items()}[filename]
 
@@ -21,6 +21,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import log, remove_stale_scratch
-from paths import PART, WORKFLOW_ARCHS
+from pipeline.common import log, remove_stale_scratch
+from pipeline.paths import PART, WORKFLOW_ARCHS
 
 CONVERT = {"image": "--convert-vision", "text": "--convert-text"}
 
@@ -66,6 +66,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 import backends
-from common import log, model_input_files, read_json, unnamed_inputs, write_features
+from pipeline.common import log, model_input_files, read_json, unnamed_inputs, write_features
 
 
 def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, options: dict,
@@ -34,6 +34,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from common import log
+from pipeline.common import log
 
 
 def upstream_exporter() -> Path:
@@ -43,6 +43,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import log
+from pipeline.common import log
 
 
 @functools.cache
@@ -34,17 +34,22 @@ def write_npy(array: np.ndarray, out: str | Path) -> None:
 
 def preprocess_images(images: list[str], outputs: list[str], resolution: int) -> None:
     """Each image to its npy (outputs in the same order)."""
-    from common import Progress
+    from pipeline.common import Progress
 
     progress = Progress("preprocess", len(images))
     for image, out in zip(images, outputs, strict=True):
-        write_npy(preprocess_image(image, resolution), out)
+        try:
+            array = preprocess_image(image, resolution)
+        except (OSError, SyntaxError, ValueError) as exc:  # corrupt pixels the parse-time check cannot see
+            raise RuntimeError(f"image {image} cannot be decoded ({str(exc).strip() or type(exc).__name__}): "
+                               f"remove or replace it and run again") from exc
+        write_npy(array, out)
         progress.step()
 
 
 def main(smk) -> None:
-    from clip_model import model_info
-    from common import write_shard_list
+    from model.clip import model_info
+    from pipeline.common import write_shard_list
 
     _, resolution = model_info(smk.params.arch)
     npy = list(smk.output.npy)
@@ -54,6 +59,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import log, model_input_files, unnamed_inputs
+from pipeline.common import log, model_input_files, unnamed_inputs
 from preprocess import write_npy
 
 
@@ -24,14 +24,15 @@ def reference_runner(stage: str, arch: str, tower: str, model_file: str, threads
     if stage == "torch_fp32":
         import torch
 
-        from clip_model import load_model
+        from model.clip import load_model
 
         torch.set_num_threads(threads)
         model = load_model(model_file, arch, text_tower=tower == "text")
         return lambda inputs: torch_features(model, inputs, tower)
-    from backends.onnxruntime import session
+    import backends
 
-    sess = session(model_file, threads, optimize=True, level="all")  # ONNX Runtime's optimisations, as the seed ran it
+    # the reference runtime (ONNX Runtime) with all its optimisations, as the seed ran it
+    sess = backends.reference().session(model_file, threads, optimize=True, level="all")
     (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
     return lambda inputs: sess.run([out.name], {inp.name: inputs})[0].astype(np.float32, copy=False)
 
@@ -41,7 +42,7 @@ def write_references(stage: str, arch: str, tower: str, model_file: str, inputs:
     """Each input's features to its output (same order), by one stage whose model is loaded once; all of
     them also to `features_file` (the shard's stack, named by the inputs' stems). `threads`: the
     workflow's (config `threads`, or the physical cores), as infer and benchmark use."""
-    from common import Progress, write_features
+    from pipeline.common import Progress, write_features
 
     features = reference_runner(stage, arch, tower, model_file, threads)
     progress = Progress(f"reference {stage} {tower}", len(inputs))
@@ -63,6 +64,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

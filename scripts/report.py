@@ -17,6 +17,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -4,8 +4,8 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-from common import log
-from paths import SAMPLE_IMAGES
+from pipeline.common import log
+from pipeline.paths import SAMPLE_IMAGES
 
 
 def sample_image_source(name: str) -> Path:
@@ -28,6 +28,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

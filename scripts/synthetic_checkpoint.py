@@ -3,7 +3,7 @@ step runs exactly as with a real checkpoint (and the report says the weights are
 import os
 from pathlib import Path
 
-from common import log
+from pipeline.common import log
 
 SYNTHETIC_MARKER = "synthetic_seed"
 
@@ -14,7 +14,7 @@ def make_synthetic(arch: str, seed: int, out: str | Path) -> None:
     loading code is the same for real and synthetic weights. Same (arch, seed): same bytes."""
     import torch
 
-    from clip_model import new_model
+    from model.clip import new_model
 
     torch.manual_seed(seed)
     log.info("building %s with random weights (seed %d)", arch, seed)
@@ -40,6 +40,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -4,7 +4,7 @@ int64, shape 1 x context_length, one file per label (the text tower's inputs, as
 
 import numpy as np
 
-from common import log
+from pipeline.common import log
 from preprocess import write_npy
 
 
@@ -35,6 +35,6 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -1,145 +1,15 @@
-"""zero_shot: does the deployed pair of towers still classify and retrieve like PyTorch?
-
-From the image features of every sample image and the text features of every label prompt, per stage
-(torch_fp32 is the reference; onnx_fp16 and offline are compared with it), as cn_clip scores them:
-features L2-normalised, logits = logit_scale x cosine with cn_clip's trained logit scale 100 (exp of
-ln 100, its clamp), softmax over the labels. Per stage against torch_fp32:
-
-- top-1 agreement: share of images whose best label is the same (image -> text recall@1 agreement:
-  the same argmax, so the same figure);
-- the largest change of any image-label probability;
-- Spearman rank correlation of each image's label ranking (min and mean over images);
-- text -> image recall@1 agreement: share of labels whose best image (over the sample set) is the same.
-
-Gate per stage: top-1 agreement 100% and the largest probability change <= the configured bound."""
-
-from pathlib import Path
-
-import numpy as np
-
-from common import log, write_json
-
-LOGIT_SCALE = 100.0  # cn_clip: logit_scale.exp() clamped at 100, which trained checkpoints reach
-STAGES = ("torch_fp32", "onnx_fp16", "offline")
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-
-
-def probabilities(image: np.ndarray, text: np.ndarray, scale: float = LOGIT_SCALE) -> np.ndarray:
-    """(images x labels) softmax over labels of scale x cosine."""
-    logits = scale * normalise(image) @ normalise(text).T
-    logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(x, axis=-1)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of each row of a with the same row of b (1.0 where a row is constant)."""
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
-    denom = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
-    return np.where(denom > 0, (ra * rb).sum(axis=1) / np.where(denom > 0, denom, 1.0), 1.0)
-
-
-# reference cosines this close are one score: below what a deployed model's rounding can resolve (fp16
-# features move cosines by 1e-5 and more), far below a real margin between two neighbours. In a
-# 1,000-image run (docs/performance.md) an image's two nearest, crops nearly alike, were 2.8e-8 apart
-# and fp16 picked the second; the median margin between first and second nearest was 1.4e-4.
-TIE = 1e-6
-
-
-def agreement(ref_scores: np.ndarray, top: np.ndarray, top_ref: np.ndarray) -> np.ndarray:
-    """Per row: whether the deployed pick `top` is the reference's pick `top_ref`, or one the reference
-    scores as high within TIE (a set may hold one image twice, or two nearly alike, and which one
-    argmax returns then turns on the last bits)."""
-    rows = np.arange(len(ref_scores))
-    return ref_scores[rows, top] >= ref_scores[rows, top_ref] - TIE
-
-
-def compare(ref_img: np.ndarray, ref_txt: np.ndarray, img: np.ndarray, txt: np.ndarray, stems: list[str],
-            labels: list[str]) -> dict:
-    """Zero-shot and retrieval figures of one stage against the reference stage."""
-    p_ref, p = probabilities(ref_img, ref_txt), probabilities(img, txt)
-    top_ref, top = p_ref.argmax(axis=1), p.argmax(axis=1)
-    sim_ref = normalise(ref_img) @ normalise(ref_txt).T
-    sim = normalise(img) @ normalise(txt).T
-    t2i_ref, t2i = sim_ref.argmax(axis=0), sim.argmax(axis=0)
-    rho = spearman(sim_ref, sim)
-    change = np.abs(p - p_ref)
-    i2t = agreement(sim_ref, top, top_ref)  # probabilities keep each row's order of the cosines
-    return {
-        "top1_agreement": float(i2t.mean()),
-        "image_to_text_recall1_agreement": float(i2t.mean()),
-        "text_to_image_recall1_agreement": float(agreement(sim_ref.T, t2i, t2i_ref).mean()),
-        "max_prob_change": float(change.max()),
-        "spearman_min": float(rho.min()),
-        "spearman_mean": float(rho.mean()),
-        "per_image": {s: {"top1": labels[top[i]], "top1_reference": labels[top_ref[i]],
-                          "prob": float(p[i, top[i]]), "max_prob_change": float(change[i].max()),
-                          "spearman": float(rho[i])} for i, s in enumerate(stems)},
-        "per_label_top_image": {lab: {"image": stems[t2i[j]], "reference": stems[t2i_ref[j]]}
-                                for j, lab in enumerate(labels)},
-    }
-
-
-def evaluate(image: dict[str, np.ndarray], text: dict[str, np.ndarray], stems: list[str], labels: list[str],
-             max_prob_change: float, reference: str = "torch_fp32") -> dict:
-    """`image`/`text`: {stage: (n x d) features, rows in `stems`/`labels` order}. Figures and gates of
-    every stage but the reference against it, and the reference's own predictions."""
-    if len(stems) == 0 or len(labels) == 0:
-        raise ValueError("zero-shot needs at least one image and one label")
-    p_ref = probabilities(image[reference], text[reference])
-    out = {"reference": reference, "labels": list(labels), "images": list(stems), "logit_scale": LOGIT_SCALE,
-           "predictions": {s: {"label": labels[int(p_ref[i].argmax())], "prob": float(p_ref[i].max())}
-                           for i, s in enumerate(stems)},
-           "stages": {}, "gates": []}
-    for stage in image:
-        if stage == reference:
-            continue
-        r = compare(image[reference], text[reference], image[stage], text[stage], stems, labels)
-        out["stages"][stage] = r
-        passed = r["top1_agreement"] == 1.0 and r["max_prob_change"] <= max_prob_change
-        out["gates"].append({"a": stage, "b": reference, "top1_agreement": r["top1_agreement"],
-                             "max_prob_change": r["max_prob_change"], "threshold": float(max_prob_change),
-                             "passed": bool(passed)})
-        log.info("zero-shot %s vs %s: top-1 agreement %.0f%%, max prob change %.3g, spearman min %.4f, "
-                 "t2i agreement %.0f%% -> %s", stage, reference, 100 * r["top1_agreement"], r["max_prob_change"],
-                 r["spearman_min"], 100 * r["text_to_image_recall1_agreement"], "PASS" if passed else "FAIL")
-    return out
-
-
-def load_stack(files: list[str | Path], sort: bool = False) -> tuple[list[str], np.ndarray]:
-    """(names, stacked rows) of one stage's shard feature files (common.write_features), in the files'
-    order (labels: config order) or sorted by name (images)."""
-    from common import read_features
-    from similarity import stack
-
-    found = read_features(files)
-    names = sorted(found) if sort else list(found)
-    return names, stack(found, names)
+"""zero_shot: does a deployed pair of towers still classify and retrieve like PyTorch (accuracy.zero_shot)."""
+from accuracy.zero_shot import STAGES, evaluate_stages
+from pipeline.common import read_features, write_json
 
 
 def main(smk) -> None:
-    image, text, stems, labels = {}, {}, None, None
-    for stage in STAGES:
-        s, image[stage] = load_stack(smk.input[f"image_{stage}"], sort=True)
-        labels_found, text[stage] = load_stack(smk.input[f"text_{stage}"])
-        if stems is not None and (s != stems or labels_found != labels):
-            raise ValueError(f"stage {stage} covers other images or labels than torch_fp32")
-        stems, labels = s, labels_found
-    write_json(smk.output[0], evaluate(image, text, stems, labels, float(smk.params.max_prob_change)))
+    image = {stage: read_features(smk.input[f"image_{stage}"]) for stage in STAGES}
+    text = {stage: read_features(smk.input[f"text_{stage}"]) for stage in STAGES}
+    write_json(smk.output[0], evaluate_stages(image, text, float(smk.params.max_prob_change)))
 
 
 if __name__ == "__main__" and "snakemake" in globals():
-    from common import run_entry
+    from pipeline.common import run_entry
 
     run_entry(main, snakemake)  # noqa: F821

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import paths
+from pipeline import paths
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -47,6 +47,29 @@ def copy_workflow(dest: Path) -> Path:
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dest / name)
+    return dest
+
+
+def _link_or_copy(src, dst):
+    """A hard link, except ONNX external data (onnx.load refuses a data file with several links)."""
+    if str(src).endswith((".extra_file", ".data")):
+        shutil.copy2(src, dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def private_copy(wf: "Workflow", dest: Path) -> Path:
+    """A workflow copy's tree with its results (big files hard-linked: every job replaces its outputs,
+    never writes into them) and its own .snakemake/ (Snakemake rewrites its metadata in place)."""
+    for entry in wf.root.iterdir():
+        if entry.is_dir():
+            big = entry.name in ("results", "resources")
+            shutil.copytree(entry, dest / entry.name, symlinks=True, copy_function=_link_or_copy if big else shutil.copy2)
+        else:
+            shutil.copy2(entry, dest / entry.name)
     return dest
 
 

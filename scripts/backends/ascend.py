@@ -34,7 +34,7 @@ Facts about the real tools this module relies on:
   (tempfile.mkdtemp under TMPDIR: mode 0700, ASCII name) holding a copy of each input named
   in_000000.npy..., the .om (a hard link when the workflow's file is already safe, else a 0600 copy),
   and an --output folder made 0750; the outputs are then written back under the user's own stems and
-  the mapping recorded as dst_names.json beside dst/. preflight() stops the run before any job when
+  the mapping recorded as dst_names.json beside dst/. preflight() (check_scratch) stops the run before any job when
   TMPDIR itself cannot be such a folder.
 """
 
@@ -53,10 +53,51 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import log
+from backends.base import PreflightError
+from pipeline.common import log
 
-ATC = "atc"
+# --- the plan (scripts/backends/base.py) ----------------------------------------------------------
+NAME = "ascend"
+CONFIG_KEYS = ("soc_version", "soc_versions", "atc", "ais_bench_python", "npu_device", "locate_npu_dump")
+# What a target computes in -> the exported ONNX ATC compiles, and ATC's --precision_mode for it (None: not
+# passed). ATC's default on any graph is force_fp16 (fp16 wherever the chip allows), so:
+#   fp16        the seed's: the fp16 ONNX, no option
+#   fp32        the fp32 ONNX in its own dtype (must_keep_origin_dtype): what the chip runs in fp32
+#   mixed_fp16  the fp32 ONNX, fp16 where ATC's op lists allow it, fp32 elsewhere (allow_mix_precision_fp16)
+#   mixed_bf16  the same in bf16 (allow_mix_precision_bf16; chips with bf16, such as the 910B series)
+# CANN's ATC documentation, --precision_mode:
+# https://www.hiascend.com/document/detail/en/canncommercial/850/devaids/atctool/atlasatcparam_16_0067.html
+PRECISION_MODE = {"fp16": None, "fp32": "must_keep_origin_dtype", "mixed_fp16": "allow_mix_precision_fp16",
+                  "mixed_bf16": "allow_mix_precision_bf16"}
+PRECISIONS = {"fp16": "fp16", "fp32": "fp32", "mixed_fp16": "fp32", "mixed_bf16": "fp32"}
+DEFAULT_PRECISION = "fp16"
+CALIBRATED = frozenset()
+# locate and repair work on the fp16 ONNX stored in fp16 between nodes, the proxy of ATC's fp16 computation
+REDUCED = frozenset({"fp16"})
+ACCELERATOR = "npu"  # infer, benchmark and a dumping locate hold one NPU each
 RUNS_ON_HOST_CPU = False  # runs on the NPU: the host's matmul ceiling says nothing of its speed
+ATC = "atc"
+
+
+def devices(config: dict) -> list[str]:
+    """The chips (soc_version) its targets are compiled for."""
+    return list(config["soc_versions"]) or [config["soc_version"]]
+
+
+def options(config: dict, precision: str) -> dict:
+    """ATC's options (those config `atc` sets, and --precision_mode for the precision), the Python that
+    runs ais_bench, the NPU's device id, and whether locate reads the NPU's own tensors."""
+    atc = {k: v for k, v in config["atc"].items() if v}
+    if PRECISION_MODE[precision]:
+        atc["precision_mode"] = PRECISION_MODE[precision]
+    return {"atc": atc, "ais_bench_python": config["ais_bench_python"], "device_id": config["npu_device"],
+            "dump_tensors": config["locate_npu_dump"]}
+
+
+def preflight(config: dict) -> None:
+    """atc and ais_bench must be there, and TMPDIR must allow a private scratch folder ais_bench accepts."""
+    check_tools(config["ais_bench_python"])
+    check_scratch()
 INPUT_NAME = "image"  # cn_clip's exported image input
 TEXT_INPUT_NAME, CONTEXT_LENGTH = "text", 52  # the text tower's input: int64 token ids (paths.CONTEXT_LENGTH)
 MODEL_PREFIX = "model"  # the .om is <out_dir>/model.om
@@ -87,7 +128,7 @@ AIS_BENCH_FIX = ("install ais_bench into that Python from its repository "
                  "`ais_bench_python` at the Python that has it")
 
 
-class MissingToolError(RuntimeError):
+class MissingToolError(PreflightError):
     """atc or ais_bench is not available; the message names the tool and the fix."""
 
 
@@ -95,7 +136,7 @@ class ToolError(RuntimeError):
     """atc or ais_bench ran and failed; the message holds the command line and the tail of its output."""
 
 
-class UnsafePathError(RuntimeError):
+class UnsafePathError(PreflightError):
     """A path ais_bench would refuse that the workflow cannot make safe; the message names the path, the
     rule it breaks and the fix."""
 
@@ -222,9 +263,10 @@ def parse_ais_bench_stdout(text: str) -> dict:
 
 def parse_summary(summary: dict) -> dict:
     """ais_bench's <dirname>_summary.json -> {"throughput_fps", "count", "latency_ms": {mean, p50, p90, p99,
-    min, max}, "notes": [...]}. p50 is ais_bench's median and p99 its percentile(99%); ais_bench prints no
-    p90, so p90 is numpy's percentile(90) of the per-run times it writes (npu_compute_time_list, the same
-    method ais_bench uses for its p99), or None with a note when the list is absent (never invented)."""
+    min, max}, "runs_ms", "notes": [...]}. p50 is ais_bench's median and p99 its percentile(99%); ais_bench
+    prints no p90, so p90 is numpy's percentile(90) of the per-run times it writes (npu_compute_time_list,
+    the same method ais_bench uses for its p99), or None with a note when the list is absent (never
+    invented). runs_ms: that list (ms per run), or None."""
     npu = summary.get("NPU_compute_time")
     if not isinstance(npu, dict) or "mean" not in npu:
         raise ValueError("ais_bench summary has no NPU_compute_time.mean")
@@ -238,7 +280,9 @@ def parse_summary(summary: dict) -> dict:
         import numpy as np
 
         latency["p90"] = float(np.percentile(np.asarray(runs, dtype=np.float64), 90))
+        runs = [float(v) for v in runs]
     else:
+        runs = None
         latency["p90"] = None
         notes.append("p90 unavailable: ais_bench reports min/max/mean/median/p99 only and this summary has no "
                      "per-run npu_compute_time_list")
@@ -248,7 +292,22 @@ def parse_summary(summary: dict) -> dict:
     return {"throughput_fps": float(throughput) if throughput is not None else None,
             "count": int(npu["count"]) if "count" in npu else None,
             "latency_ms": {k: latency[k] for k in ("mean", "p50", "p90", "p99", "min", "max")},
-            "notes": notes}
+            "runs_ms": runs, "notes": notes}
+
+
+NO_INTERVALS = ("no 95 % intervals: ais_bench's summary has no per-run times (npu_compute_time_list) to "
+                "bootstrap them from")
+
+
+def speed_intervals(runs_ms: list[float] | None, batch_size: int) -> tuple[dict, list[str]]:
+    """The 95 % intervals of ais_bench's figures, bootstrapped (timing.bootstrap_ci, the method of every
+    runtime) from its own per-run NPU compute times, and `seconds` (those times); without the list every
+    interval is None and a note says why (never invented). Returns (record keys, notes)."""
+    from backends.timing import bootstrap_ci
+
+    seconds = [v / 1000.0 for v in runs_ms] if runs_ms else None
+    ci = bootstrap_ci(seconds, batch_size)
+    return {**ci, "seconds": seconds}, ([] if seconds else [NO_INTERVALS])
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,13 +354,13 @@ def compile_command(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, b
 
     prefix = Path(out_dir).resolve() / MODEL_PREFIX
     (spec,) = model_inputs(onnx_model)
-    return atc_command(Path(onnx_model).resolve(), prefix, batch_size, resolution, options["device"],
+    return atc_command(Path(onnx_model).resolve(), prefix, batch_size, resolution, options["hardware"],
                        options.get("atc"), options.get("tower", "image"), spec=spec)
 
 
 def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
             options: dict) -> list[str]:
-    """ATC: <out_dir>/model.om for options["device"] (the soc_version) at a fixed batch size.
+    """ATC: <out_dir>/model.om for options["hardware"] (the soc_version) at a fixed batch size.
     ATC runs in a fresh scratch folder beside out_dir (its cwd-relative files never collide with another
     job's); its fusion_result.json is kept next to the model as a record. On failure: ToolError with
     the command line and the tail of ATC's output, and no .om left behind."""
@@ -311,7 +370,7 @@ def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_siz
     om = out_dir / f"{MODEL_PREFIX}.om"
     om.unlink(missing_ok=True)
     cmd = compile_command(onnx_model, out_dir, batch_size, resolution, options)
-    from common import remove_stale_scratch
+    from pipeline.common import remove_stale_scratch
 
     remove_stale_scratch(out_dir.parent, f".atc-{out_dir.name}-")  # left by a killed earlier run
     scratch = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".atc-{out_dir.name}-"))
@@ -386,7 +445,7 @@ def ais_path_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def preflight() -> None:
+def check_scratch() -> None:
     """Raise UnsafePathError when no safe scratch folder can be made for ais_bench: the temporary folder
     (TMPDIR, else /tmp) must have a path ais_bench accepts and be a writable folder. Call before any job."""
     tmp = tempfile.gettempdir()
@@ -405,7 +464,7 @@ def preflight() -> None:
 @contextmanager
 def _private_scratch(prefix: str):
     """A fresh folder under TMPDIR, mode 0700, ASCII name: ais_bench's working directory. Removed afterwards."""
-    preflight()
+    check_scratch()
     folder = Path(tempfile.mkdtemp(prefix=prefix))  # mkdtemp: 0700, [a-z0-9_] suffix
     try:
         yield folder
@@ -484,7 +543,7 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
         names = _stage_inputs(paths, scratch / "input")
         om = _stage_model(model, scratch)
         out = _output_folder(scratch)
-        cmd = ais_bench_infer_command(om, scratch / "input", out, "dst", options.get("npu_device", 0), python)
+        cmd = ais_bench_infer_command(om, scratch / "input", out, "dst", options.get("device_id", 0), python)
         code, output = _run(cmd, scratch, "ais_bench")
         produced = out / "dst"
         missing = [n for n in names if not (produced / f"{n[:-len('.npy')]}_0.npy").is_file()]
@@ -517,12 +576,14 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
     """ais_bench pure-inference mode at `batch_size`: `loop` timed runs after `warmup` untimed ones, on
     zeros (ais_bench's pure-inference input; npy_files are not used). All figures are ais_bench's own:
     throughput from its throughput line (1000*batchsize/mean NPU compute time), latencies from its
-    summary JSON (NPU compute time per run on the device, host-device copies excluded)."""
+    summary JSON (NPU compute time per run on the device, host-device copies excluded); their 95 %
+    intervals are bootstrapped from its per-run times (speed_intervals). ais_bench runs --loop exactly:
+    options["ci_width"] (an early stop of the CPU benchmarks) does not apply, and a note says so."""
     python = options.get("ais_bench_python", "python3")
     with _private_scratch(f"ais_bench-bs{int(batch_size)}-") as scratch:
         om = _stage_model(model, scratch)
         out = _output_folder(scratch)
-        cmd = ais_bench_benchmark_command(om, loop, batch_size, warmup, options.get("npu_device", 0),
+        cmd = ais_bench_benchmark_command(om, loop, batch_size, warmup, options.get("device_id", 0),
                                           output=out, output_dirname="benchmark", ais_bench_python=python)
         code, output = _run(cmd, scratch, "ais_bench")
         if code != 0:
@@ -535,6 +596,8 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
         summary = parse_summary(json.loads(summary_file.read_text())) if summary_file.is_file() else None
 
     notes = []
+    if options.get("ci_width"):
+        notes.append(f"ci_width {options['ci_width']} does not apply: ais_bench runs --loop {loop} exactly")
     if summary is not None:
         latency = summary["latency_ms"]
         notes += summary["notes"]
@@ -547,20 +610,25 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
     if summary is not None and summary["throughput_fps"] is not None and not math.isclose(
             summary["throughput_fps"], throughput, rel_tol=1e-3, abs_tol=1e-6):
         notes.append(f"summary JSON throughput {summary['throughput_fps']} differs from the printed {throughput}")
+    intervals, why = speed_intervals(summary["runs_ms"] if summary is not None else None, batch_size)
+    notes += why
     log.info("ais_bench bs%d: %.2f images/s, NPU compute mean %.3f ms", batch_size, throughput, latency["mean"])
     return {
         "batch_size": batch_size,
         "loop": loop,
+        "loop_max": loop,
+        "stopped_early": False,
         "warmup": warmup,
         "threads": None,  # runs on the NPU: host threads do not apply
         "throughput_fps": throughput,
         "latency_ms": latency,
+        **intervals,
         "measured_by": "ais_bench",
         "method": ("ais_bench pure-inference mode (zero inputs); latency = NPU_compute_time per run (device "
                    "compute, host-device copies excluded); p50 = ais_bench median, p99 = its percentile(99%), "
                    "p90 = numpy percentile(90) of its npu_compute_time_list"),
-        "ais_bench": {"command": cmd, "printed": printed,
-                      "summary_count": summary["count"] if summary else None},
+        "command": cmd,  # the tool command line the report prints under "Reproduce"
+        "ais_bench": {"printed": printed, "summary_count": summary["count"] if summary else None},
         "notes": notes,
     }
 
@@ -590,7 +658,7 @@ def dump(model: str | os.PathLike, npy_file: str | os.PathLike, dump_dir: str | 
         names = _stage_inputs([path], scratch / "input")
         om = _stage_model(model, scratch)
         out = _output_folder(scratch)
-        cmd = ais_bench_dump_command(om, scratch / "input" / next(iter(names)), out, options.get("npu_device", 0),
+        cmd = ais_bench_dump_command(om, scratch / "input" / next(iter(names)), out, options.get("device_id", 0),
                                      python)
         code, output = _run(cmd, scratch, "ais_bench")
         converted = sorted((out / "dump").glob("*_npy"))
@@ -719,13 +787,13 @@ def npu_smi_facts(info: str, board: str | None) -> dict:
 
 
 def versions(options: dict) -> dict:
-    """What a support ticket needs (options: ais_bench_python, npu_device, as in a target's backend
-    options), every value a string: npu_smi (tool version), npu_chip, npu_health,
-    npu_driver, npu_firmware (from `npu-smi info` and `npu-smi info -t board -i <npu_device>`), cann (the CANN
-    toolkit's version, read from its install records, never by running atc), atc (its path), ais_bench,
-    aclruntime and ais_bench_python. A value that could not be found says why, starting "absent: "."""
+    """What a support ticket needs (options: ais_bench_python, device_id, as options() gives them), every
+    value a string: npu_smi (tool version), npu_chip, npu_health, npu_driver, npu_firmware (from
+    `npu-smi info` and `npu-smi info -t board -i <device_id>`), cann (the CANN toolkit's version, read
+    from its install records, never by running atc), atc (its path), ais_bench, aclruntime and
+    ais_bench_python. A value that could not be found says why, starting "absent: "."""
     ais_bench_python = options.get("ais_bench_python", "python3")
-    npu_device = options.get("npu_device", 0)
+    npu_device = options.get("device_id", 0)
     out: dict[str, str] = {}
     info, why = _npu_smi(["info"])
     board, board_why = _npu_smi(["info", "-t", "board", "-i", str(int(npu_device))]) if info else (None, why)
@@ -752,3 +820,128 @@ def versions(options: dict) -> dict:
                             if probe.get("found") else f"absent: ais_bench is not installed in {ais_bench_python}")
         out["aclruntime"] = probe.get("aclruntime") or f"absent: no aclruntime distribution in {ais_bench_python}"
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The NPU's own tensors (locate with `locate_npu_dump: true`): ais_bench dumps
+# --------------------------------------------------------------------------------------------
+# Layout, from ais_bench's source (Ascend/tools ais-bench_workload/tool/ais_bench, read in the mirror
+# Yanguan619/aclruntime: ais_bench/infer/common/miscellaneous.py get_acl_json_path, common/utils.py
+# create_tmp_acl_json / move_subdir / convert_helper) and CANN's msaccucmp docs ("Data Format
+# Requirements", "Converting Dump File Formats"):
+#   `--dump 1 --output OUT` writes OUT/acl.json with dump_path OUT/dump, dump_mode "all"; CANN writes
+#   OUT/dump/{timestamp}/{device_id}/{model_name}/{model_id}/{data_index}/
+#       {op_type}.{op_name}.{task_id}.{stream_id}.{timestamp}           (binary, CANN's own format)
+#   (newer CANN: {op_type}.{op_name}.({stream_id}.){task_id}.{timestamp}.{task_type}.{context_id}.{thread_id}.{device_id}).
+#   With `--dump_npy 1` ais_bench runs msaccucmp.py convert into OUT/dump/{timestamp}_npy/<same relative dirs>/
+#       <dump file name>.output.{index}.{shape}.npy   and   .input.{index}.{shape}.npy   (shape like 1x3x224x224)
+#   op_type/op_name have '.', '/', '\\' and spaces replaced by '_'. For an ONNX model ATC names its ops
+#   after the ONNX nodes, so the ONNX node name with those characters replaced is the op_name (fused ops
+#   keep one of the names; a node without a dump row is skipped). Only the npy form is read here: the
+#   binary form needs CANN's msaccucmp.
+
+def dump_op_name(onnx_node_name: str) -> str:
+    """How an ONNX node name appears in a CANN dump file name."""
+    return re.sub(r"[./\\ ]", "_", onnx_node_name)
+
+
+def read_ais_bench_dump(folder: str | Path, data_index: int | None = None) -> dict[str, dict]:
+    """{op_name: {"op_type", "outputs": {index: path}, "inputs": {index: path}}} from the npy files of an
+    ais_bench `--dump 1 --dump_npy 1` run: `folder` is ais_bench's --output folder (or its dump/ or a
+    {timestamp}_npy/ below it). The newest {timestamp}_npy folder is read; `data_index` picks the
+    inference (default: the lowest)."""
+    folder = Path(folder)
+    roots = sorted(p for p in list(folder.glob("*_npy")) + list(folder.glob("dump/*_npy")) if p.is_dir())
+    root = roots[-1] if roots else folder
+    files = sorted(root.rglob("*.npy"))
+    if not files:
+        raise FileNotFoundError(f"no dump .npy files under {folder} (run ais_bench with --dump 1 --dump_npy 1)")
+    by_index: dict[str, list[Path]] = {}
+    for f in files:
+        parent = f.parent.name
+        by_index.setdefault(parent if parent.isdigit() else "0", []).append(f)
+    pick = str(data_index) if data_index is not None else min(by_index, key=lambda s: int(s) if s.isdigit() else 0)
+    out: dict[str, dict] = {}
+    for f in by_index[pick]:
+        tokens = f.name[: -len(".npy")].split(".")
+        kinds = [i for i, t in enumerate(tokens) if t in ("input", "output")]
+        if len(tokens) < 4 or not kinds or kinds[-1] + 1 >= len(tokens) or not tokens[kinds[-1] + 1].isdigit():
+            log.info("not a dump file name, skipped: %s", f.name)
+            continue
+        kind, index = tokens[kinds[-1]], int(tokens[kinds[-1] + 1])
+        entry = out.setdefault(tokens[1], {"op_type": tokens[0], "outputs": {}, "inputs": {}})
+        entry["outputs" if kind == "output" else "inputs"][index] = f
+    return out
+
+
+class DumpTarget:
+    """A target whose tensors come from an NPU dump: run(feed) yields the dumped output of each wanted
+    tensor's producer node (output index of that tensor). The feed is ignored: the dump is of one run."""
+
+    def __init__(self, dump: dict[str, dict], reference_graph, groups: list[list[str]]):
+        self.groups = groups
+        self.where = {}
+        for n in reference_graph.graph.node:
+            for i, o in enumerate(n.output):
+                entry = dump.get(dump_op_name(n.name))
+                if entry and i in entry["outputs"]:
+                    self.where[o] = entry["outputs"][i]
+
+    def run(self, feed):
+        import numpy as np
+
+        for want in self.groups:
+            yield {t: np.load(self.where[t]) for t in want if t in self.where}
+
+
+def node_tensors(model: str | os.PathLike, npy_file: str | os.PathLike, reference_graph, out_dir: str | os.PathLike,
+                 options: dict) -> dict:
+    """{ONNX tensor name of `reference_graph`: its value on the NPU} for the model run on one input:
+    ais_bench's dump (dump()) read back by the ONNX node each op is named after."""
+    import numpy as np
+
+    folder = dump(model, npy_file, Path(out_dir) / "dump", options)
+    where = DumpTarget(read_ais_bench_dump(folder), reference_graph, []).where
+    return {tensor: np.load(path) for tensor, path in where.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Repair's mechanism: the fp16 ONNX stored in fp16 between nodes stands for ATC's fp16 computation; the
+# nodes kept in fp32 go to ATC as its --keep_dtype file
+# --------------------------------------------------------------------------------------------
+
+def reduced_graph(fp32_onnx: str | os.PathLike, precision: str, scratch: str | os.PathLike, options: dict) -> str:
+    """The graph whose node names `keep` names: the fp32 ONNX itself (ATC names its ops after them)."""
+    return str(fp32_onnx)
+
+
+def build_reduced(graph: str | os.PathLike, precision: str, keep: list[str], out_dir: str | os.PathLike,
+                  options: dict) -> str:
+    """The fp16 ONNX with the nodes `keep` in fp32 (ONNX Runtime's fp16 converter, as the workflow's fp16
+    ONNX is made): what ATC computes with those nodes in --keep_dtype."""
+    from backends.onnxruntime import build_fp16
+
+    if precision not in REDUCED:
+        raise ValueError(f"ascend: {precision} has no proxy to rebuild (only {', '.join(sorted(REDUCED))})")
+    return str(build_fp16(graph, Path(out_dir) / "model.onnx", node_block_list=keep))
+
+
+def load_reduced(model: str | os.PathLike, options: dict):
+    """run(input) -> the model's first output with every fp16 tensor stored in fp16 between nodes: the proxy
+    of the NPU's fp16 computation (ONNX Runtime's own CPU computes most fp16 nodes in fp32)."""
+    from backends.base import model_inputs
+    from backends.graph import SegmentRunner, load_graph
+
+    output = load_graph(model).graph.output[0].name
+    runner = SegmentRunner(model, [[output]], options.get("threads", 1), fp16_storage=True)
+    name = model_inputs(model)[0].name
+    return lambda x: next(iter(runner.run({name: x})))[output]
+
+
+def write_kept(path: str | os.PathLike, nodes: list[str]) -> None:
+    """ATC's --keep_dtype file: one operator name per line (ATC names an ONNX model's operators after its
+    nodes), for `atc --precision_mode=force_fp16 --keep_dtype=<file>` on the fp32 ONNX. Format: CANN ATC
+    docs, "--keep_dtype", e.g.
+    https://www.hiascend.com/document/detail/zh/CANNCommunityEdition/80RC2alpha002/devaids/auxiliarydevtool/atlasatc_16_0105.html"""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(f"{n}\n" for n in dict.fromkeys(nodes)), encoding="utf-8")

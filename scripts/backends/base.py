@@ -1,5 +1,34 @@
-"""The interface every backend module (scripts/backends/<name>.py) implements, with the same
-functions and signatures: a new accelerator is one new module and one config value, no new rules.
+"""What a backend module (scripts/backends/<name>.py) declares: its whole plan. The registry
+(scripts/backends/__init__.py) finds every module here that sets NAME, and everything else (the rules,
+paths, the accuracy tools, the report, the profiles) asks it through the registry, so a new backend is one
+module here, its config keys in config/schema.yaml, and its tests: no rule and no other file names it.
+
+The plan, module-level names and functions (`Backend` below checks them):
+
+  NAME               its value of the `backend` coordinate and config key
+  CONFIG_KEYS        the top-level config keys it owns (their schema: config/schema.yaml)
+  devices(config)    the `hardware` coordinate of its targets: the chips it compiles for, or "cpu"
+  PRECISIONS         its precision vocabulary: what a target computes in -> the exported ONNX it starts
+                     from ("fp32" or "fp16"); DEFAULT_PRECISION when config names none
+  CALIBRATED         the precisions whose compile calibrates on the run's first shard of inputs
+  options(config, precision)  its compile, infer and benchmark options (the workflow adds "threads",
+                     "precision", "hardware" and "tower")
+  ACCELERATOR        the resource its infer and benchmark jobs hold, one per job (e.g. "npu"), or None
+  RUNS_ON_HOST_CPU   whether its speed can be set against this host's matmul ceiling
+  preflight(config)  raise PreflightError, naming the fix, when it cannot run here (before any job)
+  versions(options)  {tool: version, or why it is absent}, recorded in the report
+  compile / compile_command / infer / benchmark   the offline model and what runs it
+  REDUCED            the precisions whose loss locate measures and repair can win back
+  reduced_graph(fp32_onnx, precision, scratch, options) -> the ONNX graph whose node names `keep` names
+                     (the fp32 ONNX, or the graph the backend's quantiser works on)
+  CANDIDATE_OPS      {precision: the op types it changes} where not every floating-point op (int8)
+  build_reduced(graph, precision, keep, out_dir, options) -> model path: the model at `precision` with
+                     the nodes named in `keep` computed in fp32, weights and outputs included (how repair
+                     keeps nodes in higher precision)
+  load_reduced(model, options) -> run(input): such a model's first output, computed as the target computes
+  write_kept(path, nodes)   the kept nodes in the form the backend's own tool takes them
+  node_tensors(...)  (optional) the device's own intermediate tensors, for locate's node-by-node view
+
 The model's inputs are described from the ONNX itself (name, shape, dtype), never from constants."""
 
 from __future__ import annotations
@@ -7,6 +36,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+
+class PreflightError(RuntimeError):
+    """A backend cannot run on this machine; the message names what is missing and the fix."""
 
 
 @dataclass(frozen=True)
@@ -37,9 +70,26 @@ def model_inputs(onnx_path: str | os.PathLike) -> list[TensorSpec]:
 
 @runtime_checkable
 class Backend(Protocol):
-    """What scripts/compile.py, infer.py, benchmark.py and the report call."""
+    """The plan every backend module declares (see the module docstring)."""
 
-    RUNS_ON_HOST_CPU: bool  # its speed can be set against this host's matmul ceiling
+    NAME: str
+    CONFIG_KEYS: tuple[str, ...]
+    PRECISIONS: dict[str, str]
+    DEFAULT_PRECISION: str
+    CALIBRATED: frozenset[str]
+    REDUCED: frozenset[str]
+    ACCELERATOR: str | None
+    RUNS_ON_HOST_CPU: bool
+
+    def devices(self, config: dict) -> list[str]:
+        """The hardware its targets are built for."""
+
+    def options(self, config: dict, precision: str) -> dict:
+        """Compile, infer and benchmark options from config: only its own keys, so changing another
+        backend's option rebuilds none of its targets."""
+
+    def preflight(self, config: dict) -> None:
+        """Raise PreflightError naming the fix when this backend cannot run here."""
 
     def compile(self, onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int,
                 resolution: int, options: dict) -> list[str]:
@@ -58,3 +108,17 @@ class Backend(Protocol):
 
     def versions(self, options: dict) -> dict:
         """{tool: version, or a string that says why it is absent}."""
+
+    def reduced_graph(self, fp32_onnx: str | os.PathLike, precision: str, scratch: str | os.PathLike,
+                      options: dict) -> str:
+        """The ONNX graph whose node names build_reduced's `keep` names."""
+
+    def build_reduced(self, graph: str | os.PathLike, precision: str, keep: list[str],
+                      out_dir: str | os.PathLike, options: dict) -> str:
+        """The model at `precision` with the nodes `keep` computed in fp32."""
+
+    def load_reduced(self, model: str | os.PathLike, options: dict):
+        """run(input) -> the first output, computed as the target computes."""
+
+    def write_kept(self, path: str | os.PathLike, nodes: list[str]) -> None:
+        """The kept nodes, in the form the backend's tool takes them."""

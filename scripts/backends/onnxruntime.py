@@ -17,13 +17,36 @@ from pathlib import Path
 
 import numpy as np
 
-from common import log
+from pipeline.common import log
 
+# --- the plan (scripts/backends/base.py) ----------------------------------------------------------
+NAME = "onnxruntime"
+CONFIG_KEYS = ()  # nothing of its own: `threads` and the precisions are every backend's
+# what a target computes in -> the exported ONNX it starts from (int8 is quantised from fp32)
+PRECISIONS = {"fp32": "fp32", "fp16": "fp16", "int8": "fp32", "int8_dynamic": "fp32"}
+DEFAULT_PRECISION = "fp32"
+CALIBRATED = frozenset({"int8"})  # static int8: calibrated on the run's first shard of inputs
+REDUCED = frozenset({"fp16", "int8", "int8_dynamic"})
+# the ops its quantisers quantise (op_types_to_quantize): the nodes an int8 precision changes
+CANDIDATE_OPS = {"int8": ("MatMul", "Gemm", "Conv"), "int8_dynamic": ("MatMul", "Gemm", "Conv")}
+ACCELERATOR = None
 RUNS_ON_HOST_CPU = True
+STATIC_PRECISIONS = tuple(CALIBRATED)  # those that need options["calibration"]
+
 MODEL_NAME = "model.onnx"
 DATA_NAME = "model.onnx.data"
-PRECISIONS = ("fp32", "fp16", "int8", "int8_dynamic")
-STATIC_PRECISIONS = ("int8",)  # those that need options["calibration"]
+
+
+def devices(config: dict) -> list[str]:
+    return ["cpu"]
+
+
+def options(config: dict, precision: str) -> dict:
+    return {}
+
+
+def preflight(config: dict) -> None:
+    """ONNX Runtime is in the workflow's own environment: nothing to check."""
 
 # session.intra_op.allow_spinning: ONNX Runtime's default (threads spin between parallel regions).
 # bench/spinning.py measures both settings, idle and beside a busy process; docs/performance.md
@@ -162,7 +185,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 def calibration_batches(npy_files: list[str | Path], batch_size: int) -> list[np.ndarray]:
     """The calibration inputs at the compiled batch size: the real inputs (each 1xCxHxW), rotated into
     one batch per input, as the benchmark builds them."""
-    from timing import batches
+    from backends.timing import batches
 
     if not npy_files:
         raise ValueError("static int8 quantisation needs calibration inputs (options['calibration']: "
@@ -234,7 +257,7 @@ def compile(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolu
                          "must list preprocessed .npy files of real images; int8_dynamic needs none")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from common import remove_stale_scratch
+    from pipeline.common import remove_stale_scratch
 
     prefix = f".compile-{out_dir.name}-"
     remove_stale_scratch(out_dir.parent, prefix)
@@ -273,7 +296,7 @@ def _run(sess):
 
 
 def infer(model: str | Path, npy_files: list[str | Path], dst_dir: str | Path, options: dict) -> None:
-    from common import Progress
+    from pipeline.common import Progress
 
     run = _run(session(model, options["threads"], spinning=options.get("spinning")))
     dst_dir = Path(dst_dir)
@@ -287,11 +310,14 @@ def infer(model: str | Path, npy_files: list[str | Path], dst_dir: str | Path, o
 
 def benchmark(model: str | Path, npy_files: list[str | Path], batch_size: int, loop: int, warmup: int,
               options: dict) -> dict:
-    from timing import time_runs
+    """timing.time_runs of the offline model: up to `loop` runs, fewer once the throughput interval is
+    within options["ci_width"] (0 or absent: all of them)."""
+    from backends.timing import time_runs
 
     run = _run(session(model, options["threads"], spinning=options.get("spinning")))
     inputs = [np.load(f) for f in npy_files]
-    result = time_runs(run, inputs, batch_size, loop, warmup, f"onnxruntime bs{batch_size}")
+    result = time_runs(run, inputs, batch_size, loop, warmup, f"onnxruntime bs{batch_size}",
+                       ci_width=float(options.get("ci_width") or 0))
     return {**result, "threads": options["threads"]}
 
 
@@ -303,3 +329,141 @@ def compile_command(onnx_model: str | Path, out_dir: str | Path, batch_size: int
 
 def versions(options: dict) -> dict:
     return {"onnxruntime": _ort().__version__}
+
+
+# --------------------------------------------------------------------------------------------
+# Repair's mechanism: the target's precision with chosen nodes in fp32, rebuilt with ONNX Runtime's own
+# tools (the fp16 converter's node_block_list, the quantisers' nodes_to_exclude)
+# --------------------------------------------------------------------------------------------
+
+def _save(model, out: Path) -> Path:
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if model.ByteSize() < 2 ** 31 - 2 ** 20:
+        onnx.save(model, str(out))
+    else:
+        onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=out.name + ".data", size_threshold=1024)
+    return out
+
+
+def fp32_edges(model, blocked: set[str]) -> set[str]:
+    """Tensors produced by a blocked node and consumed only by blocked nodes (and not graph outputs)."""
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    outputs = {o.name for o in model.graph.output}
+    edges = set()
+    for n in model.graph.node:
+        if n.name not in blocked:
+            continue
+        for o in n.output:
+            users = consumers.get(o, [])
+            if users and o not in outputs and all(u.name in blocked for u in users):
+                edges.add(o)
+    return edges
+
+
+def build_fp16(fp32_onnx: str | Path, out: str | Path, node_block_list=(), op_block_list=()) -> Path:
+    """The fp16 ONNX of `fp32_onnx` with the given nodes / op types kept in fp32 (plus the converter's
+    default op block list); fp32 inputs and outputs; one file when under 2 GB."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    from onnx import helper
+
+    from backends.graph import tensor_types
+
+    model = onnx.load(str(fp32_onnx))
+    blocked = set(node_block_list) | {n.name for n in model.graph.node if n.op_type in set(op_block_list)}
+    if blocked:
+        # the converter places its Casts around blocked nodes by value_info, which torch's export does not
+        # write: give every tensor its type (without it a blocked node would read fp16 as if fp32)
+        known = {v.name for v in model.graph.value_info} | {t.name for t in model.graph.initializer} | \
+            {v.name for v in list(model.graph.input) + list(model.graph.output)}
+        model.graph.value_info.extend(helper.make_tensor_value_info(name, t, None)
+                                      for name, t in tensor_types(model).items() if name not in known)
+    edges = fp32_edges(model, blocked)
+    kept = [v for v in model.graph.value_info if v.name not in edges]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    fp16 = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
+                                    node_block_list=sorted(set(node_block_list)),
+                                    op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(op_block_list)))
+    log.info("fp16 with %d nodes kept fp32 (%d fp32 edges between them), op types %s", len(blocked), len(edges),
+             sorted(op_block_list) or "none")
+    return _save(fp16, Path(out))
+
+
+def int8_prepared(fp32_onnx: str | Path, out_dir: str | Path) -> Path:
+    """The graph the onnxruntime backend quantises (backends.onnxruntime.fold_constants): locate compares
+    an int8 model against this one, whose node names the quantisers keep."""
+    folded = Path(out_dir) / "folded.onnx"
+    folded.parent.mkdir(parents=True, exist_ok=True)
+    if not folded.exists():
+        fold_constants(fp32_onnx, folded)
+    return folded
+
+
+def build_int8(prepared_onnx: str | Path, out: str | Path, nodes_to_exclude=(), per_channel: bool = True,
+               reduce_range: bool = False) -> Path:
+    """Dynamic int8 (the backend's int8_dynamic: quantize_dynamic, weights int8 per channel) of the
+    prepared graph, leaving `nodes_to_exclude` in fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(prepared_onnx), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
+                     reduce_range=reduce_range, use_external_data_format=True,
+                     nodes_to_exclude=sorted(set(nodes_to_exclude)))
+    return Path(out)
+
+
+def build_int8_static(fp32_onnx: str | Path, out: str | Path, calibration: list[str | Path], batch_size: int = 1,
+                      nodes_to_exclude=(), **options) -> Path:
+    """Static QDQ int8 (the backend's int8: backends.onnxruntime.quantize_static_int8, calibrated on the
+    .npy files `calibration`), leaving `nodes_to_exclude` in fp32 (as exact-name patterns of its `exclude`)."""
+    import re
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    quantize_static_int8(fp32_onnx, out, list(calibration), batch_size,
+                         exclude=[f"^{re.escape(n)}$" for n in sorted(set(nodes_to_exclude))], **options)
+    return Path(out)
+
+
+def reduced_graph(fp32_onnx: str | Path, precision: str, scratch: str | Path, options: dict) -> str:
+    """The graph whose node names `keep` names: the fp32 ONNX for fp16, for int8 the constant-folded graph
+    the quantisers work on (fold_constants: the weights reach their MatMul without Transpose nodes there)."""
+    if precision.startswith("int8"):
+        return str(int8_prepared(fp32_onnx, scratch))
+    return str(fp32_onnx)
+
+
+def build_reduced(graph: str | Path, precision: str, keep: list[str], out_dir: str | Path,
+                  options: dict) -> str:
+    """The model at `precision` with the nodes `keep` computed in fp32, weights and outputs included, from
+    `graph` (reduced_graph's): fp16 by the fp16 converter's node_block_list, int8 by the quantisers'
+    nodes_to_exclude (static: calibrated on options["calibration"], as compile does)."""
+    out = Path(out_dir) / MODEL_NAME
+    if precision == "fp16":
+        return str(build_fp16(graph, out, node_block_list=keep))
+    if precision == "int8_dynamic":
+        return str(build_int8(graph, out, keep, reduce_range=use_reduce_range(options)))
+    if precision == "int8":
+        return str(build_int8_static(graph, out, options["calibration"], nodes_to_exclude=keep,
+                                     reduce_range=use_reduce_range(options)))
+    raise ValueError(f"onnxruntime: {precision} has nothing to keep in fp32 (reduced precisions: "
+                     f"{', '.join(sorted(REDUCED))})")
+
+
+def load_reduced(model: str | Path, options: dict):
+    """run(batch) -> the model's first output, as the compiled target computes (EXTENDED optimisation)."""
+    return _run(session(model, options.get("threads", 1), optimize=True, level="extended"))
+
+
+def write_kept(path: str | Path, nodes: list[str]) -> None:
+    """The kept nodes, one per line: the names quantize_static / quantize_dynamic take as nodes_to_exclude
+    and the fp16 converter as node_block_list."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(f"{n}\n" for n in dict.fromkeys(nodes)), encoding="utf-8")

@@ -5,7 +5,7 @@ plots.py the figures; `write_report` writes them all."""
 
 from pathlib import Path
 
-from common import log, write_json
+from pipeline.common import log, write_json
 
 from .load import build_report, failed_gates, load, load_targets, target_entry
 from .render import render_html, render_markdown

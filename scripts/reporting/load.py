@@ -11,7 +11,8 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
-from common import artifact, read_json
+from pipeline.common import artifact, read_json
+from backends.timing import ratio_ci, within_noise
 
 from .model import Model, Performance, Report, Target
 from .reproduce import reproduce
@@ -22,10 +23,13 @@ ZERO_SHOT_SYNTHETIC = ("Zero-shot with SYNTHETIC weights: only the agreement of 
                        "is checked (same top-1 label, same ranking); the labels predicted mean nothing.")
 UNDER_LOAD = "measured under load"
 
-# what a benchmark record contributes to a performance row (the rest stays in the record)
-BENCHMARK_KEYS = ("batch_size", "loop", "warmup", "threads", "throughput_fps", "latency_ms", "model_gflops_per_image",
-                  "achieved_gflops", "ceiling_gflops", "fraction_of_ceiling", "speedup_vs_torch_fp32",
-                  "baseline_torch_fp32", "ceiling", "load", "measured_by", "method", "notes")
+# what a benchmark record contributes to a performance row (the rest stays in the record); `seconds`
+# (every timed run) lets a reader compute the interval of any ratio later (bench/compare.py, precision_speedups)
+BENCHMARK_KEYS = ("batch_size", "loop", "loop_max", "stopped_early", "ci_width", "warmup", "threads", "throughput_fps",
+                  "throughput_fps_ci95", "latency_ms", "latency_ms_ci95", "model_gflops_per_image", "achieved_gflops",
+                  "ceiling_gflops", "fraction_of_ceiling", "speedup_vs_torch_fp32", "speedup_vs_torch_fp32_ci95",
+                  "speedup_vs_torch_fp32_within_noise", "baseline_torch_fp32", "ceiling", "load", "measured_by", "method",
+                  "notes", "seconds", "bootstrap")
 TEXT_TWIN_KEYS = ("artifacts", "compiled", "accuracy", "similarity_record")
 COORDINATES = ("arch", "tower", "backend", "device", "precision")
 
@@ -38,10 +42,19 @@ def _command(value) -> str | None:
 
 
 def performance_entry(record_path: str) -> Performance:
+    """A benchmark record's performance row. Every row has throughput_fps_ci95 and the speed-up's interval
+    (None where the record has no per-run seconds: an older record, an ais_bench summary without them);
+    one recorded before the speed-up carried an interval gets it from both runs' seconds."""
     r = read_json(record_path)
     entry = {k: r[k] for k in BENCHMARK_KEYS if k in r}
+    entry.setdefault("throughput_fps_ci95", None)
+    if entry.get("speedup_vs_torch_fp32_ci95") is None:
+        base = r.get("baseline_torch_fp32") or {}
+        entry["speedup_vs_torch_fp32_ci95"] = ratio_ci(r.get("seconds"), r["batch_size"], base.get("seconds"),
+                                                       base.get("batch_size", r["batch_size"]))
+    entry["speedup_vs_torch_fp32_within_noise"] = within_noise(entry["speedup_vs_torch_fp32_ci95"])
     entry["record"] = str(record_path)
-    command = _command(r.get("command") or (r.get("ais_bench") or {}).get("command"))
+    command = _command(r.get("command"))
     if command:
         entry["command"] = command
     return entry
@@ -53,12 +66,18 @@ def _finite(value):
 
 
 def locate_entry(path: str) -> dict:
-    """What the report shows of locate.json: the first jump, the op types and blocks that carry the error,
-    the overflow nodes, and where the CSV and the chart are (beside the json)."""
+    """What the report shows of locate.json: the measured causes (the worst units and nodes, each alone at
+    the target's precision), and the node-by-node view: the first jump, the op types and blocks that carry
+    the error, the overflow nodes, and where the CSV and the chart are (beside the json)."""
     s = read_json(path)
     folder = Path(path).parent
     overflow = list(s.get("overflow_nodes") or [])
+    causes = s.get("causes") or {}
     return {"record": str(path), "csv": (folder / "locate.csv").as_posix(), "chart": (folder / "locate.png").as_posix(),
+            "top_cause": s.get("top_cause"), "causes": {"units": list(causes.get("units") or [])[:5],
+                                                        "nodes": list(causes.get("nodes") or [])[:5],
+                                                        "builds": causes.get("builds"), "inputs": causes.get("inputs"),
+                                                        "target": causes.get("target")},
             "tensors_compared": s.get("tensors_compared"), "inputs": s.get("inputs"),
             "fp16_storage": s.get("fp16_storage"), "source": s.get("source"), "first_jump": s.get("first_jump"),
             "first_nonfinite": s.get("first_nonfinite"), "op_types": list(s.get("op_types") or [])[:5],
@@ -75,20 +94,16 @@ def _verified(v: dict | None) -> dict | None:
 
 def repair_entry(path: str) -> dict:
     """What the report shows of repair.json: before and after against torch_fp32, what was kept in fp32
-    (nodes and their op types, from locate's CSV), the steps, the repaired model and, if measured, speed."""
+    (the nodes and their blocks), the steps both ways, the repaired model and its speed."""
     r = read_json(path)
-    kept = list(r.get("kept") or [])
-    op_of = {}
-    csv_path = (r.get("locate") or {}).get("csv")
-    if r.get("mode", "nodes") == "nodes" and csv_path and Path(csv_path).is_file():
-        with open(csv_path, newline="", encoding="utf-8") as f:
-            op_of = {row["node"]: row["op_type"] for row in csv.DictReader(f)}
-    kept_ops = Counter(op_of.get(n, "?") for n in kept) if r.get("mode", "nodes") == "nodes" else Counter(kept)
-    entry = {"record": str(path), "precision": r.get("precision"), "mode": r.get("mode"), "gate": r.get("gate"),
+    steps = r.get("steps") or []
+    entry = {"record": str(path), "precision": r.get("precision"), "gate": r.get("gate"),
              "passed": bool(r.get("passed")), "repaired": bool(r.get("repaired")),
              "before": _verified(r.get("before")), "after": _verified(r.get("after")),
-             "kept": kept, "kept_op_types": dict(kept_ops.most_common()), "steps": len(r.get("steps") or []),
-             "model": r.get("model"), "keep_dtype": r.get("keep_dtype")}
+             "kept": list(r.get("kept") or []), "kept_units": list(r.get("kept_units") or []),
+             "grown": sum(s["phase"] == "grow" for s in steps), "shrunk": sum(s["phase"] == "shrink" for s in steps),
+             "grown_to": r.get("grown_to"), "builds": r.get("builds"), "reason": r.get("reason"),
+             "model": r.get("model"), "kept_file": r.get("kept_file")}
     if r.get("speed"):
         entry["speed"] = r["speed"]
     return entry
@@ -157,7 +172,28 @@ def load_targets(specs: list[dict], located: set[str] | None = None) -> list[Tar
         if t["tower"] == "image" and twin:
             t["text"] = {k: twin[k] for k in TEXT_TWIN_KEYS}
     name_targets(targets)
+    precision_speedups(targets)
     return targets
+
+
+def precision_speedups(targets: list[Target]) -> None:
+    """Each performance row of a target that is not fp32 gains its speed-up over the fp32 target of the same
+    arch, tower, backend and device at the same batch size: `speedup_vs_fp32` (throughput ratio),
+    `speedup_vs_fp32_ci95` (bootstrapped from both runs' seconds; None without them),
+    `speedup_vs_fp32_within_noise` (the interval contains 1.0) and `speedup_vs_fp32_of` (that target's name)."""
+    fp32 = {tuple(t[k] for k in COORDINATES if k != "precision"): t for t in targets if t.get("precision") == "fp32"}
+    for t in targets:
+        ref = fp32.get(tuple(t[k] for k in COORDINATES if k != "precision"))
+        if ref is None or ref is t:
+            continue
+        ref_rows = {q["batch_size"]: q for q in ref["performance"]}
+        for p in t["performance"]:
+            q = ref_rows.get(p["batch_size"])
+            if not q or not p.get("throughput_fps") or not q.get("throughput_fps"):
+                continue
+            ci = ratio_ci(p.get("seconds"), p["batch_size"], q.get("seconds"), q["batch_size"])
+            p.update(speedup_vs_fp32=p["throughput_fps"] / q["throughput_fps"], speedup_vs_fp32_ci95=ci,
+                     speedup_vs_fp32_within_noise=within_noise(ci), speedup_vs_fp32_of=ref.get("name"))
 
 
 def target_gates(t: Target) -> list[dict]:
@@ -170,7 +206,10 @@ def target_gates(t: Target) -> list[dict]:
 
 
 def failed_gates(report: Report) -> list[str]:
-    """One line per missed gate of every target (what fails the run after the report is written)."""
+    """One line per missed gate of every target (what fails the run after the report is written); with
+    `precisions: auto`, one line per architecture, tower and hardware that has no deployment."""
+    if (report.get("config") or {}).get("precisions") == "auto":
+        return [f"{u['arch']} {u['tower']} on {u['hardware']}: {u['reason']}" for u in report.get("undeployed", [])]
     out = []
     for t in report["targets"]:
         name = t.get("name") or f"{t['backend']}/{t['device']}"
@@ -217,23 +256,25 @@ def cpu_name() -> str:
 
 
 def environment(backend_names: list[str], config: dict) -> dict:
-    """Versions of the packages and of each backend's tools (for ascend: probed in the Python that runs
-    ais_bench, on the NPU the config names)."""
+    """Versions of the packages, of the reference runtime, and of each backend's tools (each plan says
+    which, and how it finds them: a device's tools are probed as its jobs run them)."""
     import backends
-    from paths import physical_cores
+    from pipeline.config_check import with_defaults
+    from pipeline.paths import physical_cores
 
+    config = with_defaults(config)
     versions = {}
-    for package in ("torch", "torchvision", "onnx", "onnxruntime", "cn-clip", "snakemake", "numpy", "pillow",
-                    "matplotlib", "jinja2"):
+    for package in ("torch", "torchvision", "onnx", "cn-clip", "snakemake", "numpy", "pillow", "matplotlib",
+                    "jinja2"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
+    versions.update(backends.reference().versions({}))  # the runtime of the onnx_* reference stages
     tools = {}
     for name in backend_names:
-        module = backends.get(name)
-        tools.update(module.versions({"ais_bench_python": config.get("ais_bench_python", "python3"),
-                                      "npu_device": int(config.get("npu_device", 0))}))
+        plan = backends.get(name)
+        tools.update(plan.versions(plan.options(config, plan.DEFAULT_PRECISION)))
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name(),
             "physical_cores": physical_cores(), "logical_cores": os.cpu_count(),
             "versions": versions, "backend_tools": tools}
@@ -285,7 +326,8 @@ def baseline(targets: list[Target]) -> list[dict]:
             b = p.get("baseline_torch_fp32")
             if b:
                 out.append({"batch_size": b["batch_size"], "loop": b.get("loop"), "threads": b.get("threads"),
-                            "throughput_fps": b["throughput_fps"], "latency_ms": b["latency_ms"],
+                            "throughput_fps": b["throughput_fps"], "throughput_fps_ci95": b.get("throughput_fps_ci95"),
+                            "latency_ms": b["latency_ms"], "latency_ms_ci95": b.get("latency_ms_ci95"),
                             "tower": t["tower"], "measured_with": t["name"]})
     return out
 
@@ -303,8 +345,15 @@ def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: lis
         + ([ZERO_SHOT_SYNTHETIC] if synthetic and any(t.get("zero_shot") for t in targets) else []) \
         + ([skipped_warning(skipped)] if skipped else []) \
         + ([load_warning(targets)] if load_warning(targets) else [])
+    from .deploy import choose
+
+    deployments, undeployed = choose(targets, target_gates)
+    # `precisions: auto` asks the run to choose: it passes when every architecture, tower and hardware has a
+    # deployment (a candidate that misses its gates is measured, shown, and not chosen)
+    chooses = config.get("precisions") == "auto"
+    passed = not undeployed if chooses else all(g["passed"] for g in gates)
     report: Report = {
-        "verdict": "PASS" if all(g["passed"] for g in gates) else "FAIL",
+        "verdict": "PASS" if passed else "FAIL",
         "gates_passed": sum(bool(g["passed"]) for g in gates),
         "gates_total": len(gates),
         "model": models[0],
@@ -313,6 +362,8 @@ def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: lis
         "inputs": {"skipped": [{"path": path, "reason": why} for path, why in sorted(skipped.items())]},
         "onnx": [artifact(f) for f in onnx_files],
         "targets": targets,
+        "deployments": deployments,
+        "undeployed": undeployed,
         "baseline": {"torch_fp32": baseline(targets)},
         "config": config,
         "workflow": workflow_costs(costs or {}),

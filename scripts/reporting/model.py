@@ -67,11 +67,24 @@ class Load(TypedDict, total=False):
 
 class Performance(TypedDict, total=False):
     batch_size: int
-    loop: int
+    loop: int  # runs timed
+    loop_max: int  # the config's loop: the most it could have timed
+    stopped_early: bool  # stopped before loop_max: the throughput interval was within ci_width
+    ci_width: float
     warmup: int
     threads: int | None
     throughput_fps: float
+    throughput_fps_ci95: list[float] | None  # [lo, hi], 95 % bootstrap interval; None: no per-run times
     latency_ms: Latency
+    latency_ms_ci95: dict  # {mean, p50, p90, p99: [lo, hi] or None}
+    seconds: list[float] | None  # every timed run
+    bootstrap: dict  # how the intervals were computed (timing.BOOTSTRAP)
+    speedup_vs_torch_fp32_ci95: list[float] | None
+    speedup_vs_torch_fp32_within_noise: bool | None  # the interval contains 1.0
+    speedup_vs_fp32: float  # non-fp32 targets: over the fp32 target of the same arch/tower/backend/device
+    speedup_vs_fp32_ci95: list[float] | None
+    speedup_vs_fp32_within_noise: bool | None
+    speedup_vs_fp32_of: str  # that fp32 target's name
     model_gflops_per_image: float
     achieved_gflops: float
     ceiling_gflops: float
@@ -117,8 +130,11 @@ class Target(TypedDict, total=False):
 
 
 class Locate(TypedDict, total=False):
-    """locate.json in short: where the target's precision loses accuracy, node by node vs the fp32 ONNX."""
+    """locate.json in short: why the target's precision loses accuracy: the measured causes, and node by
+    node vs the fp32 ONNX."""
     record: str  # locate.json
+    top_cause: dict | None  # {unit, error, node}: the worst unit alone, and the worst node of it
+    causes: dict  # {units: top 5 [{unit, nodes, error, cosine_min, nonfinite}], nodes: top 5, builds, inputs, target}
     csv: str  # one row per compared tensor
     chart: str  # error against depth (PNG)
     tensors_compared: int
@@ -146,18 +162,21 @@ class Repair(TypedDict, total=False):
     """repair.json in short: before/after vs torch_fp32, what was kept in fp32."""
     record: str
     precision: str
-    mode: str  # nodes or op_types
     gate: float
     passed: bool
-    repaired: bool  # steps were needed and the last one passed
+    repaired: bool  # the target missed the gate and a kept set passes it
     before: Verified
     after: Verified
-    kept: list[str]
-    kept_op_types: dict[str, int]
-    steps: int
-    model: str
-    keep_dtype: str | None
-    speed: dict  # {before_ms, after_ms, ratio, ...} when measured
+    kept: list[str]  # a 1-minimal set: no single node can be taken out without missing the gate
+    kept_units: list[str]
+    grown: int  # steps adding units
+    shrunk: int  # trials taking nodes out
+    grown_to: int | None
+    builds: int
+    reason: str | None  # why not repaired
+    model: str  # the repaired model's file
+    kept_file: str  # the kept nodes in the form the backend's tool takes them
+    speed: dict  # {latency_ms_p50: {repaired, unrepaired, fp32}, repaired_vs_unrepaired, repaired_vs_fp32, ...}
 
 
 class Model(TypedDict, total=False):
@@ -179,6 +198,9 @@ class Report(TypedDict, total=False):
     inputs: dict  # {"skipped": [{"path", "reason"}]}
     onnx: list[Artifact]
     targets: list[Target]
+    # per arch, tower and hardware: the fastest target (or repaired model) that meets every gate
+    deployments: list[dict]  # {arch, tower, hardware, backend, device, dir, precision, repaired, throughput_fps, reason}
+    undeployed: list[dict]  # where nothing passes: {arch, tower, hardware, closest, backend, precision, reason}
     baseline: dict  # {"torch_fp32": [{"batch_size", "throughput_fps", "latency_ms", ...}]}
     config: dict
     workflow: dict  # rule costs, see load.workflow_costs

@@ -258,10 +258,14 @@ def accuracy_vs_speed(report: dict, path) -> None:
         ys = [y for _, _, y, _ in points]
         # labels alternate above and below from left to right, so neighbours do not overlap
         rank = {id(p): k for k, (_, p, _, _) in enumerate(sorted(points, key=lambda q: q[1]["throughput_fps"]))}
+        chosen = {d["dir"] for d in report.get("deployments") or [] if not d["repaired"]}
         for i, (t, p, y, gate) in enumerate(points):
             passed = gate["passed"] if gate else None
             ax.scatter([p["throughput_fps"]], [y], s=70, color=COLORS[i % len(COLORS)], zorder=4,
                        edgecolor=FAIL_COLOR if passed is False else "white", linewidth=1.8)
+            if t["dir"] in chosen:  # the deployment the run chose for its hardware
+                ax.scatter([p["throughput_fps"]], [y], s=320, marker="*", facecolor="none", edgecolor="#1a7f37",
+                           linewidth=1.6, zorder=5, label="deployment (fastest that meets every gate)")
             ax.annotate(f"{t['name']}\n(batch {p['batch_size']})", (p["throughput_fps"], y),
                         textcoords="offset points", xytext=(7, 5 if rank[id(p)] % 2 == 0 else -22), fontsize=8,
                         color="#24292f")
@@ -275,6 +279,16 @@ def accuracy_vs_speed(report: dict, path) -> None:
                         xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 4), fontsize=8,
                         color=FAIL_COLOR)
             ys.append(gy)
+        for d in report.get("deployments") or []:  # a repaired deployment: its estimated speed, at the gate
+            if d["repaired"] and d.get("throughput_fps"):
+                after = next((t.get("repair") or {} for t, *_ in points if t["dir"] == d["dir"]), {}).get("after")
+                if after and after.get("cosine_min") is not None:
+                    ry = drift(after["cosine_min"])
+                    ax.scatter([d["throughput_fps"]], [ry], s=320, marker="*", color="#1a7f37", zorder=5,
+                               label="deployment (repaired)")
+                    ys.append(ry)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=7)
         _log_limits(ax, ys, [])
         xs = [p["throughput_fps"] for _, p, _, _ in points]
         ax.set_xlim(min(xs) / 2, max(xs) * 3)
@@ -322,7 +336,7 @@ def _fmt_value(v: float) -> str:
 
 def throughput(report: dict, path) -> None:
     """Images per second per batch size: every offline model beside its PyTorch fp32 baseline, with the
-    speed-up written over the offline bar."""
+    speed-up written over the offline bar and each bar's 95 % interval as an error bar (where recorded)."""
     series = _series(report)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.2, 4.4))
@@ -334,13 +348,17 @@ def throughput(report: dict, path) -> None:
         width = min(0.8 / len(series), 0.3)
         values = []
         for k, s in enumerate(series):
-            xs, ys = [], []
+            xs, ys, errors = [], [], []
             for j, b in enumerate(batches):
                 if b in s["rows"] and s["rows"][b].get("throughput_fps") is not None:
                     xs.append(j + width * (k + 0.5 - len(series) / 2))
                     ys.append(s["rows"][b]["throughput_fps"])
+                    ci = s["rows"][b].get("throughput_fps_ci95") or (ys[-1], ys[-1])
+                    errors.append((max(0.0, ys[-1] - ci[0]), max(0.0, ci[1] - ys[-1])))
             values += ys
-            bars = ax.bar(xs, ys, width * 0.92, color=s["color"], label=s["label"], zorder=3)
+            bars = ax.bar(xs, ys, width * 0.92, color=s["color"], label=s["label"], zorder=3,
+                          yerr=list(zip(*errors)) if any(e != (0.0, 0.0) for e in errors) else None,
+                          error_kw={"ecolor": "#24292f", "capsize": 3, "elinewidth": 1, "zorder": 4})
             for bar, y, b in zip(bars, ys, [b for b in batches if b in s["rows"]]):
                 text = _fmt_value(y)
                 speedup = speedup_vs_torch(s["rows"][b])

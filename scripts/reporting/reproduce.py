@@ -5,7 +5,6 @@ import shlex
 from .model import Report
 
 SNAKEMAKE = ".venv/bin/snakemake"
-ASCEND_ONLY = ("soc_version", "soc_versions", "atc", "ais_bench_python", "npu_device")
 
 
 def yaml_flow(value) -> str:
@@ -21,19 +20,18 @@ def yaml_flow(value) -> str:
 
 def config_args(config: dict) -> list[str]:
     """`--config` pairs that pin every setting of this run that matters for its backend: empty values
-    (meaning the default) and the other backend's keys are left out."""
-    backends = config.get("backends") or [config.get("backend", "onnxruntime")]
+    (meaning the default) and the keys of backends not in the run are left out."""
+    import backends
+
+    run = config.get("backends") or [config.get("backend")]
+    others = {key for name in backends.names() if name not in run for key in backends.get(name).CONFIG_KEYS}
     args = []
     for key, value in config.items():
-        if "ascend" not in backends and key in ASCEND_ONLY:
+        if key in others:
             continue
-        if "onnxruntime" not in backends and key == "precision":
-            continue
-        if (key == "model_arch" and config.get("model_archs")) or (key == "backend" and config.get("backends")):
+        if config.get(f"{key}s"):  # a list key replaces its single one (model_archs, backends, precisions, ...)
             continue
         if key == "seed" and config.get("checkpoint") != "synthetic":
-            continue
-        if key == "soc_version" and config.get("soc_versions"):
             continue
         if isinstance(value, dict):
             value = {k: v for k, v in value.items() if v not in ("", None)}

@@ -126,6 +126,18 @@ def _gate_cells(g: dict) -> list:
             g.get("worst_image", "n/a"), verdict(g["passed"])]
 
 
+def deployments_table(r: Report) -> dict | None:
+    """The deployment chosen per arch, tower and hardware (reporting.deploy), and where none passes."""
+    chosen, missing = r.get("deployments") or [], r.get("undeployed") or []
+    if not chosen and not missing:
+        return None
+    rows = [[f"{d['arch']} {d['tower']}", d["hardware"], Cell(f"{d['backend']} {d['precision']}"
+                                                             + (" (repaired)" if d["repaired"] else ""), "pass"),
+             num(d.get("throughput_fps"), ".2f"), d["reason"]] for d in chosen]
+    rows += [[f"{u['arch']} {u['tower']}", u["hardware"], Cell("none", "fail"), "n/a", u["reason"]] for u in missing]
+    return table(["model", "hardware", "deployment", "images/s", "why"], rows, numeric={3})
+
+
 def gates_table(r: Report) -> dict:
     """Every cosine and ranking gate of every target (the zero-shot gates have their own table)."""
     gates = gate_rows(r)
@@ -182,18 +194,31 @@ def _node(n: dict | None) -> str:
     return f"{n['node']} ({n['op_type']}, depth {n['depth']}{block})"
 
 
+def _err(x: dict) -> str:
+    return "inf/NaN" if x.get("nonfinite") else f"{x['error']:.3g}"
+
+
 def locate_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
     """Where the target's precision loses accuracy (locate.json), when located."""
     loc = t.get("locate")
     if not loc:
         return None
     jump = loc.get("first_jump")
+    causes = loc.get("causes") or {}
+    units = [u for u in causes.get("units") or [] if u["error"] > 0]
+    nodes = [n for n in causes.get("nodes") or [] if n["error"] > 0]
+    measured = [["top causes, measured (each alone at the target's precision: its 1 − cosine min)",
+                 Cell(", ".join(f"{u['unit']} {_err(u)}" for u in units[:3]), "fail") if units else "none"],
+                ["worst nodes of the worst block", ", ".join(f"{n['node']} ({n['op_type']}) {_err(n)}"
+                                                             for n in nodes[:3]) or "n/a"],
+                ["measured with", f"{causes.get('builds')} builds on {causes.get('inputs')} input(s)"]] \
+        if causes else []
     shares = [o for o in loc.get("op_types") or [] if o["share"] > 0]
     ops = ", ".join(f"{o['op_type']} {o['share']:.1%}" for o in shares[:1] + [o for o in shares[1:] if o["share"] >= 5e-4])
     ops = ops or "none"
     blocks = ", ".join(f"{b['block']}" for b in loc.get("blocks") or []) or "n/a"
     overflow = loc.get("overflow_nodes") or []
-    rows = [["first jump", Cell(_node(jump), "fail") if jump else "none"],
+    rows = measured + [["first jump (node by node)", Cell(_node(jump), "fail") if jump else "none"],
             ["its 1 − cosine", f"{jump['one_minus_cosine']:.3g}" + (" (new inf/NaN)" if jump.get("nonfinite_new") else "")
              if jump else "n/a"],
             ["first inf/NaN", _node(loc.get("first_nonfinite"))],
@@ -218,23 +243,26 @@ def repair_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
     result = ("repaired" if rep.get("repaired") else "gate already met, nothing kept") if rep.get("passed") \
         else "not repaired"
     kept = rep.get("kept") or []
-    what = "op type(s)" if rep.get("mode") == "op_types" else "node(s)"
-    ops = ", ".join(f"{op} ×{n}" for op, n in (rep.get("kept_op_types") or {}).items())
     speed = rep.get("speed")
     rows = [["result", Cell(result, "pass" if rep.get("passed") else "fail")],
             [f"before: cosine min vs torch_fp32 (gate {rep.get('gate')})",
              _cos(before.get("cosine_min")) + (f", {before['nonfinite']} inf/NaN" if before.get("nonfinite") else "")],
             ["after", _cos(after.get("cosine_min")) + (f", {after['nonfinite']} inf/NaN" if after.get("nonfinite") else "")],
-            [f"kept in fp32 ({rep.get('steps')} step(s))", f"{len(kept)} {what}" + (f": {ops}" if ops else "")],
+            ["kept in fp32", f"{len(kept)} node(s)" + (f" in {', '.join(rep['kept_units'])}" if rep.get("kept_units")
+                                                       else "")],
             ["which", ", ".join(kept[:8]) + (" …" if len(kept) > 8 else "") if kept else "none"],
-            ["verified", "fp16 stored between nodes (the Ascend proxy)" if before.get("fp16_storage")
-             else "as ONNX Runtime runs it"],
-            ["speed (batch 1)", f"{speed['before_ms']['median']:.2f} ms → {speed['after_ms']['median']:.2f} ms "
-             f"(×{speed['ratio']:.2f}, {speed.get('measured_on', '')})" if speed else "not measured"],
-            ["repaired model", link(rep.get("model"), base)]]
-    if rep.get("keep_dtype"):
-        rows.append(["ATC --keep_dtype file", link(rep["keep_dtype"], base)])
+            ["steps", f"{rep.get('grown')} grown (to {rep.get('grown_to')} nodes), {rep.get('shrunk')} shrink trials; "
+                      f"{rep.get('builds')} builds" + (f"; {rep['reason']}" if rep.get("reason") else "")],
+            ["speed (batch 1, median)", _speed(speed) if speed else "not measured"],
+            ["repaired model", link(rep.get("model"), base)],
+            ["kept nodes (for the backend's tool)", link(rep.get("kept_file"), base)]]
     return table(["repair", "value"], rows)
+
+
+def _speed(speed: dict) -> str:
+    ms = speed["latency_ms_p50"]
+    return (f"{ms['unrepaired']:.2f} ms unrepaired → {ms['repaired']:.2f} ms repaired (×{speed['repaired_vs_unrepaired']:.2f}); "
+            f"fp32 {ms['fp32']:.2f} ms (repaired ×{speed['repaired_vs_fp32']:.2f} of it); {speed.get('measured_on', '')}")
 
 
 def zero_shot_rows(r: Report) -> list[dict]:
@@ -302,10 +330,13 @@ def chain_table(t: Target) -> dict:
 
 
 def pairs_table(t: Target) -> dict:
-    return table(["a", "b", "cosine min", "cosine mean", "1 − cos min", "max abs err", "max rel err"],
-                 [[p["a"], p["b"], f"{p['cosine_min']:.8f}", f"{p['cosine_mean']:.8f}", drift(p["cosine_min"]),
-                   f"{p['max_abs_err']:.3g}", num(p.get("rel_err_max"), ".3g")] for p in t["accuracy"]["pairs"]],
-                 numeric={2, 3, 4, 5, 6})
+    """Every pair of stages; `images`: how many the pair covers (onnx_fp32 and onnx_fp16 run on a sample
+    with chain_images: first_shard)."""
+    return table(["a", "b", "images", "cosine min", "cosine mean", "1 − cos min", "max abs err", "max rel err"],
+                 [[p["a"], p["b"], str(p.get("images", len(p["per_image"]))), f"{p['cosine_min']:.8f}",
+                   f"{p['cosine_mean']:.8f}", drift(p["cosine_min"]), f"{p['max_abs_err']:.3g}",
+                   num(p.get("rel_err_max"), ".3g")] for p in t["accuracy"]["pairs"]],
+                 numeric={2, 3, 4, 5, 6, 7})
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -370,6 +401,31 @@ def coordinates(t: Target) -> str:
 
 # ---- performance ----------------------------------------------------------------------------
 
+WITHIN_NOISE = "within noise"
+INTERVAL_NOTE = ("In brackets: the 95 % interval of each figure (a seeded bootstrap over the timed runs; none where "
+                 "the record has no per-run times); a speed-up whose interval contains 1.0 is marked "
+                 f"\"{WITHIN_NOISE}\": it is not told apart from no speed-up.")
+
+
+def interval(value, ci, fmt: str, suffix: str = "") -> str:
+    """A figure with its 95 % interval, "4.00 [3.95, 4.05]"; the figure alone when there is none. A
+    fixed-point format gains up to two decimals where the bounds would otherwise print the same."""
+    if value is None or not ci or ci[0] is None or ci[1] is None:
+        return num(value, fmt, suffix)
+    if fmt.startswith(".") and fmt.endswith("f"):
+        digits = int(fmt[1:-1])
+        for more in range(3):
+            fmt = f".{digits + more}f"
+            if f"{ci[0]:{fmt}}" != f"{ci[1]:{fmt}}":
+                break
+    return f"{value:{fmt}}{suffix} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
+def ratio(value, ci, noise) -> str:
+    """A speed-up with its interval, and "within noise" when the interval contains 1.0."""
+    return interval(value, ci, ".2f", "×") + (f" {WITHIN_NOISE}" if noise else "")
+
+
 def speedup_vs_torch(p: Performance) -> float | None:
     """Offline throughput over the PyTorch fp32 baseline's (recorded, or computed from the two figures)."""
     if p.get("speedup_vs_torch_fp32") is not None:
@@ -404,26 +460,39 @@ def speed_rows(t: Target) -> list[dict]:
     for p in t["performance"]:
         b = p.get("baseline_torch_fp32") or {}
         rows.append({"batch_size": p["batch_size"], "offline_fps": p.get("throughput_fps"),
-                     "torch_fps": b.get("throughput_fps"), "speedup": speedup_vs_torch(p), "ceilings": ceilings(p),
+                     "offline_ci": p.get("throughput_fps_ci95"), "torch_fps": b.get("throughput_fps"),
+                     "torch_ci": b.get("throughput_fps_ci95"), "speedup": speedup_vs_torch(p),
+                     "speedup_ci": p.get("speedup_vs_torch_fp32_ci95"),
+                     "speedup_noise": p.get("speedup_vs_torch_fp32_within_noise"),
+                     "vs_fp32": p.get("speedup_vs_fp32"), "vs_fp32_ci": p.get("speedup_vs_fp32_ci95"),
+                     "vs_fp32_noise": p.get("speedup_vs_fp32_within_noise"), "ceilings": ceilings(p),
                      "offline_p50": (p.get("latency_ms") or {}).get("p50"),
                      "torch_p50": (b.get("latency_ms") or {}).get("p50"), "load": load_note(p)})
     return rows
 
 
+def vs_fp32(s: dict) -> str:
+    """A precision's speed-up over fp32 on the same arch, tower, backend and device ("" for none)."""
+    return "" if s["vs_fp32"] is None else ratio(s["vs_fp32"], s["vs_fp32_ci"], s["vs_fp32_noise"])
+
+
 def speed_lines(t: Target) -> list[str]:
     """The summary card's one line per batch size."""
-    return [f"batch {s['batch_size']}: {num(s['offline_fps'], '.3g')} images/s vs PyTorch fp32 "
-            f"{num(s['torch_fps'], '.3g')} images/s → {num(s['speedup'], '.2f', '×')} (matmul GFLOP/s "
+    return [f"batch {s['batch_size']}: {interval(s['offline_fps'], s['offline_ci'], '.3g')} images/s vs PyTorch fp32 "
+            f"{interval(s['torch_fps'], s['torch_ci'], '.3g')} images/s → "
+            f"{ratio(s['speedup'], s['speedup_ci'], s['speedup_noise'])} (matmul GFLOP/s "
             f"{s['ceilings']}); p50 {num(s['offline_p50'], '.1f')} ms (PyTorch {num(s['torch_p50'], '.1f')} ms)"
+            + (f"; vs {t['arch']} fp32 {vs_fp32(s)}" if vs_fp32(s) else "")
             + (f"; {s['load']}" if s["load"] else "") for s in speed_rows(t)]
 
 
 def glance_table(r: Report) -> dict:
-    rows = [[t["name"], str(s["batch_size"]), num(s["offline_fps"], ".2f"), num(s["torch_fps"], ".2f"),
-             num(s["speedup"], ".2f", "×"), s["ceilings"], num(s["offline_p50"], ".1f"), num(s["torch_p50"], ".1f"),
+    rows = [[t["name"], str(s["batch_size"]), interval(s["offline_fps"], s["offline_ci"], ".2f"),
+             interval(s["torch_fps"], s["torch_ci"], ".2f"), ratio(s["speedup"], s["speedup_ci"], s["speedup_noise"]),
+             vs_fp32(s), s["ceilings"], num(s["offline_p50"], ".1f"), num(s["torch_p50"], ".1f"),
              s["load"]] for t in r["targets"] for s in speed_rows(t)]
-    return table(["target", "batch", "offline images/s", "torch_fp32 images/s", "speed-up", CEILINGS_HEAD,
-                  "offline p50 ms", "torch_fp32 p50 ms", "load"], rows, numeric={1, 2, 3, 4, 6, 7},
+    return table(["target", "batch", "offline images/s", "torch_fp32 images/s", "speed-up", "vs fp32",
+                  CEILINGS_HEAD, "offline p50 ms", "torch_fp32 p50 ms", "load"], rows, numeric={1, 2, 3, 4, 5, 7, 8},
                  row_class=["loaded" if row[-1] else "" for row in rows])
 
 
@@ -436,16 +505,26 @@ def measured(t: Target):
             yield "torch_fp32", p["baseline_torch_fp32"], 1.0, p
 
 
+def runs(row: dict) -> str:
+    """The runs timed: "40 of 100 (interval reached)" when a benchmark stopped early (ci_width)."""
+    if row.get("stopped_early") and row.get("loop_max") is not None:
+        return f"{num(row.get('loop'), '')} of {row['loop_max']} (interval reached)"
+    return num(row.get("loop"), "")
+
+
 LATENCIES = ("mean", "p50", "p90", "p99", "min", "max")
 
 
 def performance_table(t: Target) -> dict:
     rows, classes = [], []
-    for label, row, ratio, p in measured(t):
-        lat = row.get("latency_ms") or {}
-        rows.append([Cell(label, "bold"), str(row.get("batch_size")), num(row.get("loop"), ""),
-                     num(row.get("warmup"), ""), num(row.get("threads"), ""), num(row.get("throughput_fps"), ".3f"),
-                     num(ratio, ".2f", "×"), ceilings(p), *(num(lat.get(k), ".1f") for k in LATENCIES),
+    for label, row, vs_torch, p in measured(t):
+        lat, lat_ci = row.get("latency_ms") or {}, row.get("latency_ms_ci95") or {}
+        speedup = ratio(vs_torch, p.get("speedup_vs_torch_fp32_ci95"), p.get("speedup_vs_torch_fp32_within_noise")) \
+            if label == "offline" else num(vs_torch, ".2f", "×")
+        rows.append([Cell(label, "bold"), str(row.get("batch_size")), runs(row),
+                     num(row.get("warmup"), ""), num(row.get("threads"), ""),
+                     interval(row.get("throughput_fps"), row.get("throughput_fps_ci95"), ".3f"), speedup, ceilings(p),
+                     *(interval(lat.get(k), lat_ci.get(k), ".1f") for k in LATENCIES),
                      num(row.get("achieved_gflops"), ".0f"), num(row.get("fraction_of_ceiling"), ".0%"), load_note(p)])
         classes.append("loaded" if load_note(p) else "")
     return table(["model", "batch", "loop", "warmup", "threads", "images/s", "vs torch", CEILINGS_HEAD,
@@ -538,9 +617,8 @@ def onnx_summary(r: Report) -> str:
 
 def host_summary(r: Report) -> str:
     env = r.get("environment") or {}
-    versions = {**(env.get("versions") or {}), **(env.get("backend_tools") or {})}
-    tools = " · ".join(f"{k} {versions[k]}" for k in ("torch", "onnxruntime", "cann", "ais_bench")
-                       if isinstance(versions.get(k), str) and not versions[k].startswith("absent"))
+    versions = {"torch": (env.get("versions") or {}).get("torch"), **(env.get("backend_tools") or {})}
+    tools = " · ".join(f"{k} {v}" for k, v in versions.items() if isinstance(v, str) and not v.startswith("absent"))
     return f"{env.get('cpu', 'n/a')} ({env.get('physical_cores', '?')} cores) · Python {env.get('python', '?')}" + \
         (f" · {tools}" if tools else "")
 

@@ -26,16 +26,34 @@ def performance_rows(r: Report) -> list[dict]:
     out = []
     for t in r["targets"]:
         for label, row, ratio, p in measured(t):
-            lat = row.get("latency_ms") or {}
+            lat, lat_ci = row.get("latency_ms") or {}, row.get("latency_ms_ci95") or {}
             ceiling = p.get("ceiling") or {}
+            offline = label == "offline"
             out.append({"target": t["name"], "model": label, "batch_size": row.get("batch_size"),
-                        "loop": row.get("loop"), "threads": row.get("threads"),
-                        "throughput_fps": row.get("throughput_fps"), "speedup_vs_torch_fp32": ratio,
+                        "loop": row.get("loop"), "loop_max": row.get("loop_max"),
+                        "stopped_early": row.get("stopped_early"), "threads": row.get("threads"),
+                        "throughput_fps": row.get("throughput_fps"),
+                        **_bounds("throughput_fps_ci95", row.get("throughput_fps_ci95")),
+                        "speedup_vs_torch_fp32": ratio,
+                        **_bounds("speedup_vs_torch_fp32_ci95", p.get("speedup_vs_torch_fp32_ci95") if offline else None),
+                        "speedup_vs_torch_fp32_within_noise": p.get("speedup_vs_torch_fp32_within_noise") if offline
+                        else None,
+                        "speedup_vs_fp32": p.get("speedup_vs_fp32") if offline else None,
+                        **_bounds("speedup_vs_fp32_ci95", p.get("speedup_vs_fp32_ci95") if offline else None),
+                        "speedup_vs_fp32_within_noise": p.get("speedup_vs_fp32_within_noise") if offline else None,
                         "torch_matmul_gflops": ceiling.get("torch_gflops"),
                         "onnxruntime_matmul_gflops": ceiling.get("onnxruntime_gflops"),
                         "under_load": (p.get("load") or {}).get("under_load"),
-                        **{f"latency_{k}_ms": lat.get(k) for k in ("mean", "p50", "p90", "p99")}})
+                        **{f"latency_{k}_ms": lat.get(k) for k in ("mean", "p50", "p90", "p99")},
+                        **{c: v for k in ("mean", "p50", "p90", "p99")
+                           for c, v in _bounds(f"latency_{k}_ms_ci95", lat_ci.get(k)).items()}})
     return out
+
+
+def _bounds(name: str, ci) -> dict:
+    """An interval as two columns, {name}_lo and {name}_hi (empty without one)."""
+    lo, hi = ci if ci else (None, None)
+    return {f"{name}_lo": lo, f"{name}_hi": hi}
 
 
 def artifact_rows(r: Report) -> list[dict]:

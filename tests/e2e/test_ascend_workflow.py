@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import paths as P
+from pipeline import paths as P
 from backends import ascend
 from conftest import E2E_ARCH, E2E_EMBED, E2E_RESOLUTION, SNAKEMAKE, STANDINS, Workflow
 
@@ -31,7 +31,7 @@ def plan(wf, **config):
     return counts
 
 
-def chip_target(chip, precision=P.ASCEND_DEFAULT_PRECISION):
+def chip_target(chip, precision=ascend.DEFAULT_PRECISION):
     """The image tower's ascend target on one chip (ATC's default precision unless told)."""
     return P.Target(E2E_ARCH, "image", "ascend", chip, precision)
 
@@ -144,13 +144,26 @@ def test_switching_back_and_forth_rebuilds_nothing_but_the_report(ascend_wf):
         assert (ascend_wf.root / chip_target(chip).dir / "model_bs1" / "model.om").is_file()
 
 
-def test_precision_mode_change_recompiles_only_that_chips_models(ascend_wf):
-    keep_fp32 = {"precision_mode": "must_keep_origin_dtype"}
-    assert plan(ascend_wf, soc_versions=CHIPS[:1], atc=keep_fp32) == TARGET_JOBS
-    assert plan(ascend_wf, soc_versions=CHIPS, atc=keep_fp32) == {k: (1 if k == "report" else 2) for k in TARGET_JOBS}
+def test_an_atc_option_change_recompiles_only_that_backends_models(ascend_wf):
+    option = {"op_select_implmode": "high_precision"}
+    assert plan(ascend_wf, soc_versions=CHIPS[:1], atc=option) == TARGET_JOBS
+    assert plan(ascend_wf, soc_versions=CHIPS, atc=option) == {k: (1 if k == "report" else 2) for k in TARGET_JOBS}
     # an ATC option is no concern of the CPU target
-    cpu = plan(ascend_wf, backend="onnxruntime", atc=keep_fp32)
+    cpu = plan(ascend_wf, backend="onnxruntime", atc=option)
     assert not {"compile", "infer", "benchmark", "similarity"} & set(cpu)
+
+
+def test_an_ascend_precision_is_a_target_of_its_own_compiled_with_its_documented_mode(ascend_wf):
+    """precision fp32 on Ascend: a target beside the fp16 one, ATC on the fp32 ONNX with
+    --precision_mode=must_keep_origin_dtype (the plan's mapping); fp32 is not reduced: no locate job."""
+    jobs = plan(ascend_wf, soc_versions=CHIPS[:1], precision="fp32")
+    assert jobs == {k: v for k, v in TARGET_JOBS.items() if k != "locate"}
+    fp32 = chip_target(CHIPS[0], "fp32")
+    dry = ascend_wf.run("-n", fp32.manifest(1), config={"soc_versions": CHIPS[:1], "precision": "fp32"})
+    compile_job = (dry.stdout + dry.stderr).split("rule compile:", 1)[1].split("\n\n", 1)[0]
+    assert P.onnx(E2E_ARCH, "image", "fp32") in compile_job, "ATC gets the fp32 ONNX"
+    assert ascend.options({**ascend_wf.config, "atc": {}, "ais_bench_python": "python3", "npu_device": 0,
+                           "locate_npu_dump": False}, "fp32")["atc"] == {"precision_mode": "must_keep_origin_dtype"}
 
 
 def test_missing_tools_stop_the_run_before_any_job(e2e_workflow):
@@ -167,7 +180,7 @@ def test_missing_tools_stop_the_run_before_any_job(e2e_workflow):
 
 def target_files(wf, chip):
     """{path: sha256} of everything in one chip's target folder."""
-    from common import sha256
+    from pipeline.common import sha256
 
     folder = chip_dir(wf, chip)
     return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -4,8 +4,8 @@ the plain README command completes, making the killed step's outputs again, byte
 profile sets rerun-incomplete; the Snakefile restores lost outputs as incomplete placeholders)."""
 import pytest
 
-from common import sha256
-import paths as P
+from pipeline.common import sha256
+from pipeline import paths as P
 from conftest import E2E_ARCH, E2E_TARGET, kill_run, start_run_until, tree_hash
 
 pytestmark = pytest.mark.e2e

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-import paths as P
+from pipeline import paths as P
 from conftest import E2E_ARCH, REPO, SNAKEMAKE
 
 pytestmark = pytest.mark.e2e

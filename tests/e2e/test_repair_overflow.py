@@ -2,10 +2,10 @@
 MLP scaled so its activations pass fp16's 65504) deployed on an Ascend target (stand-in atc and ais_bench;
 the stand-in stores fp16 between nodes like an NPU, STANDIN_AIS_BENCH_FP16_STORAGE=1) with `repair: true`
 and `locate_npu_dump: true` (locate reads the stand-in ais_bench's dump of the NPU's tensors).
-The target misses its gate, the workflow locates it to the scaled block by itself in the same run and
-repairs it, a job per step: the
-nodes kept in fp32 are that block's, the repaired model passes, ATC's keep_dtype.cfg names them, and the
-report shows both sections.
+The target misses its gate, the workflow locates it to the scaled block by itself in the same run (the
+measured cause, and the first jump of the NPU's own tensors) and repairs it: the nodes kept in fp32 are
+that block's, the repaired model passes, ATC's --keep_dtype file names them, and the report shows both
+sections.
 
 ONNX Runtime's own CPU computes most fp16 nodes in fp32 (docs/accuracy.md), so an onnxruntime fp16 target
 of this checkpoint passes its gates as deployed: the case is shown on the Ascend path, where the fp16
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import E2E_ARCH, Workflow, copy_workflow, standin_env
-from paths import Target, checkpoint_path
+from pipeline.paths import Target, checkpoint_path
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ TARGET = Target(E2E_ARCH, "image", "ascend", "Ascend910B4", "fp16")
 
 @pytest.fixture(scope="module")
 def overflow_run(tmp_path_factory, e2e_images):
-    from synthetic_variants import write_overflow_checkpoint
+    from model.variants import write_overflow_checkpoint
 
     root = copy_workflow(tmp_path_factory.mktemp("overflow"))
     log = tmp_path_factory.mktemp("standins") / "calls.jsonl"
@@ -36,8 +36,7 @@ def overflow_run(tmp_path_factory, e2e_images):
     wf.run(ordinary)
     variant = root / "resources" / "checkpoints" / "overflow" / f"{E2E_ARCH}.pt"
     record = write_overflow_checkpoint(root / ordinary, variant, E2E_ARCH)
-    wf.config.update(checkpoint=str(variant), backend="ascend", repair=True, repair_max_steps=3,
-                     locate_npu_dump=True)
+    wf.config.update(checkpoint=str(variant), backend="ascend", repair=True, locate_npu_dump=True)
     result = wf.run("report", check=False)
     return wf, record, result
 
@@ -46,20 +45,17 @@ def test_the_overflow_variant_misses_its_gate_is_located_and_repaired_by_itself(
     wf, record, result = overflow_run
     out = result.stdout + result.stderr
     assert result.returncode == 1 and "accuracy gates missed" in out, out[-3000:]
-    assert "rule locate:" in out and "rule repair_ascend:" in out
-    # one job per step (0: the target as it is, 1: the repair, 2 and 3 pass the record on), and the
-    # steps' files are gone once the repair record is written
-    assert out.count("rule repair_step:") == 4
-    assert not (wf.root / TARGET.repair_step(1, "onnx")).exists()
+    assert "rule locate:" in out and "rule repair:" in out
     report = wf.report()
     (t,) = report["targets"]
     assert t["dir"] == TARGET.dir and report["verdict"] == "FAIL"
     assert any(not g["passed"] and g["b"] == "torch_fp32" and g["a"] == "offline" for g in t["accuracy"]["gates"])
     block = record["block"]
-    # located: the first jump is in the scaled block's MLP, the overflow nodes are that block's
+    # located: the measured cause is the scaled block; the first jump is in its MLP, the overflow nodes its
     loc = t["locate"]
-    # from the NPU's own tensors: the (stand-in) ais_bench's dump, read in its real layout
-    assert "ais_bench dump" in loc["source"] and loc["inputs"] == 1
+    assert loc["top_cause"]["unit"] == f"resblocks.{block}" and loc["causes"]["units"][0]["error"] == 2.0
+    # the node-by-node view from the NPU's own tensors: the (stand-in) ais_bench's dump, in its real layout
+    assert "device's own tensors" in loc["source"] and loc["inputs"] == 1
     calls = [json.loads(line) for line in Path(wf.env["STANDIN_LOG"]).read_text().splitlines()]
     assert any(c["tool"] == "ais_bench" and "--dump" in c["argv"] for c in calls)
     assert loc["first_jump"]["block"] == block and "mlp/c_fc" in loc["first_jump"]["node"], loc["first_jump"]
@@ -70,11 +66,11 @@ def test_the_overflow_variant_misses_its_gate_is_located_and_repaired_by_itself(
     assert not rep["before"]["passed"] and rep["passed"] and rep["repaired"], rep
     assert rep["after"]["cosine_min"] >= rep["gate"] and rep["after"]["nonfinite"] == 0
     assert rep["kept"] and all(f"resblocks.{block}/" in n for n in rep["kept"])
-    assert "MatMul" in rep["kept_op_types"]
-    keep_dtype = wf.root / TARGET.repair("keep_dtype")
+    assert rep["kept_units"] == [f"resblocks.{block}"] and rep["grown"] == 1 and rep["shrunk"] > 0
+    keep_dtype = wf.root / TARGET.repair("kept")  # ATC's --keep_dtype file
     assert keep_dtype.read_text().splitlines() == rep["kept"]
     saved = json.loads((wf.root / TARGET.repair("json")).read_text())
-    assert saved["kept"] == rep["kept"] and (wf.root / TARGET.repair("onnx")).stat().st_size > 0
+    assert saved["kept"] == rep["kept"] and (wf.root / TARGET.repair("model") / "model.onnx").stat().st_size > 0
     md = (wf.root / "results" / "report.md").read_text()
     assert "### Where accuracy is lost (locate)" in md and "### Repair (nodes kept in fp32)" in md
     assert "where accuracy is lost (locate)" in (wf.root / "results" / "report.html").read_text()

@@ -8,29 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-import paths as P
-from conftest import E2E_ARCH, E2E_EMBED, E2E_RESOLUTION, E2E_TARGET, Workflow
+from pipeline import paths as P
+from conftest import E2E_ARCH, E2E_EMBED, E2E_RESOLUTION, E2E_TARGET, Workflow, private_copy
 
 SAMPLES = ("chelsea.png", "rocket.jpg", "coffee.png", "astronaut.png", "motorcycle_left.png")
-
-
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _private_copy(wf: Workflow, dest: Path) -> Path:
-    """The session workflow's tree with its results (big files hard-linked: every job replaces its outputs,
-    never writes into them) and its own .snakemake/ (Snakemake rewrites its metadata in place)."""
-    for entry in wf.root.iterdir():
-        if entry.is_dir():
-            big = entry.name in ("results", "resources")
-            shutil.copytree(entry, dest / entry.name, symlinks=True, copy_function=_link_or_copy if big else shutil.copy2)
-        else:
-            shutil.copy2(entry, dest / entry.name)
-    return dest
 
 
 def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
@@ -40,7 +21,7 @@ def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
     images.mkdir()
     for name in SAMPLES[:3]:
         shutil.copyfile(sample_image_source(name), images / name)
-    wf = Workflow(_private_copy(e2e_workflow, tmp_path / "wf"), {**e2e_workflow.config, "images": str(images),
+    wf = Workflow(private_copy(e2e_workflow, tmp_path / "wf"), {**e2e_workflow.config, "images": str(images),
                                                                   "shard_size": 2})
     stems = sorted(Path(n).stem for n in SAMPLES[:3])
     shards = P.shards(stems, 2)

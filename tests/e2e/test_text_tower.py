@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import paths as P
+from pipeline import paths as P
 from conftest import E2E_ARCH, E2E_EMBED, E2E_TARGET, E2E_TEXT_TARGET
 
 pytestmark = pytest.mark.e2e

@@ -30,7 +30,7 @@ def test_text_tower_on_the_ascend_standins(e2e_workflow, tmp_path):
         r = wf.report()
         (target,) = [t for t in r["targets"] if t.get("tower", "image") == "image"]
         assert r["verdict"] == "PASS" and target["backend"] == "ascend"
-        import paths as P
+        from pipeline import paths as P
 
         text_dir = wf.root / P.Target(E2E_ARCH, "text", "ascend", target["device"], target["precision"]).dir
         assert (text_dir / "model_bs1" / "model.om").is_file()

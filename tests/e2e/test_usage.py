@@ -9,14 +9,14 @@ import subprocess
 
 import pytest
 
-import paths as P
+from pipeline import paths as P
 from conftest import (E2E_ARCH, E2E_TARGET, SNAKEMAKE, Workflow, copy_workflow, kill_run, standin_env,
                       start_run_until, tree_hash)
 
 pytestmark = pytest.mark.e2e
 
 NEW_CHIP = "Ascend910B3"
-NEW_CHIP_COMPILE = P.Target(E2E_ARCH, "image", "ascend", NEW_CHIP, P.ASCEND_DEFAULT_PRECISION).manifest(1)
+NEW_CHIP_COMPILE = P.Target(E2E_ARCH, "image", "ascend", NEW_CHIP, "fp16").manifest(1)
 FAIL_REPORT = {"verdict": "FAIL", "targets": [], "note": "an older run's report whose gates failed"}
 
 

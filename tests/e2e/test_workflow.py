@@ -181,7 +181,7 @@ def test_bench_summary_prints_rule_costs_and_speed_per_batch_size(e2e_workflow):
 
 
 def test_precisions_are_targets_side_by_side_and_a_list_change_builds_only_new_points(e2e_workflow):
-    import paths as P
+    from pipeline import paths as P
 
     both = {"precisions": ["fp32", "fp16"]}
     assert e2e_workflow.plan("report", config=both) == {"compile": 1, "infer": 1, "similarity": 1, "benchmark": 1,
@@ -209,7 +209,7 @@ def test_locate_compares_every_tensor_of_a_target_on_demand(e2e_workflow):
     import csv
     import json
 
-    import paths as P
+    from pipeline import paths as P
 
     fp16 = P.Target(E2E_ARCH, "image", "onnxruntime", "cpu", "fp16")
     out = f"{fp16.dir}/locate/locate.json"
@@ -222,3 +222,27 @@ def test_locate_compares_every_tensor_of_a_target_on_demand(e2e_workflow):
     rows = list(csv.DictReader((e2e_workflow.root / fp16.dir / "locate" / "locate.csv").open()))
     assert len(rows) > 100 and rows[-1]["tensor"] == "unnorm_image_features"
     assert (e2e_workflow.root / fp16.dir / "locate" / "locate.png").stat().st_size > 0
+
+
+def test_compare_sets_two_real_runs_that_differ_in_one_known_way_side_by_side(e2e_workflow, tmp_path):
+    """The session's run against a private copy of it rerun with another synthetic seed: `snakemake
+    compare --config baseline=<the first run's results>` lists the checkpoint's sha256 as the one version
+    that differs, and leaves the first run as it was."""
+    import json
+
+    from conftest import Workflow, private_copy
+
+    (tmp_path / "wf").mkdir()
+    wf = Workflow(private_copy(e2e_workflow, tmp_path / "wf"), {**e2e_workflow.config, "seed": 1})
+    plan = wf.plan("compare", config={"baseline": str(e2e_workflow.root / "results")})
+    assert plan.get("compare") == 1 and plan.get("synthetic_checkpoint") == 1
+    missing = wf.run("compare", check=False)  # no baseline given
+    assert missing.returncode != 0 and "--config baseline=" in missing.stdout + missing.stderr
+    wf.run("compare", config={"baseline": str(e2e_workflow.root / "results")})
+    result = json.loads((wf.root / "results" / "compare.json").read_text())
+    # the one known difference: the checkpoint (same packages, tools and host)
+    assert [v["kind"] for v in result["versions"]] == ["model"], result["versions"]
+    assert "checkpoint_sha256" in result["versions"][0]["what"]
+    assert result["summary"]["targets_compared"] == 1
+    assert (wf.root / "results" / "compare.md").read_text().count("checkpoint_sha256") >= 1
+    assert e2e_workflow.plan("report") == {}, "the baseline run is untouched"

@@ -16,7 +16,7 @@ from backends import ascend
 from conftest import STANDINS
 
 VENV_BIN = str(Path(sys.executable).parent)
-OPTIONS = {"threads": 1, "device": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "npu_device": 0}
+OPTIONS = {"threads": 1, "hardware": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "device_id": 0}
 
 # What ais_bench prints at the end of a pure-inference run (format of ais_bench/infer/summary.py; the
 # figures are the seed's: 72.426 fps at batch 1 on a 910B4).
@@ -157,6 +157,18 @@ def test_parse_summary_maps_ais_bench_keys_and_derives_p90_from_its_per_run_time
     assert (lat["mean"], lat["p50"], lat["p99"], lat["min"], lat["max"]) == (13.807, 13.806, 13.866, 13.765, 13.871)
     assert lat["p90"] == pytest.approx(np.percentile(SUMMARY["npu_compute_time_list"], 90))
     assert list(lat) == ["mean", "p50", "p90", "p99", "min", "max"]
+    assert parsed["runs_ms"] == SUMMARY["npu_compute_time_list"]
+
+
+def test_ais_bench_figures_get_intervals_from_its_per_run_times_and_none_without_them():
+    record, notes = ascend.speed_intervals(SUMMARY["npu_compute_time_list"], 1)
+    lo, hi = record["throughput_fps_ci95"]
+    assert lo < SUMMARY["throughput"] < hi and notes == []
+    assert record["seconds"] == pytest.approx([v / 1000 for v in SUMMARY["npu_compute_time_list"]])
+    assert set(record["latency_ms_ci95"]) == {"mean", "p50", "p90", "p99"}
+    record, notes = ascend.speed_intervals(None, 1)
+    assert record["throughput_fps_ci95"] is None and record["seconds"] is None
+    assert set(record["latency_ms_ci95"].values()) == {None} and "npu_compute_time_list" in notes[0]
 
 
 def test_parse_summary_without_per_run_times_gives_no_p90_and_says_so():
@@ -246,7 +258,7 @@ def test_concurrent_compile_jobs_never_share_a_working_directory(tiny_onnx, tmp_
     jobs = [("Ascend910B4", 1), ("Ascend910B4", 2), ("Ascend310P3", 1)]
     out = {job: tmp_path / "results" / job[0] / f"model_bs{job[1]}" for job in jobs}
     with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(ascend.compile, tiny_onnx["fp16"], out[(soc, bs)], bs, 16, {**OPTIONS, "device": soc})
+        futures = [pool.submit(ascend.compile, tiny_onnx["fp16"], out[(soc, bs)], bs, 16, {**OPTIONS, "hardware": soc})
                    for soc, bs in jobs]
         results = [f.result() for f in futures]
     calls = standins("atc")
@@ -341,6 +353,8 @@ def test_benchmark_reports_ais_bench_figures(tiny_onnx, tmp_path, standins):
     printed = result["ais_bench"]["printed"]
     assert result["throughput_fps"] == printed["throughput_fps"] == pytest.approx(1000 * 2 / lat["mean"], rel=1e-6)
     assert result["ais_bench"]["summary_count"] == 5
+    assert len(result["seconds"]) == 5 and result["throughput_fps_ci95"] is not None
+    assert (result["loop_max"], result["stopped_early"]) == (5, False), "ais_bench runs --loop exactly"
     (call,) = standins("ais_bench")
     argv = ["python3", "-m", "ais_bench", *call["argv"]]
     scratch = Path(call["cwd"])
@@ -397,7 +411,7 @@ def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
 def test_standin_ais_bench_can_store_fp16_between_nodes_like_an_npu(tmp_path, standins, monkeypatch):
     """STANDIN_AIS_BENCH_FP16_STORAGE=1: the fp16 overflow that ONNX Runtime's CPU computes away (its fp32
     chains) shows in the stand-in's outputs, as on an NPU; without it the stand-in matches ONNX Runtime."""
-    from repair import build_fp16
+    from backends.onnxruntime import build_fp16
     from test_locate import inputs, mlp_onnx
 
     monkeypatch.syspath_prepend(str(STANDINS))
@@ -435,8 +449,8 @@ def test_ais_bench_dump_command_is_the_real_tools():
 def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, standins, monkeypatch):
     """backends.ascend.dump runs ais_bench --dump on one input (the stand-in storing fp16 like an NPU) and
     keeps its converted dump; locate reads it and names the node whose output passed fp16's range."""
-    import locate as L
-    from repair import build_fp16
+    from accuracy import locate as L
+    from backends.onnxruntime import build_fp16
     from test_locate import NAMES, inputs, mlp_onnx
 
     monkeypatch.syspath_prepend(str(STANDINS))
@@ -448,10 +462,16 @@ def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, stan
     om = tmp_path / "m.om"
     standin_om.write_om(str(om), {"stand-in": True}, fp16.read_bytes())
     np.save(tmp_path / "a b.npy", inputs(1)[0])  # any name: ais_bench sees a safe copy
-    folder = ascend.dump(om, tmp_path / "a b.npy", tmp_path / "dump", {"ais_bench_python": sys.executable})
+    options = {"ais_bench_python": sys.executable}
+    folder = ascend.dump(om, tmp_path / "a b.npy", tmp_path / "dump", options)
     converted = sorted(folder.glob("*_npy"))
     assert len(converted) == 1 and [p.parent.name for p in converted[0].rglob("*.npy")][0] == "0"
-    rows, summary = L.locate_dump(fp32, folder, inputs(1)[0], input_name="x")
+    # the plan's node_tensors: the same dump read back by ONNX tensor name, what locate compares
+    import onnx
+
+    tensors = ascend.node_tensors(om, tmp_path / "a b.npy", onnx.load(str(fp32)), tmp_path / "again", options)
+    assert set(tensors) == {"h1", "h2", "h3", "h4", "r", "y"}
+    rows, summary = L.compare_tensors(fp32, tensors, inputs(1)[0], input_name="x")
     assert summary["first_jump"]["node"] == NAMES["fc1"] and summary["overflow_nodes"]
     # the real tool's rule: a dump needs --output
     bad = subprocess.run([sys.executable, "-m", "ais_bench", "--model", str(om), "--dump", "true"],

@@ -16,7 +16,7 @@ from backends import ascend
 from conftest import REPO, STANDINS
 
 VENV_BIN = str(Path(sys.executable).parent)
-OPTIONS = {"threads": 1, "device": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "npu_device": 0}
+OPTIONS = {"threads": 1, "hardware": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "device_id": 0}
 # what users name their images and labels, and where they check the repository out
 USER_STEMS = ["猫", "a photo", "x;$(touch pwned)&'q\"", "café-1"]
 CHECKOUT = "my work+dev@2026/clip repo"
@@ -232,12 +232,12 @@ def test_an_unsafe_temporary_folder_is_named_with_the_rule_and_the_fix(tmp_path,
     monkeypatch.setenv("TMPDIR", str(bad))
     monkeypatch.setattr(tempfile, "tempdir", None)
     with pytest.raises(ascend.UnsafePathError) as err:
-        ascend.preflight()
+        ascend.check_scratch()
     message = str(err.value)
     assert str(bad) in message and "A-Z a-z 0-9 _ - / ." in message and "TMPDIR" in message
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)
-    ascend.preflight()
+    ascend.check_scratch()
 
 
 def test_ais_bench_bounds_are_checked_before_running_it():
@@ -256,7 +256,7 @@ def test_ais_bench_bounds_are_checked_before_running_it():
 def schema_errors(**config):
     import yaml
 
-    from config_check import config_errors
+    from pipeline.config_check import config_errors
 
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     return config_errors(config, schema)
@@ -278,18 +278,34 @@ def test_schema_bounds_and_atc_values_name_the_key(config, key):
 
 def test_schema_accepts_the_limits_and_every_documented_atc_value():
     assert schema_errors(loop=100000, warmup=10000, batch_sizes=[1, 4096]) == []
-    for mode in ("force_fp16", "force_fp32", "cube_fp16in_fp32out", "allow_fp32_to_fp16", "must_keep_origin_dtype",
-                 "allow_mix_precision", "allow_mix_precision_fp16", "allow_mix_precision_bf16"):
-        assert schema_errors(atc={"precision_mode": mode}) == [], mode
-    for mode in ("fp16", "origin", "cube_fp16in_fp32out", "mixed_float16", "mixed_bfloat16"):
-        assert schema_errors(atc={"precision_mode_v2": mode}) == [], mode
     for mode in ("high_precision", "high_performance", "high_precision_for_all", "high_performance_for_all"):
         assert schema_errors(atc={"op_select_implmode": mode}) == [], mode
+    for precision in ascend.PRECISIONS:
+        assert schema_errors(precision=precision) == [], precision
+
+
+# --precision_mode values CANN's ATC documentation lists (CANN 8.5, atlasatcparam_16_0067)
+ATC_PRECISION_MODES = ("force_fp16", "force_fp32", "cube_fp16in_fp32out", "allow_fp32_to_fp16", "must_keep_origin_dtype",
+                       "allow_mix_precision", "allow_mix_precision_fp16", "allow_mix_precision_bf16")
+
+
+def test_each_ascend_precision_is_one_documented_precision_mode_on_its_source_onnx():
+    """The precision coordinate is what the target computes in; ATC's --precision_mode is its explicit
+    mapping in the Ascend plan: fp16 (the seed's) passes none on the fp16 ONNX, the rest a documented
+    value on the fp32 ONNX."""
+    config = {"atc": {"op_select_implmode": "high_precision", "optypelist_for_implmode": ""},
+              "ais_bench_python": "python3", "npu_device": 1, "locate_npu_dump": False}
+    assert ascend.PRECISION_MODE["fp16"] is None and ascend.PRECISIONS["fp16"] == "fp16"
+    assert "precision_mode" not in ascend.options(config, "fp16")["atc"]
+    for precision, mode in ascend.PRECISION_MODE.items():
+        if mode:
+            assert mode in ATC_PRECISION_MODES and ascend.PRECISIONS[precision] == "fp32", precision
+            assert ascend.options(config, precision)["atc"] == {"op_select_implmode": "high_precision",
+                                                                "precision_mode": mode}
+    assert ascend.options(config, "fp32")["device_id"] == 1
 
 
 def test_precision_mode_and_v2_are_mutually_exclusive():
-    errors = schema_errors(atc={"precision_mode": "force_fp16", "precision_mode_v2": "fp16"})
-    assert errors and "mutually exclusive" in " ".join(errors) and "atc.precision_mode_v2" in " ".join(errors)
     with pytest.raises(ValueError, match="mutually exclusive"):
         ascend.atc_command("m.onnx", "out/model", 1, 224, "Ascend910B4",
                            {"precision_mode": "force_fp16", "precision_mode_v2": "fp16"})

@@ -43,6 +43,14 @@ def test_benchmark_reports_throughput_and_latency(tiny_onnx, tmp_path):
     assert result["batch_size"] == 2 and result["loop"] == 4 and result["threads"] == 1
     assert result["throughput_fps"] > 0
     assert set(result["latency_ms"]) >= {"mean", "p50", "p90", "p99"}
+    assert len(result["seconds"]) == 4 and result["throughput_fps_ci95"] is not None
+    assert result["stopped_early"] is False, "no ci_width: every run of `loop`"
+
+
+def test_benchmark_stops_early_once_the_interval_is_within_ci_width(tiny_onnx, tmp_path):
+    model = backend.compile(tiny_onnx["fp32"], tmp_path / "m", 1, 16, OPTIONS)[0]
+    result = backend.benchmark(model, tiny_onnx["npy"], 1, loop=50, warmup=1, options={**OPTIONS, "ci_width": 10.0})
+    assert (result["loop"], result["loop_max"], result["stopped_early"]) == (10, 50, True)
 
 
 INTEGER_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger", "MatMulIntegerToFloat",

@@ -5,9 +5,9 @@ import torch
 
 from checkpoint_info import describe
 from synthetic_checkpoint import make_synthetic
-from clip_model import check_architecture, load_model, load_state_dict, new_model
-from common import sha256
-from paths import ConfigError
+from model.clip import check_architecture, load_model, load_state_dict, new_model
+from pipeline.common import sha256
+from pipeline.paths import ConfigError
 
 
 @pytest.fixture(scope="module")

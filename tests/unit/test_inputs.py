@@ -8,8 +8,8 @@ import yaml
 from cn_clip.clip.utils import image_transform
 from PIL import Image
 
-from config_check import check_config, check_images, usable_images
-from paths import ConfigError, discover_images
+from pipeline.config_check import check_config, check_images, usable_images
+from pipeline.paths import ConfigError, discover_images
 from preprocess import preprocess_image
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -89,12 +89,36 @@ def test_bad_files_stop_the_run_with_every_file_and_reason(tmp_path):
 
 def test_bad_files_skipped_on_request_are_returned_for_the_report(tmp_path):
     folder = bad_folder(tmp_path)
-    good, skipped = usable_images(discover_images(str(folder)), str(folder), skip_bad=True,
-                                  cache_file=tmp_path.parent / f"{tmp_path.name}-cache.json")
+    good, skipped = usable_images(discover_images(str(folder)), str(folder), skip_bad=True)
     assert list(good) == ["good"] and len(skipped) == 4
-    # cached: a second check decodes nothing and gives the same answer
-    cache = tmp_path.parent / f"{tmp_path.name}-cache.json"
-    assert usable_images(discover_images(str(folder)), str(folder), True, cache) == (good, skipped)
+
+
+def test_the_parse_time_check_reads_no_pixels_of_a_jpeg_or_png(tmp_path, monkeypatch):
+    """Headers and trailers only (a dry run of 1,000 photographs decodes none): a JPEG cut short anywhere
+    misses its end-of-image marker; corrupt pixels in the middle pass here and stop preprocess, naming the
+    file."""
+    from PIL import ImageFile
+
+    import preprocess
+
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (9, 9, 9)).save(buf, "JPEG")
+    data = buf.getvalue()
+    (tmp_path / "ok.jpg").write_bytes(data)
+    (tmp_path / "cut.jpg").write_bytes(data[:-100])
+    Image.new("RGB", (20, 20)).save(tmp_path / "ok.png")
+    loads = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(self) or None)
+    assert check_images({"ok": str(tmp_path / "ok.jpg"), "png": str(tmp_path / "ok.png")}) == {}
+    assert "end-of-image" in check_images({"cut": str(tmp_path / "cut.jpg")})[str(tmp_path / "cut.jpg")]
+    assert loads == [], "no image decoded"
+    monkeypatch.undo()
+    png = (tmp_path / "ok.png").read_bytes()
+    idat = png.index(b"IDAT") + 8
+    (tmp_path / "mid.png").write_bytes(png[:idat] + bytes(b ^ 0x5A for b in png[idat:idat + 8]) + png[idat + 8:])
+    assert check_images({"mid": str(tmp_path / "mid.png")}) == {}, "its trailer is there"
+    with pytest.raises(RuntimeError, match=r"mid\.png cannot be decoded .*remove or replace it"):
+        preprocess.preprocess_images([str(tmp_path / "mid.png")], [str(tmp_path / "mid.npy")], 64)
 
 
 def default_config():

@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
-import locate as L
-from repair import build_fp16
+import locate as locate_rule  # the rule script (scripts/locate.py)
+from accuracy import locate as L
+from backends import ascend
+from backends.onnxruntime import build_fp16
 
 D, H = 8, 32
 NAMES = {"fc1": "blk.0/mlp/fc1", "bias": "blk.0/mlp/bias", "act": "blk.0/mlp/act", "fc2": "blk.0/mlp/fc2",
@@ -100,7 +102,7 @@ def test_fp16_storage_shows_the_overflow_that_onnx_runtime_cpu_computes_away(ove
 
 def test_locate_names_the_first_overflowing_node_and_the_nodes_around_it(overflow):
     fp32, fp16 = overflow
-    rows, summary = L.locate(fp32, fp16, inputs(), input_name="x", chunk=2)
+    rows, summary = L.compare_graphs(fp32, fp16, inputs(), input_name="x", chunk=2)
     assert [r["tensor"] for r in rows] == ["h1", "h2", "h3", "h4", "r", "y"]  # fp32 names only, in order
     jump = summary["first_jump"]
     assert jump["node"] == NAMES["fc1"] and jump["op_type"] == "MatMul" and jump["nonfinite_new"] > 0
@@ -112,7 +114,7 @@ def test_locate_names_the_first_overflowing_node_and_the_nodes_around_it(overflo
 
 def test_an_ordinary_model_has_no_jump(ordinary):
     fp32, fp16 = ordinary
-    rows, summary = L.locate(fp32, fp16, inputs(), input_name="x")
+    rows, summary = L.compare_graphs(fp32, fp16, inputs(), input_name="x")
     assert summary["first_jump"] is None and summary["overflow_nodes"] == []
     assert all(r["cosine_min"] > 0.999 and r["nonfinite_new"] == 0 for r in rows)
     assert summary["final"]["tensor"] == "y"
@@ -125,7 +127,7 @@ def test_tensors_the_target_adds_are_not_rows_and_renamed_io_still_matches(ordin
     target = onnx.load(str(fp16))
     added = {o for n in target.graph.node for o in n.output} - {"h1", "h2", "h3", "h4", "r", "y"}
     assert added  # the converter's Casts for fp32 input/output
-    rows, _ = L.locate(fp32, fp16, inputs(1), input_name="x")
+    rows, _ = L.compare_graphs(fp32, fp16, inputs(1), input_name="x")
     assert not added & {r["tensor"] for r in rows}
     assert rows[-1]["tensor"] == "y"  # graph output: the target's Cast back to fp32 keeps the name
 
@@ -156,12 +158,12 @@ def test_tensor_stats_values():
 
 
 def test_int8_rows_match_the_quantised_graph_by_name(tmp_path):
-    from repair import build_int8, int8_prepared
+    from backends.onnxruntime import build_int8, int8_prepared
 
     fp32 = mlp_onnx(tmp_path / "m.onnx")
     prepared = int8_prepared(fp32, tmp_path / "work")
     int8 = build_int8(prepared, tmp_path / "int8" / "model.onnx")
-    rows, summary = L.locate(prepared, int8, inputs(), input_name="x")
+    rows, summary = L.compare_graphs(prepared, int8, inputs(), input_name="x")
     by_tensor = {r["tensor"]: r for r in rows}
     assert {"h1", "h4", "y"} <= set(by_tensor)  # quantised MatMuls keep their output names
     assert by_tensor["h1"]["error"] > 0 and by_tensor["h1"]["cosine_min"] > 0.9  # 8-wide rows: int8 is coarse
@@ -179,7 +181,7 @@ def fabricate_dump(out_dir, fp16, nodes, x):
         values.update(v)
     for task, n in enumerate(nodes):
         a = values[n.output[0]]
-        stem = f"{n.op_type}.{L.dump_op_name(n.name)}.{task}.2.1767268800000000"
+        stem = f"{n.op_type}.{ascend.dump_op_name(n.name)}.{task}.2.1767268800000000"
         np.save(folder / f"{stem}.output.0.{'x'.join(map(str, a.shape))}.npy", a)
         np.save(folder / f"{stem}.input.0.{'x'.join(map(str, a.shape))}.npy", a)
     np.save(folder / "notadump.npy", np.zeros(1))
@@ -193,19 +195,20 @@ def test_ais_bench_dump_is_read_and_located_like_the_onnx_target(overflow, tmp_p
     nodes = list(onnx.load(str(fp32)).graph.node)
     x = inputs(1)[0]
     out = fabricate_dump(tmp_path / "ais_out", fp16, nodes, x)
-    dump = L.read_ais_bench_dump(out)
-    assert set(dump) == {L.dump_op_name(n.name) for n in nodes}
+    dump = ascend.read_ais_bench_dump(out)
+    assert set(dump) == {ascend.dump_op_name(n.name) for n in nodes}
     assert dump["blk_0_mlp_fc1"]["op_type"] == "MatMul" and 0 in dump["blk_0_mlp_fc1"]["outputs"]
-    rows, summary = L.locate_dump(fp32, out, x, input_name="x")
+    where = ascend.DumpTarget(dump, onnx.load(str(fp32)), []).where
+    rows, summary = L.compare_tensors(fp32, {t: np.load(f) for t, f in where.items()}, x, input_name="x")
     assert [r["tensor"] for r in rows] == ["h1", "h2", "h3", "h4", "r", "y"]
     assert summary["first_jump"]["node"] == NAMES["fc1"]
     with pytest.raises(FileNotFoundError, match="dump_npy"):
-        L.read_ais_bench_dump(tmp_path / "empty")
+        ascend.read_ais_bench_dump(tmp_path / "empty")
 
 
 def test_outputs_csv_chart_json_round_trip(overflow, tmp_path):
     fp32, fp16 = overflow
-    rows, summary = L.locate(fp32, fp16, inputs(1), input_name="x")
+    rows, summary = L.compare_graphs(fp32, fp16, inputs(1), input_name="x")
     L.write_outputs(rows, summary, tmp_path / "l.csv", tmp_path / "l.png", tmp_path / "l.json")
     back = L.read_csv(tmp_path / "l.csv")
     assert [(r["node"], r["op_type"], r["depth"]) for r in back] == [(r["node"], r["op_type"], r["depth"]) for r in rows]
@@ -234,14 +237,15 @@ def test_a_target_that_met_its_gates_gets_a_record_and_no_localisation(tmp_path)
         return path
 
     out = Named(csv=str(tmp_path / "l.csv"), chart=str(tmp_path / "l.png"), json=str(tmp_path / "l.json"))
-    smk = SimpleNamespace(input=Named(fp32=str(tmp_path / "missing.onnx"), npy=[], similarity=str(similarity(True))),
-                          output=out, params=Named(precision="fp16"))
-    L.main(smk)
+    smk = SimpleNamespace(input=Named(model=str(tmp_path / "missing.onnx"), npy=[], similarity=str(similarity(True))),
+                          output=out, params=Named(always=False),
+                          wildcards=Named(backend="onnxruntime", precision="fp16"))
+    locate_rule.main(smk)
     record = json.loads((tmp_path / "l.json").read_text())
     assert record["located"] is False and "locate: all" in record["reason"] and record["first_jump"] is None
     assert (tmp_path / "l.csv").read_text().startswith("depth,") and (tmp_path / "l.png").stat().st_size > 0
     assert L.gates_met(similarity(False)) is None
-    smk.params = Named(precision="fp16", always=True)  # locate: all: the job locates (here: no model to read)
+    smk.params = Named(always=True, max_inputs=4, gate=0.99, options={})  # locate: all: the job locates (here: no model to read)
     similarity(True)
     with pytest.raises(Exception):
-        L.main(smk)
+        locate_rule.main(smk)

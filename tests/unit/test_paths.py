@@ -2,9 +2,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-import paths
-from config_check import coerce_cli_types
-from paths import ConfigError, discover_images
+from pipeline import paths
+from pipeline.config_check import coerce_cli_types
+from pipeline.paths import ConfigError, discover_images
 
 REPO_CONFIG = paths.Path(__file__).resolve().parents[2] / "config"
 
@@ -62,15 +62,13 @@ def test_paths_follow_the_contract():
     assert t.dst("cat") == f"{t.dir}/dst/cat_0.npy" and t.manifest(4) == f"{t.dir}/compile_bs4.json"
     assert paths.onnx("ViT-H-14", "image", "fp16") == "results/ViT-H-14/onnx/vit-h-14.img.fp16.onnx"
     assert paths.onnx_data("ViT-H-14", "text") == "results/ViT-H-14/onnx/vit-h-14.txt.fp32.onnx.extra_file"
-    assert paths.devices("onnxruntime", "Ascend910B4", []) == ["cpu"]
-    assert paths.devices("ascend", "Ascend910B4", ["Ascend310P3", "Ascend910B4"]) == ["Ascend310P3", "Ascend910B4"]
 
 
 def test_rule_patterns_and_values_come_from_the_same_function():
     """Called without coordinates a path function gives the rule's output pattern; formatting the
     pattern with a target's coordinates gives that target's path."""
     pattern, t = paths.Target(), paths.Target("ViT-B-16", "text", "onnxruntime", "cpu", "int8")
-    assert pattern.dir == "results/{arch}/{tower}/{backend}/{device}/{precision}"
+    assert pattern.dir == "results/{arch}/{tower}/{backend}/{hardware}/{precision}"
     assert pattern.similarity().format(**t.coordinates()) == t.similarity()
     assert pattern.benchmark().format(**t.coordinates(), bs=2) == t.benchmark(2)
     assert paths.onnx(precision="fp32") == "results/{arch}/onnx/{prefix}.{part}.fp32.onnx"
@@ -145,7 +143,7 @@ def test_doubling_the_shard_count_splits_each_shard_in_two():
 def test_every_feature_file_names_its_item_back():
     """similarity and zero_shot pair files by item name: each path function's file gives its item back,
     dots and all."""
-    from similarity import by_stem
+    from accuracy.similarity import by_stem
 
     items = ["astronaut", "a.b.c", "猫", "x_0"]
     for stage in paths.STAGES:

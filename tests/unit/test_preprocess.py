@@ -34,7 +34,7 @@ def test_a_shard_list_stands_for_its_npy_files_and_names_a_missing_one(tmp_path)
     """A shard's image jobs take its list (one input, not one per image): expanded in the list's order,
     other inputs passed through, and a listed file deleted by hand named with the command that remakes
     it, not a numpy error."""
-    from common import model_input_files, write_shard_list
+    from pipeline.common import model_input_files, write_shard_list
 
     files = [tmp_path / "npy" / f"{stem}.npy" for stem in ("b img", "a")]
     for f in files:

@@ -1,5 +1,6 @@
-"""The cluster profiles place the jobs that hold an NPU (infer and benchmark of an ascend target) by
-their input, not by rule name (issue 16): a run with many images has an infer rule per target and
+"""The cluster profiles place the jobs that hold an NPU (infer and benchmark of a target whose backend
+holds one) by their input named after the accelerator (`npu`), not by rule name (issue 16) nor by a
+backend's name: a run with many images has an infer rule per target and
 shard (infer_3of8, infer_ascend_3of8), which `set-resources: infer:` would miss, sending an Ascend
 infer shard to a CPU node. Each profile's default-resources are evaluated here as Snakemake evaluates
 them per job (its own parser and evaluator), and on a sharded plan by Snakemake itself."""
@@ -11,16 +12,17 @@ import yaml
 from snakemake.iocontainers import InputFiles, Wildcards
 from snakemake.resources import Resources
 
-import paths as P
+from pipeline import paths as P
 from conftest import REPO, SNAKEMAKE, copy_workflow
 
 ASCEND = P.Target("ViT-B-16", "image", "ascend", "Ascend910B4", "fp16")
 ORT = P.Target("ViT-B-16", "image", "onnxruntime", "cpu", "fp32")
 # {job: (its named inputs, whether it holds an NPU)}, the inputs as rules/target.smk names them
 JOBS = {
-    "infer ascend": ({"manifest": ASCEND.manifest(1)}, True),
-    "infer_3of8 ascend": ({"manifest": ASCEND.manifest(1)}, True),
-    "benchmark ascend": ({"manifest": ASCEND.manifest(2), "ckpt": "resources/x.pt"}, True),
+    "infer ascend": ({"manifest": ASCEND.manifest(1), "npu": ASCEND.manifest(1)}, True),
+    "infer_3of8 ascend": ({"manifest": ASCEND.manifest(1), "npu": ASCEND.manifest(1)}, True),
+    "benchmark ascend": ({"manifest": ASCEND.manifest(2), "npu": ASCEND.manifest(2), "ckpt": "resources/x.pt"},
+                         True),
     "compile ascend (ATC on the CPU)": ({"onnx": P.onnx("ViT-B-16", "image", "fp16")}, False),
     "infer onnxruntime": ({"manifest": ORT.manifest(1)}, False),
     "benchmark onnxruntime": ({"manifest": ORT.manifest(1)}, False),
@@ -82,3 +84,19 @@ def test_snakemake_places_each_shard_of_a_sharded_plan(tmp_path):
         for holds_npu, gres in seen:
             assert gres == ("npu:1" if holds_npu else ""), (rule, holds_npu, gres)
     assert (True, "npu:1") in placed["benchmark"] and (False, "") in placed["benchmark"]
+
+
+@pytest.mark.parametrize("chain, middle_shards", [("first_shard", 1), ("all", 4)])
+def test_the_chains_middle_stages_run_on_the_first_shard_unless_asked_for_all(tmp_path, chain, middle_shards):
+    """Six sample images at shard_size 2 make four shards: torch_fp32 runs on each, onnx_fp32 and onnx_fp16
+    on the first only (chain_images: first_shard) or on each (all)."""
+    root = copy_workflow(tmp_path / "wf")
+    done = subprocess.run([SNAKEMAKE, "-n", "report", "--config", "model_arch=ViT-Toy-16", "shard_size=2",
+                           f"chain_images={chain}"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    jobs = re.findall(r"^rule (reference_\dof4):\n(?:    .*\n)*?    wildcards: .*stage=(\w+)", done.stdout, flags=re.M)
+    stages = {}
+    for rule, stage in jobs:
+        stages.setdefault(stage, set()).add(rule)
+    assert len(stages["torch_fp32"]) == 4
+    assert len(stages["onnx_fp32"]) == len(stages["onnx_fp16"]) == middle_shards

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ranking import DEFAULT_GATES, image_to_image, image_to_label
-from similarity import evaluate
+from accuracy.ranking import DEFAULT_GATES, image_to_image, image_to_label
+from accuracy.similarity import evaluate
 
 GATES = {"offline_vs_onnx_fp16": 0.999, "vs_torch_fp32": 0.99, **DEFAULT_GATES}
 

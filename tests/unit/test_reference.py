@@ -13,7 +13,7 @@ def test_every_reference_stage_computes_on_the_threads_it_is_given(tiny_onnx, mo
     `threads` (every core)."""
     import torch
 
-    import clip_model
+    from model import clip as clip_model
     import reference
     from backends import onnxruntime as ort_backend
 
@@ -63,7 +63,7 @@ def test_the_flop_count_includes_the_attention_products():
     from torch.utils.flop_counter import FlopCounterMode
 
     from benchmark import model_gflops
-    from clip_model import new_model
+    from model.clip import new_model
 
     model = new_model("ViT-B-16").float().eval()
 

@@ -1,394 +1,233 @@
-"""repair and the overflow checkpoint: small graphs built here (test_locate's residual MLP), then one
-slower test on cn_clip's real ViT-B-16 image tower (random weights, the smallest real arch)."""
-from pathlib import Path
+"""locate's measured causes and repair on small graphs built here with onnx.helper: residual blocks named as
+cn_clip's image tower names them (`/visual/transformer/resblocks/resblocks.N/...`), one of which carries a
+planted defect, deployed through the real backend plans (the fp16 converter and fp16 storage of the
+Ascend proxy; ONNX Runtime's static int8 quantiser)."""
+import json
 
 import numpy as np
-
-import paths
 import pytest
 
-from common import read_features, write_features
-import locate as L
-import repair as R
-from synthetic_variants import DEFAULT_SCALE, image_blocks, make_overflow, variant_of, write_overflow_checkpoint
-from test_locate import NAMES, inputs, mlp_onnx
+import backends
+from accuracy import locate as L
+from accuracy import repair as R
+from pipeline.common import write_features
 
-OVERFLOW = [NAMES[k] for k in ("fc1", "bias", "act", "fc2")]
-
-
-def reference(fp32, xs):
-    return R.run_model(fp32, xs, input_name="x")
+D, H = 16, 32
 
 
-# --------------------------------------------------------------------------------------------
-# the overflow checkpoint
-# --------------------------------------------------------------------------------------------
-
-def fake_state(layers=4, prefix="module."):
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    sd = {}
-    for b in range(layers):
-        p = f"{prefix}visual.transformer.resblocks.{b}.mlp."
-        sd[p + "c_fc.weight"] = (0.02 * torch.randn(16, 4, generator=g)).half()
-        sd[p + "c_fc.bias"] = (0.02 * torch.randn(16, generator=g)).half()
-        sd[p + "c_proj.weight"] = (0.02 * torch.randn(4, 16, generator=g)).half()
-    sd[f"{prefix}bert.embeddings.weight"] = torch.randn(3, 4, generator=g).half()
-    return sd
+def block_name(b: int, part: str) -> str:
+    return f"/visual/transformer/resblocks/resblocks.{b}/mlp/{part}"
 
 
-def test_make_overflow_scales_one_block_exactly_and_nothing_else():
-    sd = fake_state()
-    out = make_overflow(sd, "ViT-B-16")
-    assert image_blocks(sd) == 4
-    p = "module.visual.transformer.resblocks.2.mlp."  # default: the middle block
-    assert (out[p + "c_fc.weight"].float() == sd[p + "c_fc.weight"].float() * DEFAULT_SCALE).all()  # exact
-    assert (out[p + "c_fc.bias"].float() == sd[p + "c_fc.bias"].float() * DEFAULT_SCALE).all()
-    assert out[p + "c_proj.weight"].abs().max() < sd[p + "c_proj.weight"].abs().max() / 1000
-    changed = {k for k in sd if out[k] is not sd[k]}
-    assert changed == {p + "c_fc.weight", p + "c_fc.bias", p + "c_proj.weight"}
-    assert out[p + "c_fc.weight"].dtype == sd[p + "c_fc.weight"].dtype
-
-
-def test_make_overflow_refuses_what_it_cannot_do():
-    with pytest.raises(ValueError, match="no image-tower transformer blocks"):
-        make_overflow({"module.visual.layer1.0.conv1.weight": None}, "RN50")
-    with pytest.raises(ValueError, match="blocks 0..3, not 7"):
-        make_overflow(fake_state(), "ViT-B-16", block=7)
-    with pytest.raises(ValueError, match="power of two"):
-        make_overflow(fake_state(), "ViT-B-16", scale=1000.0)
-    with pytest.raises(ValueError, match="does not fit"):
-        make_overflow(fake_state(), "ViT-B-16", scale=2.0 ** 30)
-
-
-def test_overflow_checkpoint_file_keeps_the_official_layout(tmp_path):
-    import torch
-
-    torch.save({"state_dict": fake_state(), "synthetic_seed": 0, "arch": "ViT-B-16"}, tmp_path / "s.pt")
-    record = write_overflow_checkpoint(tmp_path / "s.pt", tmp_path / "o.pt", "ViT-B-16", block=1)
-    saved = torch.load(tmp_path / "o.pt", weights_only=True)
-    assert set(saved["state_dict"]) == set(fake_state()) and saved["synthetic_seed"] == 0
-    assert variant_of(tmp_path / "o.pt") == record and record["block"] == 1 and variant_of(tmp_path / "s.pt") is None
-
-
-# --------------------------------------------------------------------------------------------
-# rebuilds, verify, the greedy loop (small graphs)
-# --------------------------------------------------------------------------------------------
-
-def test_kept_nodes_stay_fp32_between_each_other(tmp_path):
-    """The converter alone puts an fp16 Cast on every edge, also between two blocked nodes; build_fp16 keeps
-    those edges fp32, else the overflow is still there."""
+def blocks_onnx(path, blocks=3, overflow=None, outliers=None, seed=0):
+    """x (1x4xD) -> stem MatMul -> `blocks` residual blocks (gain Mul -> fc1 MatMul -> Add bias -> Relu -> fc2
+    MatMul -> residual Add) -> head MatMul -> y. `overflow`: that block's fc1 and bias x 2**16 and fc2 / 2**16
+    (exact in fp32, past fp16's range in between); `outliers`: that block's gain on channel 0 x 2**10 and
+    fc1's row 0 / 2**10 (exact in fp32; one huge channel for per-tensor int8 activations)."""
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnx import TensorProto as T
+    from onnx import helper, numpy_helper
 
-    fp32 = mlp_onnx(tmp_path / "m.onnx", scale=2.0 ** 16)
-    xs = inputs(1)
-    ref = reference(fp32, xs)
-    plain = convert_float_to_float16(onnx.shape_inference.infer_shapes(onnx.load(str(fp32))), keep_io_types=True,
-                                     disable_shape_infer=True, node_block_list=OVERFLOW)
-    onnx.save(plain, str(tmp_path / "plain.onnx"))
-    assert not R.verify(tmp_path / "plain.onnx", xs, ref, 0.99, "x", fp16_storage=True)["passed"]
-    built = R.build_fp16(fp32, tmp_path / "kept.onnx", node_block_list=OVERFLOW)
-    v = R.verify(built, xs, ref, 0.99, "x", fp16_storage=True)
-    assert v["passed"] and v["nonfinite"] == 0 and v["cosine_min"] > 0.999
-    kept = {n.name for n in onnx.load(str(built)).graph.node if n.name in OVERFLOW}
-    assert kept == set(OVERFLOW)
+    rng = np.random.default_rng(seed)
+    inits, nodes = {}, []
 
+    def weight(name, shape, scale=1.0):
+        inits[name] = (rng.standard_normal(shape) / np.sqrt(shape[0]) * scale).astype(np.float32)
+        return name
 
-def test_greedy_stops_at_the_first_passing_step(tmp_path):
-    built = []
-
-    def build(kept, out):
-        built.append(list(kept))
-        return out
-
-    def check(model):
-        kept = built[-1]
-        ok = {"a", "b"} <= set(kept)
-        return {"cosine_min": 0.999 if ok else 0.5, "nonfinite": 0, "passed": ok}
-
-    before = {"cosine_min": 0.5, "nonfinite": 3, "passed": False}
-    r = R.greedy([["a"], ["b"], ["c"]], build, check, tmp_path, before)
-    assert r["passed"] and r["kept"] == ["a", "b"] and len(r["steps"]) == 2 and built == [["a"], ["a", "b"]]
-    assert r["before"]["cosine_min"] == 0.5 and r["after"]["cosine_min"] == 0.999
-    r = R.greedy([["a"]], build, check, tmp_path, {"cosine_min": 1.0, "nonfinite": 0, "passed": True})
-    assert r["passed"] and r["kept"] == [] and r["steps"] == []
-    r = R.greedy([["c"], ["d"]], build, check, tmp_path, before)
-    assert not r["passed"] and r["kept"] == ["c", "d"]
-
-
-def test_candidates_put_the_overflow_group_first_then_the_error_each_node_adds():
-    rows = [{"node": "n0", "op_type": "MatMul", "increment": 0.01, "depth": 0},
-            {"node": "n1", "op_type": "Add", "increment": 0.2, "depth": 1},
-            {"node": "n2", "op_type": "Relu", "increment": 0.0, "depth": 2},
-            {"node": "n3", "op_type": "MatMul", "increment": 0.05, "depth": 3}]
-    summary = {"overflow_nodes": ["n2"], "op_types": [{"op_type": "Add", "increment_sum": 0.2},
-                                                      {"op_type": "MatMul", "increment_sum": 0.06},
-                                                      {"op_type": "Relu", "increment_sum": 0.0}]}
-    assert R.candidate_steps(rows, summary) == [["n2"], ["n1"], ["n3"], ["n0"]]
-    assert R.candidate_steps(rows, summary, precision="int8") == [["n1"], ["n3"], ["n0"]]
-    assert R.candidate_steps(rows, summary, mode="op_types") == [["Relu"], ["Add"], ["MatMul"]]
+    nodes.append(helper.make_node("MatMul", ["x", weight("w_stem", (D, D))], ["s0"], name="/visual/stem/MatMul"))
+    prev = "s0"
+    for b in range(blocks):
+        s = 2.0 ** 16 if b == overflow else 1.0
+        gain = np.ones(D, dtype=np.float32)
+        w1 = weight(f"w1_{b}", (D, H), s)
+        if b == outliers:
+            gain[0] = 2.0 ** 10
+            inits[w1][0] /= 2.0 ** 10
+        inits[f"g_{b}"] = gain
+        inits[f"b_{b}"] = (0.1 * rng.standard_normal(H) * s).astype(np.float32)
+        w2 = weight(f"w2_{b}", (H, D), 1 / s)
+        nodes += [helper.make_node("Mul", [prev, f"g_{b}"], [f"g{b}"], name=block_name(b, "gain")),
+                  helper.make_node("MatMul", [f"g{b}", w1], [f"h{b}"], name=block_name(b, "fc1/MatMul")),
+                  helper.make_node("Add", [f"h{b}", f"b_{b}"], [f"a{b}"], name=block_name(b, "fc1/Add")),
+                  helper.make_node("Relu", [f"a{b}"], [f"r{b}"], name=block_name(b, "act")),
+                  helper.make_node("MatMul", [f"r{b}", w2], [f"o{b}"], name=block_name(b, "fc2/MatMul")),
+                  helper.make_node("Add", [prev, f"o{b}"], [f"s{b + 1}"], name=f"/visual/transformer/resblocks/"
+                                                                             f"resblocks.{b}/Add")]
+        prev = f"s{b + 1}"
+    nodes.append(helper.make_node("MatMul", [prev, weight("w_head", (D, D))], ["y"], name="/visual/head/MatMul"))
+    graph = helper.make_graph(nodes, "blocks", [helper.make_tensor_value_info("x", T.FLOAT, [1, 4, D])],
+                              [helper.make_tensor_value_info("y", T.FLOAT, [1, 4, D])],
+                              initializer=[numpy_helper.from_array(a, k) for k, a in inits.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
 
 
-def test_keep_dtype_file_has_atc_format(tmp_path):
-    path = R.write_keep_dtype(tmp_path / "k.cfg", ["/visual/a/MatMul", "/visual/a/MatMul", "n2"], ["Relu"])
-    assert path.read_text() == "/visual/a/MatMul\nn2\nOpType::Relu\n"
+def run(path, xs):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [sess.run(None, {"x": x})[0] for x in xs]
 
 
-def test_repair_ascend_proxy_keeps_the_overflow_nodes_and_writes_keep_dtype(tmp_path):
-    fp32 = mlp_onnx(tmp_path / "m.onnx", scale=2.0 ** 16)
-    target = R.build_fp16(fp32, tmp_path / "target.onnx")
-    xs = inputs(2)
-    ref = reference(fp32, xs)
-    rows, summary = L.locate(fp32, target, xs, input_name="x")
-    r = R.repair(fp32, "ascend", rows, summary, xs, ref, 0.99, tmp_path / "work", target_onnx=target, input_name="x")
-    assert not r["before"]["passed"] and r["before"]["nonfinite"] > 0
-    assert r["passed"] and r["kept"] == OVERFLOW and len(r["steps"]) == 1 and r["after"]["cosine_min"] > 0.999
-    assert (tmp_path / "work" / "keep_dtype.cfg").read_text().splitlines() == OVERFLOW
-    # ONNX Runtime's CPU runs this fp16 graph's MatMul/Add/Relu in fp32: as deployed there, no repair
-    r = R.repair(fp32, "fp16", rows, summary, xs, ref, 0.99, tmp_path / "w2", target_onnx=target, input_name="x")
-    assert r["passed"] and r["steps"] == [] and r["kept"] == []
-
-
-def test_int8_repair_excludes_nodes_from_quantisation(tmp_path):
-    import onnx
-
-    fp32 = mlp_onnx(tmp_path / "m.onnx")
-    prepared = R.int8_prepared(fp32, tmp_path / "work")
-    int8 = R.build_int8(prepared, tmp_path / "int8" / "model.onnx", nodes_to_exclude=[NAMES["fc1"]])
-    ops = {n.name: n.op_type for n in onnx.load(str(int8)).graph.node}
-    assert ops[NAMES["fc1"]] == "MatMul"  # left in fp32
-    assert NAMES["fc2"] not in ops or ops[NAMES["fc2"]] != "MatMul"  # quantised (renamed/replaced)
-    xs = inputs(2)
-    ref = reference(fp32, xs)
-    target = R.build_int8(prepared, tmp_path / "t" / "model.onnx")
-    rows, summary = L.locate(prepared, target, xs, input_name="x")
-    gate = 0.99999
-    r = R.repair(fp32, "int8_dynamic", rows, summary, xs, ref, gate, tmp_path / "work", target_onnx=target,
-                 input_name="x")
-    assert not r["before"]["passed"] and r["passed"] and r["after"]["cosine_min"] >= gate
-    assert set(r["kept"]) <= {NAMES["fc1"], NAMES["fc2"], NAMES["out"]} and r["kept"]
-    assert [s["kept"] for s in r["steps"]] == list(range(1, len(r["steps"]) + 1))  # one node a step
-
-
-def test_static_int8_repair_uses_the_backends_quantiser_with_exclusions(tmp_path):
-    import onnx
-
-    fp32 = mlp_onnx(tmp_path / "m.onnx")
-    xs = inputs(4)
-    calibration = []
+def case(tmp_path, n=3, **defect):
+    """fp32 graph, npy inputs, their fp32 features as the shard features file the workflow writes."""
+    fp32 = blocks_onnx(tmp_path / "m.fp32.onnx", **defect)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((1, 4, D)).astype(np.float32) for _ in range(n)]
+    (tmp_path / "npy").mkdir()
+    npy = []
     for i, x in enumerate(xs):
-        np.save(tmp_path / f"c{i}.npy", x)
-        calibration.append(tmp_path / f"c{i}.npy")
-    kept = R.build_int8_static(fp32, tmp_path / "k" / "model.onnx", calibration, nodes_to_exclude=[NAMES["fc1"]])
-    graph = onnx.load(str(kept), load_external_data=False).graph
-    feeds = {n.output[0]: n.op_type for n in graph.node}
-    fc1 = next(n for n in graph.node if n.name == NAMES["fc1"])
-    fc2 = next(n for n in graph.node if n.name == NAMES["fc2"])
-    assert all(feeds.get(x) != "DequantizeLinear" for x in fc1.input)  # left fp32
-    assert any(feeds.get(x) == "DequantizeLinear" for x in fc2.input)  # quantised (QDQ)
-    ref = reference(fp32, xs)
-    prepared = R.int8_prepared(fp32, tmp_path / "work")
-    target = R.build_int8_static(fp32, tmp_path / "t" / "model.onnx", calibration)
-    rows, summary = L.locate(prepared, target, xs, input_name="x")
-    r = R.repair(fp32, "int8", rows, summary, xs, ref, 0.99999, tmp_path / "work", target_onnx=target,
-                 input_name="x", calibration=calibration)
-    assert not r["before"]["passed"] and r["passed"] and r["kept"]
+        np.save(tmp_path / "npy" / f"img{i}.npy", x)
+        npy.append(str(tmp_path / "npy" / f"img{i}.npy"))
+    write_features(tmp_path / "ref.npz", [f"img{i}" for i in range(n)], run(fp32, xs))
+    return fp32, npy, [str(tmp_path / "ref.npz")]
 
 
-# --------------------------------------------------------------------------------------------
-# cn_clip ViT-B-16 image tower (slow-ish: two exports)
-# --------------------------------------------------------------------------------------------
-
-def export_image_tower(model, path):
-    """As cn_clip's exporter does (model(image, None), opset 14, no constant folding)."""
-    import torch
-
-    torch.onnx.export(model, (torch.zeros(1, 3, 224, 224), None), str(path), input_names=["image"],
-                      output_names=["unnorm_image_features"], export_params=True, do_constant_folding=False,
-                      opset_version=14, dynamo=False)
-    return path
+OPTIONS = {"threads": 1}
 
 
-def test_vit_b16_overflow_variant_fails_is_located_to_its_block_and_repaired(tmp_path):
-    import torch
-
-    from clip_model import new_model
-    from preprocess import preprocess_image
-    from sample_images import sample_image_source
-
-    torch.manual_seed(0)
-    model = new_model("ViT-B-16")
-    official = {f"module.{k}": v for k, v in model.state_dict().items()}  # checkpoint.make_synthetic's layout
-    variant = make_overflow(official, "ViT-B-16", block=5)
-    xs = [preprocess_image(sample_image_source("chelsea.png"), 224).astype(np.float32)]
-    models = {}
-    for name, sd in (("ordinary", official), ("overflow", variant)):
-        model.load_state_dict({k.removeprefix("module."): v for k, v in sd.items()})
-        m = model.float().eval()
-        with torch.inference_mode():
-            ref = [m.encode_image(torch.from_numpy(x)).numpy() for x in xs]
-        fp32 = export_image_tower(m, tmp_path / f"{name}.fp32.onnx")
-        models[name] = (fp32, R.build_fp16(fp32, tmp_path / f"{name}.fp16.onnx"), ref)
-        model = model.half()  # back to the published dtype for the next state dict
-
-    fp32, fp16, ref = models["overflow"]
-    before = R.verify(fp16, xs, ref, 0.99, fp16_storage=True)
-    assert not before["passed"] and before["nonfinite"] > 0  # fp16 storage (the Ascend proxy) fails the gate
-    rows, summary = L.locate(fp32, fp16, xs, chunk=256)
-    assert summary["first_jump"]["block"] == 5 and summary["first_jump"]["node"].endswith("resblocks.5/mlp/c_fc/MatMul")
-    assert {r["block"] for r in summary["blocks"][:1]} == {5}
-    assert all("resblocks.5/mlp/" in n for n in summary["overflow_nodes"])
-    r = R.repair(fp32, "ascend", rows, summary, xs, ref, 0.99, tmp_path / "work", target_onnx=fp16, before=before)
-    assert r["passed"] and r["after"]["cosine_min"] > 0.999 and len(r["kept"]) <= 8
-    assert all("resblocks.5/mlp/" in n for n in r["kept"])
-
-    fp32, fp16, ref = models["ordinary"]
-    assert R.verify(fp16, xs, ref, 0.99, fp16_storage=True)["cosine_min"] > 0.9999  # needs no repair
+@pytest.mark.parametrize("block", [0, 2])
+def test_an_fp16_overflow_is_located_to_its_block_and_repaired_with_only_its_nodes(tmp_path, block):
+    """The Ascend proxy (fp16 stored between nodes): the target gives inf/NaN; locate's worst unit is the
+    planted block, its worst node fc1; repair keeps only nodes of that block, passes, and no single kept
+    node can go (1-minimal, checked here by rebuilding without each one)."""
+    plan = backends.get("ascend")
+    fp32, npy, ref = case(tmp_path, overflow=block)
+    rows, summary = L.localise(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, tmp_path / "scratch")
+    causes = summary["causes"]
+    assert causes["target"]["nonfinite"] > 0 and not causes["target"]["passed"]
+    assert causes["units"][0]["unit"] == f"resblocks.{block}" and causes["units"][0]["error"] == 2.0
+    assert all(u["error"] < 1e-3 for u in causes["units"][1:]), "no other unit loses accuracy alone"
+    assert summary["top_cause"]["unit"] == f"resblocks.{block}"
+    assert summary["first_jump"]["node"] == block_name(block, "fc1/MatMul"), "the second view agrees here"
+    record = R.repair(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, summary, tmp_path / "repair" / "model")
+    assert record["repaired"] and record["passed"] and record["after"]["cosine_min"] > 0.999
+    assert record["kept"] and all(f"resblocks.{block}/" in n for n in record["kept"])
+    assert record["kept_units"] == [f"resblocks.{block}"]
+    phases = [s["phase"] for s in record["steps"]]
+    assert phases[0] == "grow" and "shrink" in phases and record["grown_to"] > len(record["kept"])
+    measure = L.Measure(plan, fp32, "fp16", *L.inputs_and_references(npy, ref)[1:], 0.99, OPTIONS, tmp_path / "m")
+    for node in record["kept"]:
+        assert not measure([n for n in record["kept"] if n != node])["passed"], f"{node} could go: not 1-minimal"
+    assert set(record["speed"]["latency_ms_p50"]) == {"repaired", "unrepaired", "fp32"}
 
 
-# --------------------------------------------------------------------------------------------
-# the rule's function: locate's files in, record + model (+ keep_dtype) out
-# --------------------------------------------------------------------------------------------
-
-def rule_inputs(tmp_path, scale):
-    """What the repair rule gets for a small model: locate's csv/json, npy inputs and torch_fp32-like
-    references (a shard features file per item, as the workflow writes them), the fp32 model and the
-    fp16 target."""
-
-    fp32 = mlp_onnx(tmp_path / "m.fp32.onnx", scale=scale)
-    target = R.build_fp16(fp32, tmp_path / "m.fp16.onnx")
-    xs = inputs(2)
-    stems = ["b img", "a"]  # names with a space, not in sorted order
-    npy, refs = [], []
-    for i, (stem, x, y) in enumerate(zip(stems, xs, reference(fp32, xs))):
-        (tmp_path / "npy").mkdir(exist_ok=True)
-        np.save(tmp_path / "npy" / f"{stem}.npy", x)
-        ref = tmp_path / paths.reference_features("A", "image", "torch_fp32", f"shard{i + 1}of2")
-        write_features(ref, [stem], [y])
-        npy.append(str(tmp_path / "npy" / f"{stem}.npy"))
-        refs.append(str(ref))
-    rows, summary = L.locate(fp32, target, xs, input_name="x")
-    L.write_outputs(rows, summary, tmp_path / "l.csv", tmp_path / "l.png", tmp_path / "l.json")
-    return {"fp32": str(fp32), "data": None, "csv_path": str(tmp_path / "l.csv"),
-            "locate_json": str(tmp_path / "l.json"), "npy": npy, "reference": list(reversed(refs)),
-            "target": str(target)}
+def test_int8_activation_outliers_are_located_to_their_block_and_node_and_repaired(tmp_path):
+    """ONNX Runtime's static int8: block 1's fc1 input has one channel 2**10 larger, so per-tensor uint8
+    crushes the others. The first jump of the node-by-node view is the stem (every quantised node adds a
+    little error from the first one on); the measured cause is block 1's fc1, and repair keeps only it."""
+    plan = backends.get("onnxruntime")
+    fp32, npy, ref = case(tmp_path, n=4, outliers=1)
+    options = {**OPTIONS, "calibration": npy, "reduce_range": False}
+    rows, summary = L.localise(plan, fp32, "int8", npy, ref, 0.99, options, tmp_path / "scratch")
+    causes = summary["causes"]
+    assert not causes["target"]["passed"]
+    assert causes["units"][0]["unit"] == "resblocks.1"
+    assert causes["nodes"][0]["node"] == block_name(1, "fc1/MatMul")
+    record = R.repair(plan, fp32, "int8", npy, ref, 0.99, options, summary, tmp_path / "repair" / "model")
+    assert record["repaired"] and record["kept"] == [block_name(1, "fc1/MatMul")]
 
 
-def test_the_rule_repairs_an_ascend_target_and_writes_record_model_and_keep_dtype(tmp_path):
-    import json
-
-    files = rule_inputs(tmp_path, 2.0 ** 16)
-    out = tmp_path / "target" / "repair"
-    r = R.run(**files, precision="ascend", gate=0.99, out_json=str(out / "repair.json"),
-              out_model=str(out / "model.onnx"), keep_dtype=str(out / "keep_dtype.cfg"), speed_runs=2)
-    record = json.loads((out / "repair.json").read_text())
-    assert record == json.loads(json.dumps(r))
-    assert not record["before"]["passed"] and record["passed"] and record["repaired"]
-    assert record["kept"] == OVERFLOW and record["mode"] == "nodes"
-    assert (out / "keep_dtype.cfg").read_text().splitlines() == OVERFLOW
-    assert record["speed"]["before_ms"]["median"] > 0 and record["speed"]["after_ms"]["runs"] == 2
-    assert record["model"] == str(out / "model.onnx") and record["locate"]["csv"] == files["csv_path"]
-    # the model written is the repaired one: finite and over the gate with fp16 storage
-    xs = [np.load(f) for f in sorted(files["npy"])]
-    refs = list(read_features(sorted(files["reference"], reverse=True)).values())  # the npy's order
-    check = R.verify(out / "model.onnx", xs, refs, 0.99, input_name="x", fp16_storage=True)
-    assert check["passed"] and check["nonfinite"] == 0
-    assert not (out / "steps").exists()  # the step models are scratch
+def test_an_ordinary_graph_passes_and_repair_keeps_nothing(tmp_path):
+    plan = backends.get("ascend")
+    fp32, npy, ref = case(tmp_path)
+    rows, summary = L.localise(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, tmp_path / "scratch")
+    assert summary["causes"]["target"]["passed"] and summary["first_jump"] is None
+    record = R.repair(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, summary, tmp_path / "repair" / "model")
+    assert record["passed"] and not record["repaired"] and record["kept"] == [] and record["steps"] == []
+    assert (tmp_path / "repair" / "model" / "model.onnx").is_file(), "the target as built is the model"
 
 
-def test_the_rule_on_a_target_that_passes_keeps_the_model_as_it_is(tmp_path):
-    files = rule_inputs(tmp_path, 1.0)
-    out = tmp_path / "repair"
-    r = R.run(**files, precision="ascend", gate=0.99, out_json=str(out / "repair.json"),
-              out_model=str(out / "model.onnx"), keep_dtype=str(out / "keep_dtype.cfg"))
-    assert r["passed"] and not r["repaired"] and r["steps"] == [] and r["kept"] == [] and "speed" not in r
-    assert (out / "model.onnx").read_bytes() == (tmp_path / "m.fp16.onnx").read_bytes()
-    assert (out / "keep_dtype.cfg").read_text() == ""
+def test_kept_nodes_compute_in_fp32_weights_and_outputs_included(tmp_path):
+    """On each path repair verifies on: the fp16 graph (kept nodes read fp32 initializers and write fp32
+    tensors, also between two kept nodes), fp16 storage between nodes (their outputs stay float32), the
+    quantised graph (no DequantizeLinear feeds a kept node; its weight is the fp32 initializer) and ONNX
+    Runtime's compiled (optimised) form of it (still a float MatMul)."""
+    import onnx
+
+    from backends.graph import SegmentRunner, tensor_types
+
+    fp32, npy, ref = case(tmp_path, overflow=1)
+    keep = [block_name(1, p) for p in ("fc1/MatMul", "fc1/Add", "act", "fc2/MatMul")]
+    fp16 = backends.get("ascend").build_reduced(fp32, "fp16", keep, tmp_path / "fp16", OPTIONS)
+    model = onnx.load(fp16)
+    inits = {t.name: t.data_type for t in model.graph.initializer}
+    types = tensor_types(model)
+    outputs = []
+    for node in (n for n in model.graph.node if n.name in keep):
+        assert all(inits[x] == onnx.TensorProto.FLOAT for x in node.input if x in inits), node.name
+        assert all(types[o] == onnx.TensorProto.FLOAT for o in node.output), node.name
+        outputs += list(node.output)  # the converter renames an output it casts for an fp16 consumer
+    assert len(outputs) == 4
+    stored = next(iter(SegmentRunner(fp16, [outputs], fp16_storage=True).run({"x": np.load(npy[0])})))
+    assert set(stored) == set(outputs)
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in stored.values())
+    assert max(np.abs(v).max() for v in stored.values()) > 65504, "values past fp16's range, held in fp32"
+    options = {**OPTIONS, "calibration": npy, "reduce_range": False}
+    kept_node = block_name(1, "fc1/MatMul")
+    plan = backends.get("onnxruntime")
+    graph = plan.reduced_graph(fp32, "int8", tmp_path / "scratch", options)
+    int8 = plan.build_reduced(graph, "int8", [kept_node], tmp_path / "int8", options)
+    q = onnx.load(int8)
+    producer = {o: n for n in q.graph.node for o in n.output}
+    (node,) = [n for n in q.graph.node if n.name == kept_node]
+    assert not any(producer.get(x) is not None and producer[x].op_type == "DequantizeLinear" for x in node.input)
+    assert any(n.name == block_name(2, "fc1/MatMul") and producer[n.input[1]].op_type == "DequantizeLinear"
+               for n in q.graph.node), "the same MatMul in another block is quantised"
+    # optimised as compile optimises a static int8 model
+    plan.session(int8, 1, optimize=True, optimized_out=tmp_path / "compiled.onnx", level="extended",
+                 disabled_optimizers=["MatMulAddFusion"])
+    compiled = onnx.load(str(tmp_path / "compiled.onnx"), load_external_data=False)
+    made = {o: n.op_type for n in compiled.graph.node for o in n.output}
+    integer = {"MatMulInteger", "QLinearMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
+    assert made[node.output[0]] not in integer, "kept: a float product after ONNX Runtime's fusions"
+    assert made["h2"] in integer, "the same product in block 2 runs on integers"
 
 
-def test_the_rule_refuses_an_fp32_target_and_inputs_without_a_reference(tmp_path):
-    files = rule_inputs(tmp_path, 1.0)
-    with pytest.raises(ValueError, match="fp32 target"):
-        R.run(**files, precision="fp32", gate=0.99, out_json=str(tmp_path / "r.json"),
-              out_model=str(tmp_path / "m.onnx"))
-    with pytest.raises(ValueError, match="no torch_fp32 reference"):
-        R.run(**{**files, "reference": files["reference"][:1]}, precision="fp16", gate=0.99,
-              out_json=str(tmp_path / "r.json"), out_model=str(tmp_path / "m.onnx"))
+def test_shrink_returns_a_one_minimal_set():
+    """ddmin on a known gate: passes iff both 3 and 7 are kept."""
+    steps = []
+
+    def check(keep):
+        return {"passed": {3, 7} <= set(keep), "cosine_min": 1.0, "nonfinite": 0}
+
+    kept, _ = R.shrink(check, list(range(10)), {"passed": True}, steps)
+    assert sorted(kept) == [3, 7]
+    assert all(s["phase"] == "shrink" for s in steps)
 
 
-def test_greedy_cleanup_keeps_only_the_last_steps_model(tmp_path):
-    def build(kept, out):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(",".join(kept))
-        return out
-
-    def check(model):
-        n = len(model.read_text().split(","))
-        return {"cosine_min": n / 10, "nonfinite": 0, "passed": n >= 3, "model": str(model)}
-
-    before = {"cosine_min": 0.0, "nonfinite": 0, "passed": False, "model": "x"}
-    r = R.greedy([["a"], ["b"], ["c"], ["d"]], build, check, tmp_path, before, cleanup=True)
-    assert r["passed"] and r["kept"] == ["a", "b", "c"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step3"]
+def test_repair_stops_at_its_build_budget_and_says_so(tmp_path):
+    plan = backends.get("ascend")
+    fp32, npy, ref = case(tmp_path, overflow=1)
+    record = R.repair(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, {}, tmp_path / "repair" / "model", max_builds=2)
+    assert not record["passed"] and "repair_max_builds (2)" in record["reason"] and record["kept"] == []
 
 
-def chain(tmp_path, files, precision="ascend", last=3, located=True):
-    """Steps 0..last as the rules run them, one call (one job) each; returns each step's record and the
-    inode of its model."""
-    import json
+def test_the_rule_writes_record_model_and_the_backends_kept_file(tmp_path):
+    """scripts/repair.py's entry: repair.json, the model folder, and the kept nodes in the backend's form
+    (ATC's --keep_dtype file for the Ascend plan)."""
+    from types import SimpleNamespace
 
-    if not located:  # locate's record of a target that met its gates
-        (tmp_path / "l.json").write_text(json.dumps({"located": False}))
-    out = []
-    for n in range(last + 1):
-        j, m = tmp_path / "steps" / f"step{n}.json", tmp_path / "steps" / f"step{n}" / "model.onnx"
-        prev = out[-1][1:] if out else (None, None)
-        R.run_step(n, files["fp32"], files["csv_path"], files["locate_json"], files["npy"], files["reference"],
-                   precision, 0.99, str(j), str(m), *(str(f) if f else None for f in prev),
-                   target=files["target"])
-        out.append((json.loads(j.read_text()), j, m))
-    return [(r, m.stat().st_ino) for r, _, m in out]
+    import repair as repair_rule
 
+    class Named(SimpleNamespace):
+        def keys(self):
+            return vars(self).keys()
 
-def test_each_repair_step_is_its_own_job_and_steps_after_the_pass_only_pass_it_on(tmp_path):
-    files = rule_inputs(tmp_path, 2.0 ** 16)
-    steps = chain(tmp_path, files)
-    (r0, _), (r1, ino1), (r2, ino2), (r3, ino3) = steps
-    assert not r0["before"]["passed"] and not r0["done"] and r0["steps"] == []
-    assert r1["passed"] and r1["done"] and r1["kept"] == OVERFLOW and [s["step"] for s in r1["steps"]] == [1]
-    assert r2 == r1 and r3 == r1 and ino1 == ino2 == ino3  # the model is linked on, not rebuilt
-    # the final rule: the last step's model and record, the speed before and after, ATC's file
-    out = tmp_path / "repair"
-    rec = R.finish(str(tmp_path / "steps" / "step3.json"),
-                   str(tmp_path / "steps" / "step3" / "model.onnx"), files["npy"], str(out / "repair.json"),
-                   str(out / "model.onnx"), str(out / "keep_dtype.cfg"), speed_runs=1)
-    assert rec["repaired"] and "done" not in rec and rec["speed"]["after_ms"]["runs"] == 1
-    assert (out / "model.onnx").stat().st_ino == ino3 and (out / "keep_dtype.cfg").read_text().split() == OVERFLOW
+        def get(self, key, default=None):
+            return vars(self).get(key, default)
 
-
-def test_a_target_locate_did_not_locate_is_verified_once_and_not_repaired(tmp_path):
-    files = rule_inputs(tmp_path, 1.0)
-    steps = chain(tmp_path, files, precision="fp16", last=2, located=False)
-    assert all(r["done"] and r["passed"] and r["steps"] == [] for r, _ in steps)
-    assert steps[0][0]["locate"]["located"] is False
-    # the model as deployed (the fp16 ONNX), copied into step 0 and linked on through the chain: never a
-    # link to the fp16 ONNX itself, whose time Snakemake would change when it sets the steps' times
-    fp16 = tmp_path / "m.fp16.onnx"
-    assert steps[0][1] == steps[2][1] != fp16.stat().st_ino
-    assert (tmp_path / "steps" / "step2" / "model.onnx").read_bytes() == fp16.read_bytes()
-
-
-def test_a_step_past_the_last_candidate_ends_the_chain_without_a_pass(tmp_path):
-    files = rule_inputs(tmp_path, 2.0 ** 16)
-    import json
-
-    rows = L.read_csv(files["csv_path"])
-    summary = json.loads(Path(files["locate_json"]).read_text())
-    summary["overflow_nodes"] = []
-    Path(files["locate_json"]).write_text(json.dumps(summary))
-    # keep only one candidate that does not help
-    L.write_csv([dict(r, increment=0.0) for r in rows], files["csv_path"])
-    steps = chain(tmp_path, files, last=2)
-    assert not steps[-1][0]["passed"] and steps[-1][0]["done"] and steps[-1][0]["steps"] == []
+    fp32, npy, ref = case(tmp_path, overflow=2)
+    rows, summary = L.localise(backends.get("ascend"), fp32, "fp16", npy, ref, 0.99, OPTIONS, tmp_path / "s")
+    (tmp_path / "locate.json").write_text(json.dumps(summary))
+    out = Named(json=str(tmp_path / "r" / "repair.json"), model=str(tmp_path / "r" / "model"),
+                kept=str(tmp_path / "r" / "kept_fp32.txt"))
+    smk = SimpleNamespace(input=Named(model=fp32, npy=npy, calibration=npy, reference=ref,
+                                      locate=str(tmp_path / "locate.json")),
+                          output=out, params=Named(gate=0.99, max_builds=200, options=OPTIONS),
+                          wildcards=Named(backend="ascend", precision="fp16"))
+    repair_rule.main(smk)
+    record = json.loads((tmp_path / "r" / "repair.json").read_text())
+    assert record["repaired"] and (tmp_path / "r" / "model" / "model.onnx").is_file()
+    assert (tmp_path / "r" / "kept_fp32.txt").read_text().splitlines() == record["kept"]

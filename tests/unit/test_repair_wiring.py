@@ -2,14 +2,14 @@
 workflow whose every file the report stands on is a placeholder made up to date with `--touch`, then
 dry runs. Every reduced-precision target gets a locate job before the report, rerun whenever its
 similarity.json changes (the job decides whether to locate: scripts/locate.py gates_met); with
-`repair: true` also its repair, one job per step; an fp32 ONNX Runtime target gets neither."""
+`repair: true` also its repair; an fp32 target gets neither."""
 import json
 import subprocess
 
 import pytest
 
 from conftest import SNAKEMAKE, Workflow, copy_workflow
-from paths import Target
+from pipeline.paths import Target
 
 CONFIG = {"model_arch": "ViT-B-16", "precision": "fp16"}
 TARGET = Target("ViT-B-16", "image", "onnxruntime", "cpu", "fp16")
@@ -58,17 +58,15 @@ def rewrite_similarity(wf: Workflow, passed: bool) -> None:
     os.utime(path, (later, later))
 
 
-def test_locate_is_decided_in_the_same_run_as_the_gates_and_repair_is_a_job_per_step(placeholders):
+def test_locate_is_decided_in_the_same_run_as_the_gates_and_repair_follows_it(placeholders):
     assert placeholders.plan("report") == {}
     # a changed similarity.json (this run's gates: here one missed) reruns locate before the report
     rewrite_similarity(placeholders, False)
     assert placeholders.plan("report") == {"locate": 1, "report": 1}
-    steps = 3
-    assert placeholders.plan("report", config={"repair": True, "repair_max_steps": steps}) == {
-        "locate": 1, "repair_step": steps + 1, "repair": 1, "report": 1}
+    assert placeholders.plan("report", config={"repair": True}) == {"locate": 1, "repair": 1, "report": 1}
 
 
-def test_an_fp32_onnxruntime_target_gets_no_locate_job(placeholders):
+def test_an_fp32_target_gets_no_locate_job(placeholders):
     plan = placeholders.plan("report", config={"precision": "fp32"})
     assert "locate" not in plan and "repair" not in plan and "similarity" in plan
 
@@ -83,16 +81,8 @@ def test_a_new_target_beside_an_existing_report_is_planned(placeholders):
 def test_repair_on_demand_names_its_outputs_from_paths(placeholders):
     dry = placeholders.run("-n", TARGET.repair("json"))
     text = dry.stdout + dry.stderr
-    assert "rule repair:" in text and TARGET.repair("onnx") in text and TARGET.locate("csv") in text
-    assert "keep_dtype" not in text
-    # the repair job reads the chain's last step and the target before (step 0: timed against the repaired
-    # model), which temp() would otherwise delete as soon as step 1 has read it
     block = text.split("rule repair:", 1)[1].split("\n\n", 1)[0]
+    assert TARGET.repair("model") in block and TARGET.repair("kept") in block and TARGET.locate("json") in block
     inputs = block.split("input:", 1)[1].split("\n", 1)[0]
-    assert TARGET.repair_step(20, "onnx") in inputs and TARGET.repair_step(0, "onnx") in inputs
+    assert "reference/image/shards/" in inputs, "verified against torch_fp32's features of every input"
 
-
-def test_an_ascend_target_also_gets_atcs_keep_dtype_file():
-    ascend = Target("ViT-B-16", "image", "ascend", "Ascend910B4", "fp16")
-    assert ascend.repair("keep_dtype") == f"{ascend.dir}/repair/keep_dtype.cfg"
-    assert ascend.locate("png") == f"{ascend.dir}/locate/locate.png"

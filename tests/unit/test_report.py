@@ -12,8 +12,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from common import write_json
-from reporting import build_report, load_targets, plots, render_html, render_markdown, write_report
+from pipeline.common import write_json
+from reporting import build_report, failed_gates, load_targets, plots, render_html, render_markdown, write_report
 from reporting.reproduce import config_args, reproduce
 from reporting.rows import WORST_N
 
@@ -113,7 +113,7 @@ def passing_real(tmp_path):
 def ascend_two_chips(tmp_path):
     """Two Ascend targets, three batch sizes, no p90, no fraction_of_ceiling, ATC command lines."""
     config = {**CONFIG, "backend": "ascend", "soc_versions": ["Ascend910B4", "Ascend310P3"], "batch_sizes": [1, 4, 8],
-              "atc": {"precision_mode": "must_keep_origin_dtype", "op_select_implmode": ""}}
+              "precision": "fp32", "atc": {"op_select_implmode": "high_precision", "optypelist_for_implmode": ""}}
     targets = load_targets([write_target(tmp_path / chip, chip, offline_cos=0.9999, batch_sizes=(1, 4, 8), ascend=True)
                             for chip in ("Ascend910B4", "Ascend310P3")])
     return build_report([write_checkpoint(tmp_path, synthetic=False)], [], targets, config)
@@ -266,7 +266,7 @@ def test_reproduce_commands(ascend_two_chips, failing):
     ascend = reproduce(ascend_two_chips)
     assert ascend["report"].startswith(".venv/bin/snakemake -c1 report --config model_arch=ViT-B-16 ")
     assert "backend=ascend" in ascend["report"] and "'soc_versions=[Ascend910B4, Ascend310P3]'" in ascend["report"]
-    assert "'atc={precision_mode: must_keep_origin_dtype}'" in ascend["report"] and "precision=" not in ascend["report"]
+    assert "'atc={op_select_implmode: high_precision}'" in ascend["report"] and "precision=fp32" in ascend["report"]
     tools = [s["tool_command"] for s in ascend["steps"] if s.get("tool_command")]
     assert any(t.startswith("atc --framework=5") and "--soc_version=Ascend310P3" in t for t in tools)
     assert any(t.startswith("python3 -m ais_bench") for t in tools)
@@ -576,24 +576,27 @@ def test_every_backend_tool_record_is_a_row_of_the_environment(passing_real):
 
 
 def test_a_located_and_repaired_target_shows_both_sections_and_stays_self_contained(tmp_path):
-    """Real locate and repair records of a small overflowing model (test_repair's), beside a target
-    that has neither: report.json gains `locate` and `repair` for the first only, every existing key
-    stays; Markdown links the CSV and chart, the HTML page embeds the chart and links nothing outside."""
-    import repair as R
-    from test_repair import OVERFLOW, rule_inputs
+    """Real locate and repair records of a small overflowing model (test_repair's, on the Ascend proxy),
+    beside a target that has neither: report.json gains `locate` and `repair` for the first only, every
+    existing key stays; Markdown links the CSV and chart, the HTML page embeds the chart and links nothing
+    outside."""
+    import backends
+    from accuracy import locate as L
+    from accuracy import repair as R
+    from test_repair import OPTIONS, block_name, case
 
     folder = tmp_path / "fp16"
     spec = write_target(folder, "cpu", offline_cos=0.5, precision="fp16")
+    plan = backends.get("ascend")
     (tmp_path / "work").mkdir()
-    files = rule_inputs(tmp_path / "work", 2.0 ** 16)
-    (folder / "locate").mkdir()
-    for kind in ("csv", "png", "json"):
-        os.replace(tmp_path / "work" / f"l.{kind}", folder / "locate" / f"locate.{kind}")
-    files.update(csv_path=str(folder / "locate" / "locate.csv"), locate_json=str(folder / "locate" / "locate.json"))
-    out = folder / "repair"
-    R.run(**files, precision="ascend", gate=0.99, out_json=str(out / "repair.json"), out_model=str(out / "model.onnx"),
-          keep_dtype=str(out / "keep_dtype.cfg"), speed_runs=1)
-    spec.update(locate=str(folder / "locate" / "locate.json"), repair=str(out / "repair.json"))
+    fp32, npy, ref = case(tmp_path / "work", overflow=1)
+    rows, summary = L.localise(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, tmp_path / "scratch")
+    L.write_outputs(rows, summary, folder / "locate" / "locate.csv", folder / "locate" / "locate.png",
+                    folder / "locate" / "locate.json")
+    record = R.repair(plan, fp32, "fp16", npy, ref, 0.99, OPTIONS, summary, folder / "repair" / "model")
+    plan.write_kept(folder / "repair" / "kept_fp32.txt", record["kept"])
+    write_json(folder / "repair" / "repair.json", {**record, "kept_file": str(folder / "repair" / "kept_fp32.txt")})
+    spec.update(locate=str(folder / "locate" / "locate.json"), repair=str(folder / "repair" / "repair.json"))
     plain = write_target(tmp_path / "fp32", "cpu", offline_cos=0.99999)
     plain.update(locate=str(tmp_path / "fp32" / "locate" / "locate.json"), repair=str(tmp_path / "fp32" / "nope.json"))
     r = build_report([write_checkpoint(tmp_path)], [], load_targets([spec, plain]), CONFIG)
@@ -603,17 +606,19 @@ def test_a_located_and_repaired_target_shows_both_sections_and_stays_self_contai
     assert "locate" not in other and "repair" not in other
     assert {"backend", "device", "dir", "artifacts", "accuracy", "performance"} <= set(located)
     loc = located["locate"]
-    assert loc["first_jump"]["node"] == OVERFLOW[0] and loc["overflow"] and loc["op_types"][0]["op_type"] == "MatMul"
+    assert loc["top_cause"]["unit"] == "resblocks.1" and loc["causes"]["units"][0]["unit"] == "resblocks.1"
+    assert loc["first_jump"]["node"] == block_name(1, "fc1/MatMul") and loc["overflow"]
     assert loc["csv"].endswith("locate/locate.csv") and loc["chart"].endswith("locate/locate.png")
     rep = located["repair"]
     assert rep["before"]["cosine_min"] is None or rep["before"]["cosine_min"] < 0.99
-    assert rep["after"]["cosine_min"] > 0.999 and rep["repaired"] and rep["kept"] == OVERFLOW
-    assert rep["kept_op_types"] == {"MatMul": 2, "Add": 1, "Relu": 1}
-    assert rep["speed"]["after_ms"]["median"] > 0 and rep["keep_dtype"].endswith("keep_dtype.cfg")
-    # Markdown: both sections, the first jump, links relative to the report's folder
+    assert rep["after"]["cosine_min"] > 0.999 and rep["repaired"] and rep["kept_units"] == ["resblocks.1"]
+    assert rep["kept"] and all("resblocks.1/" in n for n in rep["kept"]) and rep["grown"] == 1 and rep["shrunk"] > 0
+    assert rep["kept_file"].endswith("kept_fp32.txt")
+    # Markdown: both sections, the measured cause and the first jump, links relative to the report's folder
     assert "### Where accuracy is lost (locate)" in md and "### Repair (nodes kept in fp32)" in md
-    assert OVERFLOW[0] in md and "(<fp16/locate/locate.csv>)" in md and "(<fp16/locate/locate.png>)" in md
-    assert "MatMul ×2" in md and "fp16/repair/keep_dtype.cfg" in md
+    assert "resblocks.1 inf/NaN" in md and block_name(1, "fc1/MatMul") in md
+    assert "(<fp16/locate/locate.csv>)" in md and "(<fp16/locate/locate.png>)" in md
+    assert "fp16/repair/kept_fp32.txt" in md and "ms unrepaired" in md
     assert md.count("### Where accuracy is lost") == 1
     # HTML: the same facts, the chart embedded, nothing fetched or linked outside the page
     assert "where accuracy is lost (locate)" in page and "repair (nodes kept in fp32)" in page
@@ -639,3 +644,151 @@ def test_only_the_locate_records_the_rule_was_given_are_shown(tmp_path):
         saved = json.loads(open(job.output.json).read())
         assert ("locate" in saved["targets"][0]) is shown
         assert ("Where accuracy is lost" in open(job.output.md).read()) is shown
+
+
+# ---- 95 % intervals on every speed figure (issue 26 item 3) -------------------------------------------
+
+def _runs(ms, spread, n=40):
+    """Per-run seconds around `ms` milliseconds, spread ± `spread` ms, deterministic."""
+    return [(ms + spread * ((7 * i) % 5 - 2) / 2) / 1000 for i in range(n)]
+
+
+def write_timed(spec, offline_ms, spread=1.0, torch_ms=500.0):
+    """Rewrite a target's benchmark records as scripts/benchmark.py writes them now: per-run seconds and
+    the intervals of the offline model's and the baseline's runs, and the speed-up's."""
+    from backends.timing import latency_stats, ratio_ci, within_noise
+
+    for path in spec["benchmarks"]:
+        record = json.loads(open(path).read())
+        bs = record["batch_size"]
+        offline, base = _runs(offline_ms, spread), _runs(torch_ms, 5.0, n=20)
+        ci = ratio_ci(offline, bs, base, bs)
+        record.update(latency_stats(offline, bs), seconds=offline, loop=len(offline), loop_max=100, stopped_early=True,
+                      ci_width=0.05, speedup_vs_torch_fp32_ci95=ci, speedup_vs_torch_fp32_within_noise=within_noise(ci))
+        record["baseline_torch_fp32"] = {**record["baseline_torch_fp32"], **latency_stats(base, bs), "seconds": base,
+                                         "loop": 20, "loop_max": 20, "stopped_early": False}
+        record["speedup_vs_torch_fp32"] = record["throughput_fps"] / record["baseline_torch_fp32"]["throughput_fps"]
+        write_json(path, record)
+    return spec
+
+
+@pytest.fixture
+def timed(tmp_path):
+    """fp32, int8 (clearly faster than fp32) and fp16 (as fast as fp32, within noise) on one CPU, and one
+    target whose records predate the intervals."""
+    specs = [write_timed(write_target(tmp_path / "fp32", "cpu", 0.99999, precision="fp32"), 250.0, spread=5.0),
+             write_timed(write_target(tmp_path / "int8", "cpu", 0.99999, precision="int8"), 100.0),
+             write_timed(write_target(tmp_path / "fp16", "cpu", 0.99999, precision="fp16"), 250.2, spread=20.0),
+             write_target(tmp_path / "old", "Ascend910B4", 0.99999, ascend=True)]
+    return build_report([write_checkpoint(tmp_path)], [], load_targets(specs), CONFIG)
+
+
+def test_report_json_carries_every_speed_interval(timed, tmp_path):
+    write_all(timed, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "r.json").read_text())
+    fp32, int8, fp16, old = saved["targets"]
+    p = fp32["performance"][0]
+    lo, hi = p["throughput_fps_ci95"]
+    assert lo < p["throughput_fps"] < hi
+    assert set(p["latency_ms_ci95"]) == {"mean", "p50", "p90", "p99"} and len(p["seconds"]) == p["loop"] == 40
+    assert (p["loop_max"], p["stopped_early"]) == (100, True)
+    lo, hi = p["speedup_vs_torch_fp32_ci95"]
+    assert lo < p["speedup_vs_torch_fp32"] < hi and p["speedup_vs_torch_fp32_within_noise"] is False
+    # the contract's key is in every performance entry, null where the record has no per-run times
+    assert old["performance"][0]["throughput_fps_ci95"] is None
+    assert old["performance"][0]["speedup_vs_torch_fp32_ci95"] is None
+    base = saved["baseline"]["torch_fp32"]
+    assert len(base) == 4 and all("throughput_fps_ci95" in b for b in base)
+    assert base[0]["throughput_fps_ci95"][0] < base[0]["throughput_fps"] < base[0]["throughput_fps_ci95"][1]
+    # precision against fp32 of the same arch, tower, backend and device
+    q = int8["performance"][0]
+    assert q["speedup_vs_fp32"] == pytest.approx(2.5, rel=1e-3) and q["speedup_vs_fp32_within_noise"] is False
+    assert q["speedup_vs_fp32_ci95"][0] > 2.3 and q["speedup_vs_fp32_of"] == fp32["name"]
+    r = fp16["performance"][0]
+    assert r["speedup_vs_fp32_ci95"][0] < 1.0 < r["speedup_vs_fp32_ci95"][1] and r["speedup_vs_fp32_within_noise"]
+    assert "speedup_vs_fp32" not in p and "speedup_vs_fp32" not in old["performance"][0]
+
+
+def test_an_interval_gains_decimals_until_its_bounds_differ():
+    from reporting.rows import interval, ratio
+
+    assert interval(4.0, [3.998, 4.002], ".2f") == "4.000 [3.998, 4.002]"
+    assert interval(4.0, [3.9, 4.1], ".2f") == "4.00 [3.90, 4.10]"
+    assert interval(101.0, [101.0, 101.0], ".1f") == "101.000 [101.000, 101.000]"
+    assert interval(4.0, None, ".2f") == "4.00" and interval(None, [1, 2], ".2f") == "n/a"
+    assert ratio(1.01, [0.97, 1.05], True) == "1.01× [0.97, 1.05] within noise"
+
+
+def test_the_views_print_each_interval_and_mark_a_speedup_within_noise(timed, tmp_path):
+    page, md = write_all(timed, tmp_path / "out")
+    glance = md.split("## At a glance")[1].split("## Model")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in glance.splitlines() if line.startswith("| onnx")}
+    p = timed["targets"][0]["performance"][0]
+    lo, hi = p["throughput_fps_ci95"]
+    assert f"{p['throughput_fps']:.2f} [{lo:.2f}, {hi:.2f}]" in rows["onnxruntime/cpu fp32"]
+    s_lo, s_hi = p["speedup_vs_torch_fp32_ci95"]
+    assert f"{p['speedup_vs_torch_fp32']:.2f}× [{s_lo:.2f}, {s_hi:.2f}]" in rows["onnxruntime/cpu fp32"]
+    assert "within noise" not in rows["onnxruntime/cpu fp32"] and "within noise" not in rows["onnxruntime/cpu int8"]
+    assert "2.50× [" in rows["onnxruntime/cpu int8"]
+    assert "within noise" in rows["onnxruntime/cpu fp16"]
+    assert "95 %" in glance and "within noise" in glance.split("|")[0]
+    perf = md.split("## Target onnxruntime/cpu fp32")[1].split("## Target")[0]
+    assert "| offline | 1 | 40 of 100 (interval reached) |" in perf
+    assert f"{p['latency_ms']['p50']:.1f} [{p['latency_ms_ci95']['p50'][0]:.1f}, " in perf
+    assert "within noise" in html.unescape(page) and f"[{s_lo:.2f}, {s_hi:.2f}]" in page
+    card = re.findall(r'<div class="speed">(.*?)</div>', page)
+    assert f"→ {p['speedup_vs_torch_fp32']:.2f}× [{s_lo:.2f}, {s_hi:.2f}]" in card[0] and "within noise" in card[2]
+    # a record with no per-run times shows its figure alone, never an invented interval
+    old = md.split("## Target ascend/Ascend910B4")[1].split("### Performance")[1].split("###")[0]
+    assert "[" not in old.split("\n\n")[1]
+    with open(tmp_path / "out" / "report" / "performance.csv", newline="") as f:
+        csv_rows = [row for row in csv.DictReader(f) if row["model"] == "offline"]
+    assert float(csv_rows[0]["throughput_fps_ci95_lo"]) == pytest.approx(lo)
+    assert [row["speedup_vs_torch_fp32_within_noise"] for row in csv_rows] == ["False", "False", "False", ""]
+    assert [row["speedup_vs_fp32_within_noise"] for row in csv_rows] == ["", "False", "True", ""]
+
+
+# ---- the deployment the run chooses (issue 25 item 5) ---------------------------------------------
+
+def _candidate(tmp_path, name, hardware, backend, precision, fps, passed, repaired_ratio=None):
+    """A target spec on `hardware` with one benchmark at `fps` whose gates pass or not; repaired_ratio: a
+    passing repair whose repaired model runs at that latency ratio to the unrepaired one."""
+    spec = write_target(tmp_path / name, hardware, offline_cos=0.99999 if passed else 0.9, precision=precision)
+    spec["backend"] = backend
+    for path in spec["benchmarks"]:
+        record = json.loads(open(path).read())
+        record["throughput_fps"] = fps
+        write_json(path, record)
+    if repaired_ratio:
+        write_json(tmp_path / name / "repair.json", {
+            "precision": precision, "gate": 0.99, "passed": True, "repaired": True, "kept": ["n1", "n2"],
+            "kept_units": ["resblocks.1"], "steps": [{"phase": "grow"}, {"phase": "shrink"}],
+            "before": {"cosine_min": 0.9, "nonfinite": 0, "passed": False},
+            "after": {"cosine_min": 0.995, "nonfinite": 0, "passed": True}, "model": "m.onnx",
+            "speed": {"repaired_vs_unrepaired": repaired_ratio, "repaired_vs_fp32": 0.7,
+                      "latency_ms_p50": {"repaired": 1.0, "unrepaired": 1.0, "fp32": 1.4}}})
+        spec["repair"] = str(tmp_path / name / "repair.json")
+    return spec
+
+
+def test_the_fastest_target_that_meets_every_gate_is_the_deployment_per_hardware(tmp_path):
+    """CPU: ORT fp32 (passes, 100/s), OpenVINO int8 (misses, 300/s, not repaired), ORT int8 (misses, 250/s,
+    repaired at 1.25x its latency: 200/s) -> the repaired ORT int8. A chip where nothing passes names the
+    closest. `precisions: auto` passes when every hardware has a deployment."""
+    specs = [_candidate(tmp_path, "a", "cpu", "onnxruntime", "fp32", 100.0, True),
+             _candidate(tmp_path, "b", "cpu", "openvino", "int8", 300.0, False),
+             _candidate(tmp_path, "c", "cpu", "onnxruntime", "int8", 250.0, False, repaired_ratio=1.25),
+             _candidate(tmp_path, "d", "Ascend910B4", "ascend", "fp16", 900.0, False)]
+    r = build_report([write_checkpoint(tmp_path)], [], load_targets(specs), {**CONFIG, "precisions": "auto"})
+    (cpu,) = r["deployments"]
+    assert (cpu["hardware"], cpu["backend"], cpu["precision"], cpu["repaired"]) == ("cpu", "onnxruntime", "int8", True)
+    assert cpu["throughput_fps"] == pytest.approx(200.0) and cpu["dir"] == specs[2]["dir"]
+    assert set(cpu) >= {"arch", "tower", "hardware", "backend", "device", "dir", "precision", "repaired",
+                        "throughput_fps", "reason"}
+    (chip,) = r["undeployed"]
+    assert chip["hardware"] == "Ascend910B4" and "no target meets every gate" in chip["reason"]
+    assert r["verdict"] == "FAIL" and failed_gates(r) == [f"ViT-B-16 image on Ascend910B4: {chip['reason']}"]
+    page, md = write_all(r, tmp_path)
+    assert "## Deployment" in md and "onnxruntime int8 (repaired)" in md and "Deployment</h2>" in page
+    fine = build_report([write_checkpoint(tmp_path)], [], load_targets(specs[:3]), {**CONFIG, "precisions": "auto"})
+    assert fine["verdict"] == "PASS" and not fine["undeployed"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from similarity import PAIRS, by_stem, compare, evaluate
+from accuracy.similarity import PAIRS, by_stem, compare, evaluate
 
 
 def load(files):
@@ -68,7 +68,7 @@ def test_gates_pass_and_fail_with_thresholds():
 
 def test_shard_feature_files_pair_by_item_across_shards(tmp_path):
     """similarity reads a stacked file per shard: items come back by name from any shard, in any order."""
-    from common import read_features, write_features
+    from pipeline.common import read_features, write_features
 
     write_features(tmp_path / "s1.npz", ["y", "x"], [np.array([[0, 2]], np.float16), np.array([[3, 0]], np.float16)])
     write_features(tmp_path / "s2.npz", ["甲"], [np.array([1.0, 1.0], np.float32)])
@@ -80,3 +80,23 @@ def test_shard_feature_files_pair_by_item_across_shards(tmp_path):
     write_features(tmp_path / "s3.npz", ["x"], [np.array([1.0, 0])])
     with pytest.raises(ValueError, match="'x' is in another shard"):
         read_features([tmp_path / "s1.npz", tmp_path / "s3.npz"])
+
+
+def test_the_middle_stages_of_the_chain_may_cover_a_sample_and_each_pair_says_how_many():
+    """chain_images: first_shard: onnx_fp32 and onnx_fp16 cover 2 of 5 images; offline vs torch_fp32 is
+    judged on all 5, the pairs with a middle stage (and the seed's offline vs onnx_fp16) on the 2, and each
+    stage's ranking on its own images."""
+    rng = np.random.default_rng(0)
+    every = {f"img{i}": rng.standard_normal(8) for i in range(5)}
+    sample = {k: every[k] for k in ("img0", "img3")}
+    outputs = {"torch_fp32": every, "offline": dict(every), "onnx_fp32": dict(sample), "onnx_fp16": dict(sample)}
+    r = evaluate(outputs, {"offline_vs_onnx_fp16": 0.999, "vs_torch_fp32": 0.99})
+    images = {(p["a"], p["b"]): p["images"] for p in r["pairs"]}
+    assert images == {("offline", "onnx_fp16"): 2, ("offline", "torch_fp32"): 5, ("onnx_fp16", "torch_fp32"): 2,
+                      ("onnx_fp32", "torch_fp32"): 2}
+    assert all(g["passed"] for g in r["gates"])
+    assert r["ranking"]["stages"]["offline"]["image_to_image"]["n"] == 5
+    assert r["ranking"]["stages"]["onnx_fp16"]["image_to_image"]["n"] == 2
+    with pytest.raises(ValueError, match="onnx_fp16 covers items torch_fp32 does not"):
+        evaluate({**outputs, "onnx_fp16": {**sample, "stranger": every["img0"]}},
+                 {"offline_vs_onnx_fp16": 0.999, "vs_torch_fp32": 0.99})

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-import stale_lock
+from pipeline import stale_lock
 
 
 def make_lock(root, record: dict | None):

@@ -8,7 +8,8 @@ import pytest
 
 from export_onnx import exporter_command, onnx_prefix
 from tokenize_labels import prompts, write_tokens
-from zero_shot import evaluate, probabilities, spearman
+from accuracy.measures import spearman
+from accuracy.zero_shot import evaluate, probabilities
 
 PATCHES = sorted((Path(__file__).resolve().parents[2] / "patches").glob("*.patch"))
 LABELS = ["猫", "咖啡", "宇航员", "火箭", "摩托车", "星空"]
@@ -40,7 +41,7 @@ def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
     from cn_clip.clip import tokenize
 
     from backends.onnxruntime import session
-    from clip_model import load_model
+    from model.clip import load_model
     from patch_exporter import apply_patches, upstream_exporter
     from reference import torch_features
     from synthetic_checkpoint import make_synthetic
@@ -107,7 +108,7 @@ def test_zero_shot_probability_bound_fails_without_a_top1_flip():
 def test_zero_shot_counts_a_label_top_image_among_two_copies_as_agreeing():
     """An image in the set twice is a label's best image twice over: picking the other copy is not a
     changed retrieval; a label whose best image really changes still is."""
-    from zero_shot import compare
+    from accuracy.zero_shot import compare
 
     rng = np.random.default_rng(4)
     img = rng.standard_normal((4, 8)).astype(np.float32)
@@ -131,7 +132,7 @@ def test_probabilities_and_spearman():
 
 
 def test_report_carries_text_gates_zero_shot_and_real_weight_predictions(tmp_path):
-    from common import write_json
+    from pipeline.common import write_json
     from reporting import build_report, failed_gates, load_targets
     from test_report import CONFIG, write_all, write_checkpoint, write_target
 
@@ -153,3 +154,19 @@ def test_report_carries_text_gates_zero_shot_and_real_weight_predictions(tmp_pat
     assert "| onnxruntime/cpu text | offline | onnx_fp16 |" in md
     assert "## Zero-shot and retrieval" in md and "| onnxruntime/cpu | b | 宇航员 |" in md
     assert "FAIL (zero-shot)" in html and "predicted label (torch_fp32)" in html and "only agreement" not in md
+
+
+def test_zero_shot_judges_each_stage_on_the_images_it_covers():
+    """onnx_fp16 on a sample (chain_images: first_shard), offline and torch_fp32 on every image: each stage's
+    figures and gate on its own images (`images`), the predictions on every image."""
+    from accuracy.zero_shot import evaluate_stages
+
+    rng = np.random.default_rng(0)
+    img = {f"i{k}": rng.standard_normal(8) for k in range(4)}
+    txt = {f"l{k}": rng.standard_normal(8) for k in range(3)}
+    image = {"torch_fp32": img, "offline": dict(img), "onnx_fp16": {k: img[k] for k in ("i0", "i2")}}
+    text = {stage: dict(txt) for stage in image}
+    r = evaluate_stages(image, text, 0.01)
+    assert len(r["predictions"]) == 4 and r["stages"]["onnx_fp16"]["images"] == 2
+    assert r["stages"]["offline"]["images"] == 4 and all(g["passed"] for g in r["gates"])
+    assert sorted(r["stages"]["onnx_fp16"]["per_image"]) == ["i0", "i2"]

@@ -192,7 +192,7 @@ class Dumper:
         import onnx
 
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "scripts"))
-        from locate import SegmentRunner, activation_rows, tensor_types
+        from accuracy.locate import SegmentRunner, activation_rows, tensor_types
 
         graph = onnx.load_from_string(onnx_bytes)
         types = tensor_types(graph)
@@ -244,7 +244,7 @@ class Fp16Storage:
         import tempfile
 
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "scripts"))
-        from locate import SegmentRunner
+        from accuracy.locate import SegmentRunner
 
         self.session = session
         self.outputs = [o.name for o in session.get_outputs()]

@@ -7,7 +7,7 @@ reference, and retrieval broke. So, per stage against the reference (torch_fp32)
 - image-to-image: the cosine-similarity matrix of the stage's features against the reference's; per
   image (row, the image itself left out) the Spearman rank correlation of its similarities to all other
   images, and whether its nearest other image is the same (top-1 agreement; one the reference scores
-  equal to its own pick within zero_shot.TIE counts as the same: an image in the set twice, or two nearly alike);
+  equal to its own pick within measures.TIE counts as the same: an image in the set twice, or two nearly alike);
 - image-to-label (when text features exist): per image the Spearman correlation of its label
   similarities and whether the top label is the same (the zero-shot rule gates probabilities too).
 
@@ -19,7 +19,8 @@ text tower's similarity.json the items are the label prompts (label-to-label ran
 
 import numpy as np
 
-from common import log
+from accuracy.measures import agreement, normalise, spearman
+from pipeline.common import log
 
 # defaults of the config keys gates.ranking_min_spearman / gates.ranking_min_top1_agreement
 DEFAULT_GATES = {"ranking_min_spearman": 0.95, "ranking_min_top1_agreement": 1.0}
@@ -28,8 +29,6 @@ STAGES = ("onnx_fp32", "onnx_fp16", "offline")
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """Cosine similarity of every row of a with every row of b (b defaults to a)."""
-    from zero_shot import normalise
-
     na = normalise(a)
     return na @ (na if b is None else normalise(b)).T
 
@@ -42,8 +41,6 @@ def _off_diagonal(m: np.ndarray) -> np.ndarray:
 
 def _row_agreement(ref: np.ndarray, got: np.ndarray, names: list[str]) -> dict:
     """Per row: Spearman of got's scores against ref's, and whether the best column agrees."""
-    from zero_shot import agreement, spearman
-
     rho = spearman(ref, got)
     top_ref, top = ref.argmax(axis=1), got.argmax(axis=1)
     agree = agreement(ref, top, top_ref)

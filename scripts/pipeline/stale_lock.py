@@ -225,3 +225,19 @@ def recover(output_kind, dry_run: bool, main_process: bool, root: str | os.PathL
         restore_placeholders(lost, root)
     return lost
 
+
+
+def output_kind(path: str, rules, wildcard_values: dict) -> str | None:
+    """ "dir" or "file" when a job of this config's run makes `path` (a directory() output or not), else
+    None (the first rule with a matching output decides; `wildcard_values`: the values this run's jobs
+    take, pipeline.matrix.Matrix.wildcard_values). What recover() asks of each lost output."""
+    from snakemake.io import is_flagged
+
+    for producer in rules:
+        for out in producer.output:
+            if out.match(path):
+                wildcards = producer.get_wildcards(path)
+                if all(v in wildcard_values.get(k, {v}) for k, v in wildcards.items()):
+                    return "dir" if is_flagged(out, "directory") else "file"
+                return None
+    return None

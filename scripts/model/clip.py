@@ -6,8 +6,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from common import log
-from paths import WORKFLOW_ARCHS, ConfigError
+from pipeline.common import log
+from pipeline.paths import WORKFLOW_ARCHS, ConfigError
 
 
 def model_config(arch: str) -> Path | None:

@@ -2,7 +2,7 @@
 their output patterns from here (called with no coordinates, a function returns the rule's pattern,
 "{wildcard}" for each coordinate), input functions and tests call the same functions with values.
 
-A target is a point of the matrix: (arch, tower, backend, device, precision), compiled at each batch
+A target is a point of the matrix: (arch, tower, backend, hardware, precision), compiled at each batch
 size. Layout (README "Where things are"):
 
   resources/checkpoints/...                          checkpoints (synthetic or downloaded)
@@ -13,12 +13,13 @@ size. Layout (README "Where things are"):
   results/{arch}/tokens/{label}.npy                  tokenised label prompts (the text tower's inputs)
   results/{arch}/onnx/{prefix}.{img|txt}.fp32.onnx   (+ .extra_file: all weights) and .{img|txt}.fp16.onnx
   results/{arch}/reference/{tower}/{item}.{stage}.npy    torch_fp32, onnx_fp32, onnx_fp16 features
-  results/{arch}/{tower}/{backend}/{device}/{precision}/ one target: model_bs{bs}/, compile_bs{bs}.json,
+  results/{arch}/{tower}/{backend}/{hardware}/{precision}/
+                                                     one target: model_bs{bs}/, compile_bs{bs}.json,
                                                      dst/{item}_0.npy, similarity.json, benchmark_bs{bs}.json
                                                      (+ zero_shot.json in the image target when the text
                                                      twin exists; locate/locate.{json,csv,png} and
-                                                     repair/{repair.json,model.onnx,keep_dtype.cfg} when
-                                                     a gate fails or on demand)
+                                                     repair/{repair.json,model/,kept_fp32.txt} when a gate
+                                                     fails or on demand)
   results/report.{md,html,json}, results/report/     the report
   logs/..., benchmarks/...                           each job's log and Snakemake benchmark record, at the
                                                      path of its main output with logs/ or benchmarks/
@@ -37,7 +38,7 @@ from pathlib import Path
 # model-config format (config/model_configs/<arch>.json: the vision and text configs merged, as cn_clip's
 # create_model merges them), such as ViT-Toy-16, a few-layer ViT the test suite runs end to end in seconds
 CN_CLIP_ARCHS = ("RN50", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")
-MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "config" / "model_configs"
+MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "config" / "model_configs"
 WORKFLOW_ARCHS = {p.stem: p for p in sorted(MODEL_CONFIGS_DIR.glob("*.json"))}
 ARCHS = CN_CLIP_ARCHS + tuple(WORKFLOW_ARCHS)
 STAGES = ("torch_fp32", "onnx_fp32", "onnx_fp16")
@@ -46,10 +47,6 @@ PART = {"image": "img", "text": "txt"}  # the upstream exporter's file-name part
 TOWER_OF_PART = {v: k for k, v in PART.items()}
 CONTEXT_LENGTH = 52  # cn_clip's default text context (tokens per prompt), the text ONNX input's second axis
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-# ONNX Runtime precisions (what the CPU target compiles) and the ONNX each one starts from
-ORT_PRECISIONS = {"fp32": "fp32", "fp16": "fp16", "int8": "fp32", "int8_dynamic": "fp32"}
-# The precision coordinate of an Ascend target when no ATC precision option is set: ATC computes the fp16 ONNX in fp16
-ASCEND_DEFAULT_PRECISION = "fp16"
 
 SAMPLE_IMAGES_DIR = "resources/images"
 # Real photographs shipped inside scikit-image's wheel (skimage/data/), no network needed.
@@ -81,13 +78,6 @@ def physical_cores() -> int:
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-
-
-def devices(backend: str, soc_version: str, soc_versions: list[str]) -> list[str]:
-    """The `{device}` parts of the targets to build: the chips for ascend, `cpu` otherwise."""
-    if backend != "ascend":
-        return ["cpu"]
-    return list(soc_versions) or [soc_version]
 
 
 def prefix(arch: str = "{arch}") -> str:
@@ -234,7 +224,7 @@ def item_suffix(stage: str) -> str:
 # Per target
 # --------------------------------------------------------------------------------------------
 
-COORDINATES = ("arch", "tower", "backend", "device", "precision")
+COORDINATES = ("arch", "tower", "backend", "hardware", "precision")
 
 
 @dataclass(frozen=True)
@@ -245,8 +235,8 @@ class Target:
     arch: str = "{arch}"
     tower: str = "{tower}"
     backend: str = "{backend}"
-    device: str = "{device}"
-    precision: str = "{precision}"
+    hardware: str = "{hardware}"  # what it runs on: a chip its backend compiles for, or cpu (report.json: `device`)
+    precision: str = "{precision}"  # what it computes in, in its backend's vocabulary
 
     @classmethod
     def of(cls, wildcards) -> "Target":
@@ -259,15 +249,15 @@ class Target:
 
     def twin(self, tower: str) -> "Target":
         """The same deployment of the other tower (the pair zero_shot checks)."""
-        return Target(self.arch, tower, self.backend, self.device, self.precision)
+        return Target(self.arch, tower, self.backend, self.hardware, self.precision)
 
     @property
     def name(self) -> str:
-        return f"{self.arch} {self.tower} {self.backend}/{self.device} {self.precision}"
+        return f"{self.arch} {self.tower} {self.backend}/{self.hardware} {self.precision}"
 
     @property
     def dir(self) -> str:
-        return f"results/{self.arch}/{self.tower}/{self.backend}/{self.device}/{self.precision}"
+        return f"results/{self.arch}/{self.tower}/{self.backend}/{self.hardware}/{self.precision}"
 
     def compiled(self, bs="{bs}") -> str:
         return f"{self.dir}/model_bs{bs}"
@@ -297,15 +287,11 @@ class Target:
         return f"{self.dir}/locate/locate.{kind}"
 
     def repair(self, kind: str = "json") -> str:
-        """repair's outputs: `json` (the record: before, after, kept set, steps), `onnx` (the repaired
-        model), `keep_dtype` (ATC's --keep_dtype file, Ascend targets)."""
-        names = {"json": "repair.json", "onnx": "model.onnx", "keep_dtype": "keep_dtype.cfg"}
+        """repair's outputs: `json` (the record: before, after, the kept set, the steps both ways, speed),
+        `model` (a folder: the repaired model as its backend builds it), `kept` (the kept nodes in the form
+        the backend's tool takes them, e.g. ATC's --keep_dtype file)."""
+        names = {"json": "repair.json", "model": "model", "kept": "kept_fp32.txt"}
         return f"{self.dir}/repair/{names[kind]}"
-
-    def repair_step(self, step: int | str = "{step}", kind: str = "json") -> str:
-        """One greedy step of repair (rule repair_step; step 0 is the target as it is): `json` (the record
-        so far), `onnx` (the model the step verified). Kept until the final repair job has read them."""
-        return f"{self.dir}/repair/steps/" + (f"step{step}.json" if kind == "json" else f"step{step}/model.onnx")
 
     def log(self, job: str) -> str:
         return log(f"{self.dir}/{job}")
@@ -329,6 +315,7 @@ def cost(path: str) -> str:
 
 
 REPORT = {fmt: f"results/report.{fmt}" for fmt in ("md", "html", "json")}
+COMPARE = {fmt: f"results/compare.{fmt}" for fmt in ("md", "html", "json")}  # this run against config `baseline`
 REPORT_DIR = "results/report"
 
 

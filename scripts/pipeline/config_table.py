@@ -1,5 +1,5 @@
 """The README's configuration reference, generated from config/schema.yaml (a test keeps them equal).
-Usage: .venv/bin/python scripts/config_table.py [--write README.md]   (print, or rewrite the README's block)"""
+Usage: .venv/bin/python scripts/pipeline/config_table.py [--write README.md]   (print, or rewrite the README's block)"""
 import json
 import re
 import sys
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+if not __package__:  # run as a script: scripts/ on the path, for the pipeline package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.config_check import SCHEMA  # noqa: E402
 
 
 DEFS = yaml.safe_load(SCHEMA.read_text()).get("$defs", {})

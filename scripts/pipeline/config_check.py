@@ -1,13 +1,12 @@
 """Parse-time checks, before any job runs: the config against config/schema.yaml (every problem
 listed with its key), and the input images (every file that is not a readable image listed with
-the reason). Used by the Snakefile and rules/common.smk; cheap enough for every dry run."""
-import json
+the reason). Used by the Snakefile and the run's matrix; cheap enough for every dry run."""
 import os
 from pathlib import Path
 
 import yaml
 
-from paths import ConfigError
+from pipeline.paths import ConfigError
 
 
 def coerce_cli_types(value, schema: dict):
@@ -55,6 +54,26 @@ def config_errors(config: dict, schema: dict) -> list[str]:
     return lines
 
 
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+def with_defaults(config: dict, schema_path: str | os.PathLike = SCHEMA) -> dict:
+    """A copy of `config` with every key the schema gives a default filled in (top level and nested
+    mappings), as Snakemake's validation fills them: for code that reads a config not made by a run."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+
+    def fill(value: dict, spec: dict) -> dict:
+        out = dict(value)
+        for key, sub in spec.get("properties", {}).items():
+            if key not in out and "default" in sub:
+                out[key] = sub["default"]
+            if isinstance(out.get(key), dict) and "properties" in sub:
+                out[key] = fill(out[key], sub)
+        return out
+
+    return fill(config, schema)
+
+
 def check_config(config: dict, schema_path: str | os.PathLike) -> dict:
     """Coerce command-line numbers, then validate; raises ConfigError listing every bad key."""
     schema = yaml.safe_load(Path(schema_path).read_text())
@@ -69,60 +88,54 @@ def check_config(config: dict, schema_path: str | os.PathLike) -> dict:
 # Images
 # ---------------------------------------------------------------------------------------------
 
+# What a complete file of each format ends with (its trailer, within the last TAIL bytes: a JPEG may carry
+# a little data after its end-of-image marker): a file cut short ends elsewhere
+TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b";"}
+TAIL = 1 << 16
+
+
 def image_problem(path: str | os.PathLike) -> str | None:
-    """Why `path` is not a usable image, or None. Decodes it fully (a truncated JPEG opens fine and
-    fails only on decode), with PIL's decompression-bomb guard left on."""
+    """Why `path` is not a usable image, or None, without decoding it where the format allows (a dry run of
+    1,000 photographs reads their headers and last bytes, not their pixels): empty, not an image PIL can
+    read, too large to decode safely, or cut short (no end-of-image trailer: JPEG, PNG, GIF); any other
+    format is decoded in full. A file whose pixels are corrupt in the middle passes here and stops its
+    preprocess job, which names it."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         return "empty file (0 bytes)"
     try:
         with Image.open(path) as image:
-            image.load()
+            trailer = TRAILERS.get(image.format)
+            if trailer is None:
+                image.load()
     except UnidentifiedImageError:
         return "not an image PIL can read (wrong extension, or another kind of file)"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"cannot be decoded ({str(exc).strip() or type(exc).__name__}): truncated or corrupt?"
     except Image.DecompressionBombError as exc:
         return f"too large to decode safely ({exc})"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"cannot be decoded ({str(exc).strip() or type(exc).__name__}): truncated or corrupt?"
+    if trailer is not None:
+        with open(path, "rb") as f:
+            f.seek(max(0, size - TAIL))
+            if trailer not in f.read():
+                return "truncated: the file ends before its end-of-image marker (a download or copy cut short?)"
     return None
 
 
-def check_images(images: dict[str, str], cache_file: str | os.PathLike | None = None,
-                 write_cache: bool = True) -> dict[str, str]:
-    """{path: problem} for every bad image. Results are cached by (size, mtime) in `cache_file`, so a
-    dry run does not decode every image again; a dry run reads the cache and never writes it
-    (write_cache=False)."""
-    cache = {}
-    if cache_file and Path(cache_file).is_file():
-        try:
-            cache = json.loads(Path(cache_file).read_text())
-        except (OSError, ValueError):
-            cache = {}
-    problems, fresh = {}, {}
-    for path in images.values():
-        st = Path(path).stat()
-        key = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        problem = cache[key] if key in cache else image_problem(path)
-        fresh[key] = problem
-        if problem:
-            problems[path] = problem
-    if cache_file and write_cache and fresh != cache:
-        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(cache_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps(fresh))
-        os.replace(tmp, cache_file)
-    return problems
+def check_images(images: dict[str, str]) -> dict[str, str]:
+    """{path: problem} for every bad image (image_problem)."""
+    return {path: problem for path in images.values() if (problem := image_problem(path))}
 
 
-def usable_images(images: dict[str, str], folder: str, skip_bad: bool, cache_file=None,
-                  write_cache: bool = True) -> tuple[dict, dict]:
+def usable_images(images: dict[str, str], folder: str, skip_bad: bool) -> tuple[dict, dict]:
     """(images to process, {path: reason} skipped). Unless `skip_bad`, any bad file stops the run
     here, before any job, with one message listing every bad file and why."""
-    from paths import non_image_files
+    from pipeline.paths import non_image_files
 
-    bad = {**non_image_files(folder), **check_images(images, cache_file, write_cache)}
+    bad = {**non_image_files(folder), **check_images(images)}
     if bad and not skip_bad:
         raise ConfigError(
             f"{len(bad)} file(s) in images folder '{folder}' cannot be used (remove them, or set "

@@ -1,0 +1,135 @@
+"""Every hostile checkpoint variant (scripts/model/variants.py) deployed by the real workflow, each in the
+blocks asked for: the target misses its gate, locate names a cause, repair keeps a set of nodes; printed as
+the Markdown table docs/accuracy.md holds (block planted against block located, the nodes kept, the speed
+kept, and what locate and repair cost in wall time and peak memory, from Snakemake's benchmark records).
+
+The int8 variants go through the onnxruntime backend (precisions [int8]); the fp16 variants through the
+Ascend path with the test stand-ins storing fp16 between nodes like an NPU (STANDIN_AIS_BENCH_FP16_STORAGE):
+this host has no NPU, and ONNX Runtime's own CPU computes most fp16 nodes in fp32.
+
+    .venv/bin/python bench/variants.py [--arch ViT-Toy-16] [--blocks 1,2] [--kinds fp16_overflow,...]
+"""
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from model.variants import VARIANTS, write_variant_checkpoint  # noqa: E402
+from pipeline import paths as P  # noqa: E402
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+STANDINS = ROOT / "tests" / "standins"
+FILES = ("Snakefile", "config", "rules", "scripts", "patches", "profiles", "envs", "report")
+
+
+def workflow_copy(dest: Path) -> Path:
+    for name in FILES:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    return dest
+
+
+def snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([SNAKEMAKE, "-c2", *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def cost(root: Path, path: str) -> dict:
+    """wall s and peak RSS (MB) of one job, from its Snakemake benchmark record."""
+    tsv = root / path
+    if not tsv.is_file():
+        return {}
+    row = next(csv.DictReader(tsv.open(), delimiter="\t"))
+    return {"wall_s": float(row["s"]), "max_rss_mb": float(row["max_rss"])}
+
+
+def run_variant(root: Path, arch: str, kind: str, block: int, ordinary: Path) -> dict:
+    variant = root / "resources" / "checkpoints" / "variants" / f"{arch}.{kind}.{block}.pt"
+    record = write_variant_checkpoint(ordinary, variant, arch, kind, block)
+    fp16 = kind.startswith("fp16")
+    config = {"model_arch": arch, "checkpoint": str(variant), "repair": "true", "loop": "10"}
+    env = {}
+    if fp16:
+        config.update(backend="ascend")
+        env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), str(STANDINS), os.environ["PATH"]]),
+               "PYTHONPATH": str(STANDINS), "STANDIN_AIS_BENCH_FP16_STORAGE": "1",
+               "STANDIN_LOG": str(root / "standins.jsonl")}
+    else:
+        config.update(precisions="[int8]")
+    start = time.perf_counter()
+    done = snakemake(root, "report", "--config", *[f"{k}={v}" for k, v in config.items()], env=env)
+    wall = time.perf_counter() - start
+    report = json.loads((root / "results" / "report.json").read_text())
+    (t,) = report["targets"]
+    target = P.Target(arch, "image", t["backend"], t["device"], t["precision"])
+    loc, rep = t.get("locate") or {}, t.get("repair") or {}
+    top = (loc.get("top_cause") or {}).get("unit")
+    kept_units = rep.get("kept_units") or []
+    speed = (json.loads((root / target.repair("json")).read_text()).get("speed") or {}) if rep else {}
+    gate = next(g for g in t["accuracy"]["gates"] if g["a"] == "offline" and g["b"] == "torch_fp32")
+    return {"kind": kind, "block": block, "record": record, "returncode": done.returncode, "run_s": wall,
+            "target": f"{t['backend']} {t['precision']}", "cosine_before": gate["cosine_min"],
+            "located": top, "first_jump": (loc.get("first_jump") or {}).get("node"),
+            "kept": rep.get("kept") or [], "kept_units": kept_units, "passed": rep.get("passed"),
+            "after": (rep.get("after") or {}).get("cosine_min"), "builds": rep.get("builds"),
+            "locate_builds": (loc.get("causes") or {}).get("builds"),
+            "vs_unrepaired": speed.get("repaired_vs_unrepaired"), "vs_fp32": speed.get("repaired_vs_fp32"),
+            "locate": cost(root, target.cost("locate")), "repair": cost(root, target.cost("repair"))}
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| variant | target | block planted | cosine as built | top cause located | first jump (2nd view) | "
+            "nodes kept (units) | after repair | repaired / unrepaired latency | repaired / fp32 | locate: builds, "
+            "s, peak MB | repair: builds, s, peak MB |")
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        kept = f"{len(r['kept'])} ({', '.join(r['kept_units']) or 'none'})"
+        out.append(
+            f"| {r['kind']} | {r['target']} | resblocks.{r['block']} | {r['cosine_before']:.5f} | {r['located']} | "
+            f"{(r['first_jump'] or 'none').rsplit('/visual/', 1)[-1]} | {kept} | "
+            f"{r['after']:.6f} | {r['vs_unrepaired']:.2f} | {r['vs_fp32']:.2f} | "
+            f"{r['locate_builds']}, {r['locate'].get('wall_s', 0):.0f}, {r['locate'].get('max_rss_mb', 0):.0f} | "
+            f"{r['builds']}, {r['repair'].get('wall_s', 0):.0f}, {r['repair'].get('max_rss_mb', 0):.0f} |"
+            if r["after"] is not None and r["vs_unrepaired"] is not None else
+            f"| {r['kind']} | {r['target']} | resblocks.{r['block']} | {r['cosine_before']:.5f} | {r['located']} | "
+            f"{r['first_jump']} | {kept} | not repaired | | | | |")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="ViT-Toy-16")
+    parser.add_argument("--blocks", default="1,2")
+    parser.add_argument("--kinds", default=",".join(VARIANTS))
+    parser.add_argument("--json", help="also write every row as JSON to this file")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="variants-") as scratch:
+        root = workflow_copy(Path(scratch))
+        ordinary = root / P.checkpoint_path("synthetic", args.arch, 0)
+        done = snakemake(root, str(ordinary.relative_to(root)), "--config", f"model_arch={args.arch}")
+        if done.returncode:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return 1
+        for kind in args.kinds.split(","):
+            for block in map(int, args.blocks.split(",")):
+                rows.append(run_variant(root, args.arch, kind, block, ordinary))
+                print(f"{kind} block {block}: located {rows[-1]['located']}, kept {rows[-1]['kept']} "
+                      f"({rows[-1]['run_s']:.0f} s)", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The run's matrix, from the validated config: its images and labels, the targets (arch x tower x
+backend x hardware x precision, each backend asked for its own hardware and precisions), the shards of
+items, the batch sizes and gates. Built once at parse time (the Snakefile's `M`); the rules and their
+input functions read it, and so do the modules that derive the report's parameters and the lock recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import backends
+from pipeline import paths as P
+from pipeline.paths import ConfigError
+
+# the precisions `precisions: auto` builds, where a backend knows them: fp32, and the reduced ones the
+# run then checks, repairs and chooses among
+AUTO_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def backend_precisions(plan, config: dict) -> list[str]:
+    """The precisions of one backend's targets: config `precisions` (those in its vocabulary; `auto`:
+    AUTO_PRECISIONS it knows), else `precision`, else the backend's default."""
+    wanted = config["precisions"]
+    if wanted == "auto":
+        return [p for p in AUTO_PRECISIONS if p in plan.PRECISIONS]
+    if wanted:
+        return [p for p in wanted if p in plan.PRECISIONS]
+    if config["precision"]:
+        return [config["precision"]] if config["precision"] in plan.PRECISIONS else []
+    return [plan.DEFAULT_PRECISION]
+
+
+def check_precisions(config: dict, names: list[str]) -> None:
+    """ConfigError naming the backend and its vocabulary when a backend of the run computes none of the
+    precisions asked for, or a precision asked for is no backend's."""
+    wanted = config["precisions"] if config["precisions"] not in ("auto", []) else \
+        ([config["precision"]] if config["precision"] else [])
+    for name in names:
+        plan = backends.get(name)
+        if not backend_precisions(plan, config):
+            raise ConfigError(f"backend {name} computes none of the precisions asked for ({', '.join(wanted)}): "
+                              f"its precisions are {', '.join(plan.PRECISIONS)} (config `precision`/`precisions`)")
+    known = {p for name in names for p in backends.get(name).PRECISIONS}
+    unknown = [p for p in wanted if p not in known]
+    if unknown:
+        raise ConfigError(f"precision(s) {', '.join(unknown)}: no backend of this run computes them "
+                          f"({'; '.join(f'{n}: ' + ', '.join(backends.get(n).PRECISIONS) for n in names)})")
+
+
+class Matrix:
+    """Everything the rules derive from config (see the module docstring)."""
+
+    def __init__(self, config: dict, dry_run: bool, main_process: bool):
+        self.config = config
+        images_dir = config["images"] or P.SAMPLE_IMAGES_DIR
+        self.images = P.discover_images(images_dir, sample=not config["images"])  # {stem: path}
+        self.skipped_images = {}  # {path: why}: bad files left out with skip_bad_images
+        if config["images"]:
+            from pipeline.config_check import usable_images
+
+            self.images, self.skipped_images = usable_images(self.images, images_dir, config["skip_bad_images"])
+        self.labels = list(config["labels"])
+        self.items = {"image": sorted(self.images), "text": self.labels}  # what each tower's model runs on
+        self.threads = config["threads"] or P.physical_cores()
+        self.archs = config["model_archs"] or [config["model_arch"]]
+        self.backends = config["backends"] or [config["backend"]]
+        self.towers = config["towers"]
+        check_precisions(config, self.backends)
+        self.targets = [
+            P.Target(arch, tower, name, hardware, precision)
+            for arch in self.archs
+            for tower in self.towers
+            for name in self.backends
+            for hardware in backends.get(name).devices(config)
+            for precision in backend_precisions(backends.get(name), config)
+        ]
+        # the per-item jobs (preprocess, reference, infer) work a shard of items each
+        self.shards = {tower: P.shards(items, config["shard_size"]) for tower, items in self.items.items()}
+        # the reference chain's middle stages run on a sample (chain_images: first_shard), the ground truth
+        # and the targets on every item
+        self.chain_all = config["chain_images"] == "all"
+        self.batch_sizes = sorted(config["batch_sizes"])
+        # the text tower is compiled at batch 1 (infer's) and not benchmarked
+        self.tower_batch_sizes = {"image": self.batch_sizes, "text": [1]}
+        # the cosine gates similarity applies (the zero-shot bound is zero_shot's own)
+        self.cosine_gates = {k: v for k, v in config["gates"].items() if k != "zero_shot_max_prob_change"}
+        self._check_checkpoint()
+        # the wildcard values this config's jobs take (others belong to another config's run)
+        self.wildcard_values = {
+            "arch": set(self.archs),
+            "prefix": {P.prefix(arch) for arch in self.archs},
+            "tower": set(self.towers),
+            "part": {P.part(tower) for tower in self.towers},
+            "backend": set(self.backends),
+            "hardware": {t.hardware for t in self.targets},
+            "precision": {t.precision for t in self.targets},
+            "bs": {str(bs) for bs in self.batch_sizes},
+            "seed": {str(config["seed"])},
+        }
+
+    def _check_checkpoint(self) -> None:
+        checkpoint = self.config["checkpoint"]
+        if checkpoint in ("synthetic", "download"):
+            return
+        if len(self.archs) > 1:
+            raise ConfigError(
+                f"checkpoint '{checkpoint}' is one file, but model_archs names {len(self.archs)} architectures: use "
+                f"`checkpoint: synthetic` or `download` for a matrix, or one model_arch")
+        if not Path(checkpoint).is_file():
+            raise ConfigError(
+                f"checkpoint '{checkpoint}' does not exist: set `checkpoint` to the path of an official Chinese-CLIP "
+                f".pt file of {self.archs[0]} (e.g. clip_cn_{P.prefix(self.archs[0])}.pt), `synthetic` or `download`")
+
+    def stage_shards(self, tower: str, stage: str) -> list:
+        """The shards a reference stage runs on: every shard for torch_fp32 (the gates' ground truth) and
+        with `chain_images: all`; the first shard (the sample) for onnx_fp32 and onnx_fp16, which say which
+        stage lost accuracy as well on a sample as on every image."""
+        shards = self.shards[tower]
+        return shards if stage == "torch_fp32" or self.chain_all else shards[:1]
+
+    def shard_stages(self, tower: str, shard) -> list[str]:
+        """The reference stages a shard's jobs make (stage_shards, the other way round)."""
+        return [stage for stage in P.STAGES if shard in self.stage_shards(tower, stage)]
+
+    def arch_qualifier(self, arch: str) -> list[str]:
+        """An architecture in a sharded rule's name: only when the run has several."""
+        return [arch] if len(self.archs) > 1 else []
+
+    def target_qualifier(self, t: P.Target) -> list[str]:
+        """A target in a sharded rule's name: the fewest of its coordinates that tell this run's targets of
+        its tower apart (none for one target: infer_3of8; infer_ascend_3of8 beside another backend's
+        target). None for a pattern (while the items make one shard, `infer` serves every target)."""
+        from itertools import combinations
+
+        if t not in self.targets:
+            return []
+        peers = [x for x in self.targets if x.tower == t.tower]
+        names = [c for c in P.COORDINATES if c != "tower"]
+        for n in range(len(names) + 1):
+            for chosen in combinations(names, n):
+                if len({tuple(getattr(x, c) for c in chosen) for x in peers}) == len(peers):
+                    return [getattr(t, c) for c in chosen]
+        return []
+
+    def infer_rules(self):
+        """(target, shard) of each infer rule. A tower whose items make one shard has one rule for every
+        target: a pattern (Target with only the tower named). Several shards: a rule per target and shard
+        with named outputs (a pattern's outputs, all under `results/`, would make Snakemake scan every
+        item's output for every file it looks up: a plan growing with items squared)."""
+        for tower in self.towers:
+            if len(self.shards[tower]) == 1:
+                yield P.Target(tower=tower), self.shards[tower][0]
+            else:
+                for t in self.targets:
+                    if t.tower == tower:
+                        for shard in self.shards[tower]:
+                            yield t, shard
+
+    def reduced(self, t: P.Target) -> bool:
+        """Whether a target computes in a precision whose loss locate measures and repair can win back."""
+        return t.precision in backends.get(t.backend).REDUCED

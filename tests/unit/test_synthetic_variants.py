@@ -1,0 +1,421 @@
+"""The family of hostile checkpoint variants (scripts/synthetic_variants.py) on cn_clip's own model code
+with the few-layer ViT-Toy-16 (4 image blocks, width 128): each variant, planted in block 1 and in block 2,
+keeps the fp32 ONNX on ONNX Runtime equal to cn_clip's PyTorch fp32 model, fails its target precision at
+the 0.99 gate, and is repaired by keeping only its block in fp32; the ordinary checkpoint passes both.
+
+Targets as the workflow builds them: int8 = static QDQ int8 (repair.build_int8_static: the onnxruntime
+backend's quantize_static_int8, uint8 activations per tensor calibrated MinMax on the same three inputs,
+int8 weights per output channel, reduce_range off), run as the backend runs it; fp16 = the fp16 ONNX
+(onnxruntime.transformers.float16, keep_io_types) run with fp16 storage between nodes (repair.run_model
+fp16_storage: the proxy of fp16 hardware such as Ascend's). Inputs: chelsea.png, rocket.jpg,
+astronaut.png at 64x64.
+
+Measured here (synthetic seed 0, default factors; cosine per image against PyTorch fp32 of the same
+checkpoint, in the order chelsea, rocket, astronaut; fp32: the largest 1 - cosine; "repaired": the target
+rebuilt with every node of the block in fp32; "other": the precision the variant does not target, as
+built, which it leaves alone):
+
+| variant, block | fp32 ONNX 1 - cos | target as built | repaired | other |
+|---|---|---|---|---|
+| ordinary | 1.2e-13 | int8 0.99993 0.99994 0.99993; fp16 storage 0.999999 1.0 1.0 | - | - |
+| fp16_overflow, 1 | 9.0e-14 | fp16 storage: all 192 features NaN | 1.0 1.0 1.0 | int8 0.99990 |
+| fp16_overflow, 2 | 1.2e-13 | fp16 storage: all 192 features NaN | 1.0 1.0 1.0 | int8 0.99990 |
+| int8_activation_outliers, 1 | 9.6e-14 | int8 0.9783 0.9661 0.9921 | 0.99992 0.99994 0.99992 | fp16 1.0 |
+| int8_activation_outliers, 2 | 1.1e-13 | int8 0.9783 0.9705 0.9881 | 0.99991 0.99994 0.99992 | fp16 0.999999 |
+| int8_weight_outliers, 1 | 9.2e-14 | int8 0.9672 0.9583 0.9879 | 0.99987 0.99995 0.99992 | fp16 0.999999 |
+| int8_weight_outliers, 2 | 9.2e-14 | int8 0.9637 0.9587 0.9891 | 0.99989 0.99994 0.99993 | fp16 0.999999 |
+| fp16_attention, 1 | 2.4e-11 | fp16 storage 0.9634 0.9849 0.9037 (finite) | 1.0 1.0 0.999998 | int8 0.99983 |
+| fp16_attention, 2 | 1.1e-12 | fp16 storage 0.9274 0.9983 0.9752 (finite) | 0.999999 1.0 1.0 | int8 0.99989 |
+| int8_activation_outliers site mlp, 2 | 7.7e-14 | int8 0.9887 0.9915 0.9824 | 0.99991 0.99994 0.99992 | fp16 0.999999 |
+| int8_weight_outliers site mlp, 2 | 1.1e-13 | int8 0.9819 0.9913 0.9856 | 0.99989 0.99996 0.99991 | fp16 0.999999 |
+
+The activation-outlier variants' PyTorch features differ from the ordinary checkpoint's by at most 1.8e-6
+of their largest value (the divided weights' fp16 rounding); the other variants change the model.
+About 40 s for the file on 2 shared cores (44 tests; every export, int8 build and fp16-storage run takes
+a second or less; each case's checkpoint and export are shared by its three tests)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import variants as V
+
+ARCH = "ViT-Toy-16"
+RESOLUTION = 64
+IMAGES = ("chelsea.png", "rocket.jpg", "astronaut.png")
+GATE = 0.99
+FP32_GATE = 0.9999
+BLOCKS = (1, 2)
+# (kind, block, parameters): every variant in two blocks, and the int8 variants at their other site once
+CASES = [(kind, block, {}) for kind in V.VARIANTS for block in BLOCKS] + \
+        [(kind, 2, {"site": "mlp"}) for kind in ("int8_activation_outliers", "int8_weight_outliers")]
+
+
+def case_id(case):
+    kind, block, kw = case
+    return "-".join([kind, f"block{block}"] + [f"{k}={v}" for k, v in kw.items()])
+
+
+def precision_of(kind: str) -> str:
+    return kind.split("_")[0]  # int8_... or fp16_...
+
+
+# --------------------------------------------------------------------------------------------
+# shared builds: the ordinary checkpoint and inputs once, each case's checkpoint and fp32 export once
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from preprocess import preprocess_image
+    from sample_images import sample_image_source
+    from synthetic_checkpoint import make_synthetic
+
+    root = tmp_path_factory.mktemp("variants")
+    make_synthetic(ARCH, 0, root / "ordinary.pt")
+    xs = [preprocess_image(sample_image_source(name), RESOLUTION).astype(np.float32) for name in IMAGES]
+    calibration = []
+    for name, x in zip(IMAGES, xs):
+        calibration.append(root / f"{Path(name).stem}.npy")
+        np.save(calibration[-1], x)
+    return {"root": root, "ordinary": root / "ordinary.pt", "xs": xs, "calibration": calibration}
+
+
+def export_image_tower(model, path: Path) -> Path:
+    """As the workflow's exporter does: encode_image traced (TorchScript exporter), opset 14, no constant
+    folding, input `image`, output `unnorm_image_features`."""
+    import torch
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self, clip):
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, image):
+            return self.clip.encode_image(image)
+
+    torch.onnx.export(ImageTower(model), (torch.zeros(1, 3, RESOLUTION, RESOLUTION),), str(path),
+                      input_names=["image"], output_names=["unnorm_image_features"], export_params=True,
+                      do_constant_folding=False, opset_version=14, dynamo=False)
+    return path
+
+
+def deployed(checkpoint: Path, xs: list[np.ndarray], out_dir: Path) -> dict:
+    """cn_clip's PyTorch fp32 features of `checkpoint` and its fp32 ONNX."""
+    import torch
+
+    from model.clip import load_model
+
+    model = load_model(checkpoint, ARCH)
+    with torch.inference_mode():
+        reference = [model.encode_image(torch.from_numpy(x)).numpy() for x in xs]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {"reference": reference, "fp32": export_image_tower(model, out_dir / "fp32.onnx"), "dir": out_dir}
+
+
+@pytest.fixture(scope="module")
+def ordinary(toy):
+    return deployed(toy["ordinary"], toy["xs"], toy["root"] / "ordinary")
+
+
+@pytest.fixture(scope="module")
+def variants(toy):
+    """case -> the variant's checkpoint record and deployed(); each built on first use."""
+    built = {}
+
+    def get(case):
+        key = case_id(case)
+        if key not in built:
+            kind, block, kw = case
+            out = toy["root"] / key
+            record = V.write_variant_checkpoint(toy["ordinary"], out / "model.pt", ARCH, kind, block, **kw)
+            built[key] = {**deployed(out / "model.pt", toy["xs"], out), "record": record}
+        return built[key]
+    return get
+
+
+def block_nodes(fp32_onnx: Path, block: int) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load(str(fp32_onnx), load_external_data=False).graph.node
+            if f"resblocks.{block}/" in n.name]
+
+
+def target(toy, built: dict, precision: str, keep: list[str], name: str, gate: float = GATE) -> dict:
+    """The target of `precision` built from the fp32 ONNX by its plan with the nodes `keep` left in fp32,
+    measured as locate and repair measure it (gate 0.99): int8 by ONNX Runtime's static quantiser, fp16 by
+    the Ascend proxy (fp16 stored between nodes)."""
+    import backends
+    from accuracy.locate import Measure
+
+    plan = backends.get("onnxruntime" if precision == "int8" else "ascend")
+    options = {"threads": 1, "calibration": toy["calibration"], "reduce_range": False}
+    graph = plan.reduced_graph(built["fp32"], precision, built["dir"] / name, options)
+    return Measure(plan, graph, precision, toy["xs"], built["reference"], gate, options, built["dir"] / name)(keep)
+
+
+def fp32_cosines(built: dict) -> list[float]:
+    """The fp32 ONNX on ONNX Runtime against cn_clip's PyTorch fp32 features, per input."""
+    import backends
+    from accuracy.measures import cosine
+
+    run = backends.reference().load_reduced(built["fp32"], {"threads": 1})
+    return [cosine(run(x), r) for x, r in zip(built["xs"], built["reference"], strict=True)]
+
+
+# --------------------------------------------------------------------------------------------
+# each variant: fp32 accurate, its target precision fails, its block alone repairs it
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_the_fp32_deployment_of_the_variant_stays_accurate(toy, variants, case):
+    built = variants(case)
+    cos = fp32_cosines({**built, "xs": toy["xs"]})
+    assert min(cos) >= FP32_GATE, cos
+    assert built["record"]["kind"] == case[0] and built["record"]["block"] == case[1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_the_variant_fails_its_target_precision(toy, variants, case):
+    built = variants(case)
+    v = target(toy, built, precision_of(case[0]), [], "target")
+    assert not v["passed"], v["per_input"]
+    if case[0] == "fp16_attention":  # rounding, not overflow: finite features that point elsewhere
+        assert v["nonfinite"] == 0 and v["cosine_min"] < GATE
+    if case[0] == "fp16_overflow":
+        assert v["nonfinite"] > 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_keeping_only_the_variants_block_in_fp32_repairs_it(toy, variants, case):
+    built = variants(case)
+    kept = block_nodes(built["fp32"], case[1])
+    assert kept and all(f"resblocks.{case[1]}/" in n for n in kept)
+    v = target(toy, built, precision_of(case[0]), kept, "repaired")
+    assert v["passed"] and v["cosine_min"] > 0.999, v["per_input"]
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_the_ordinary_checkpoint_passes_both_targets(toy, ordinary, precision):
+    """So what fails above is the planted defect, not the tiny model or the tools."""
+    assert min(fp32_cosines({**ordinary, "xs": toy["xs"]})) >= FP32_GATE
+    v = target(toy, ordinary, precision, [], precision)
+    assert v["passed"] and v["nonfinite"] == 0 and v["cosine_min"] > 0.999, v["per_input"]
+
+
+def test_activation_outliers_are_compensated_exactly_in_fp32(toy, ordinary, variants):
+    """(s y)(w / s) = y w: the variant's PyTorch fp32 features are the ordinary ones, up to the divided
+    weights that fall below fp16's normal range in the checkpoint (measured: 1.8e-6 of the largest)."""
+    for case in CASES:
+        if case[0] == "int8_activation_outliers":
+            for a, b in zip(variants(case)["reference"], ordinary["reference"]):
+                assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+
+
+# --------------------------------------------------------------------------------------------
+# the state dicts: only the block's tensors change, in place nothing, out-of-range blocks refused
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def official(toy):
+    import torch
+
+    return torch.load(toy["ordinary"], map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("kind", list(V.VARIANTS))
+def test_each_variant_changes_only_its_blocks_tensors(official, kind):
+    import torch
+
+    before = {k: v.clone() for k, v in official.items()}
+    for block in (None, 0, 3):
+        out = V.VARIANTS[kind](official, ARCH, block)
+        prefix = f"module.visual.transformer.resblocks.{2 if block is None else block}."  # default: the middle
+        changed = {k for k in official if out[k] is not official[k]}
+        assert changed and all(k.startswith(prefix) for k in changed), changed
+        assert set(out) == set(official)
+        assert all(out[k].dtype == official[k].dtype and out[k].shape == official[k].shape for k in changed)
+        assert any(not torch.equal(out[k], official[k]) for k in changed)
+    assert all(torch.equal(official[k], before[k]) for k in official)  # the source is never modified
+
+
+@pytest.mark.parametrize("kind", list(V.VARIANTS))
+def test_each_variant_refuses_a_block_out_of_range(official, kind):
+    for block in (4, -1):
+        with pytest.raises(ValueError, match=f"blocks 0..3, not {block}"):
+            V.VARIANTS[kind](official, ARCH, block)
+    with pytest.raises(ValueError, match="no image-tower transformer blocks"):
+        V.VARIANTS[kind]({"module.visual.layer1.0.conv1.weight": None}, "RN50")
+
+
+def test_the_variants_tensors_are_as_documented(official):
+    p = "module.visual.transformer.resblocks.1."
+    a = V.make_activation_outliers(official, ARCH, 1)
+    channels = V.outlier_channels(128, V.ACTIVATION_CHANNELS)
+    assert channels == [0, 32, 64, 96]
+    s = V.ACTIVATION_SCALE
+    assert (a[p + "ln_1.weight"][channels].float() == official[p + "ln_1.weight"][channels].float() * s).all()
+    assert (a[p + "ln_1.weight"][1:32].float() == official[p + "ln_1.weight"][1:32].float()).all()
+    cols = a[p + "attn.in_proj_weight"][:, channels].float()
+    assert (cols - official[p + "attn.in_proj_weight"][:, channels].float() / s).abs().max() < 2 ** -24  # subnormal
+
+    w = V.make_weight_outliers(official, ARCH, 1)
+    assert w[p + "ln_1.weight"][0] == 0 and w[p + "ln_1.bias"][0] == 0
+    assert w[p + "attn.in_proj_weight"][:, 0].abs().eq(V.WEIGHT_OUTLIER).all()
+    assert (w[p + "attn.in_proj_weight"][:, 1:] == official[p + "attn.in_proj_weight"][:, 1:]).all()
+    m = V.make_weight_outliers(official, ARCH, 1, site="mlp")
+    assert m[p + "mlp.c_fc.weight"][:, 0].abs().eq(V.WEIGHT_OUTLIER).all() and m[p + "ln_2.weight"][0] == 0
+
+    t = V.make_attention(official, ARCH, 1)
+    w, b = t[p + "attn.in_proj_weight"].float(), t[p + "attn.in_proj_bias"].float()
+    const = [63, 127, 128 + 63, 128 + 127]  # 2 heads of 64: the last query and key dimension of each
+    assert (w[const] == 0).all() and (b[const] == V.ATTENTION_BIAS).all()
+    assert (w[:63] == official[p + "attn.in_proj_weight"][:63].float() * V.ATTENTION_SCALE).all()
+    assert (w[256:] == official[p + "attn.in_proj_weight"][256:].float()).all()  # values untouched
+
+
+def test_variants_refuse_factors_that_are_not_exact(official):
+    with pytest.raises(ValueError, match="power of two"):
+        V.make_activation_outliers(official, ARCH, scale=100.0)
+    with pytest.raises(ValueError, match="power of two"):
+        V.make_weight_outliers(official, ARCH, outlier=3.0)
+    with pytest.raises(ValueError, match="power of two"):
+        V.make_attention(official, ARCH, bias=300.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        V.make_weight_outliers(official, ARCH, outlier=2.0 ** 17)
+    with pytest.raises(ValueError, match="site must be one of"):
+        V.make_activation_outliers(official, ARCH, site="ln_post")
+    with pytest.raises(ValueError, match="channels must be"):
+        V.make_activation_outliers(official, ARCH, channels=0)
+
+
+def test_the_variant_checkpoint_file_keeps_the_layout_and_records_the_variant(toy, tmp_path):
+    import torch
+
+    record = V.write_variant_checkpoint(toy["ordinary"], tmp_path / "v.pt", ARCH, "fp16_attention", block=1, scale=2.0)
+    assert record == {"kind": "fp16_attention", "block": 1, "bias": V.ATTENTION_BIAS, "scale": 2.0,
+                      "source": str(toy["ordinary"])}
+    saved = torch.load(tmp_path / "v.pt", weights_only=True)
+    ordinary = torch.load(toy["ordinary"], weights_only=True)
+    assert set(saved["state_dict"]) == set(ordinary["state_dict"]) and saved["synthetic_seed"] == 0
+    assert all(k.startswith("module.") for k in saved["state_dict"])
+    assert V.variant_of(tmp_path / "v.pt") == record and V.variant_of(toy["ordinary"]) is None
+    # the default block is the middle one, recorded; the overflow writer keeps its record
+    assert V.write_variant_checkpoint(toy["ordinary"], tmp_path / "w.pt", ARCH, "int8_weight_outliers")["block"] == 2
+    assert V.write_overflow_checkpoint(toy["ordinary"], tmp_path / "o.pt", ARCH) == {
+        "kind": "fp16_overflow", "block": 2, "scale": V.DEFAULT_SCALE, "source": str(toy["ordinary"])}
+    with pytest.raises(ValueError, match="unknown variant"):
+        V.write_variant_checkpoint(toy["ordinary"], tmp_path / "x.pt", ARCH, "int4_everything")
+    with pytest.raises(ValueError, match="takes outlier, channel, site, not scale"):
+        V.write_variant_checkpoint(toy["ordinary"], tmp_path / "x.pt", ARCH, "int8_weight_outliers", scale=2.0)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_the_helper_rule_writes_the_kind_it_is_given(toy, tmp_path):
+    """main(snakemake): params kind (default fp16_overflow), block, and the kind's parameters, which
+    Snakemake may pass as strings."""
+    from types import SimpleNamespace
+
+    def smk(out, **params):
+        return SimpleNamespace(input=SimpleNamespace(ckpt=str(toy["ordinary"])), output=[str(out)], params=params,
+                               wildcards=SimpleNamespace(arch=ARCH))
+
+    V.main(smk(tmp_path / "a.pt", kind="int8_activation_outliers", block="1", scale="64", site="mlp"))
+    assert V.variant_of(tmp_path / "a.pt") == {"kind": "int8_activation_outliers", "block": 1, "scale": 64.0,
+                                               "channels": V.ACTIVATION_CHANNELS, "site": "mlp",
+                                               "source": str(toy["ordinary"])}
+    V.main(smk(tmp_path / "o.pt", block=""))
+    assert V.variant_of(tmp_path / "o.pt")["kind"] == "fp16_overflow" and V.variant_of(tmp_path / "o.pt")["block"] == 2
+
+
+# make_overflow on a small state dict (no model needed)
+
+def fake_state(layers=4, prefix="module."):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    sd = {}
+    for b in range(layers):
+        p = f"{prefix}visual.transformer.resblocks.{b}.mlp."
+        sd[p + "c_fc.weight"] = (0.02 * torch.randn(16, 4, generator=g)).half()
+        sd[p + "c_fc.bias"] = (0.02 * torch.randn(16, generator=g)).half()
+        sd[p + "c_proj.weight"] = (0.02 * torch.randn(4, 16, generator=g)).half()
+    sd[f"{prefix}bert.embeddings.weight"] = torch.randn(3, 4, generator=g).half()
+    return sd
+
+
+def test_make_overflow_scales_one_block_exactly_and_nothing_else():
+    sd = fake_state()
+    out = V.make_overflow(sd, "ViT-B-16")
+    assert V.image_blocks(sd) == 4
+    p = "module.visual.transformer.resblocks.2.mlp."  # default: the middle block
+    assert (out[p + "c_fc.weight"].float() == sd[p + "c_fc.weight"].float() * V.DEFAULT_SCALE).all()  # exact
+    assert (out[p + "c_fc.bias"].float() == sd[p + "c_fc.bias"].float() * V.DEFAULT_SCALE).all()
+    assert out[p + "c_proj.weight"].abs().max() < sd[p + "c_proj.weight"].abs().max() / 1000
+    changed = {k for k in sd if out[k] is not sd[k]}
+    assert changed == {p + "c_fc.weight", p + "c_fc.bias", p + "c_proj.weight"}
+    assert out[p + "c_fc.weight"].dtype == sd[p + "c_fc.weight"].dtype
+
+
+def test_make_overflow_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="no image-tower transformer blocks"):
+        V.make_overflow({"module.visual.layer1.0.conv1.weight": None}, "RN50")
+    with pytest.raises(ValueError, match="blocks 0..3, not 7"):
+        V.make_overflow(fake_state(), "ViT-B-16", block=7)
+    with pytest.raises(ValueError, match="power of two"):
+        V.make_overflow(fake_state(), "ViT-B-16", scale=1000.0)
+    with pytest.raises(ValueError, match="does not fit"):
+        V.make_overflow(fake_state(), "ViT-B-16", scale=2.0 ** 30)
+
+
+def test_overflow_checkpoint_file_keeps_the_official_layout(tmp_path):
+    import torch
+
+    torch.save({"state_dict": fake_state(), "synthetic_seed": 0, "arch": "ViT-B-16"}, tmp_path / "s.pt")
+    record = V.write_overflow_checkpoint(tmp_path / "s.pt", tmp_path / "o.pt", "ViT-B-16", block=1)
+    saved = torch.load(tmp_path / "o.pt", weights_only=True)
+    assert set(saved["state_dict"]) == set(fake_state()) and saved["synthetic_seed"] == 0
+    assert V.variant_of(tmp_path / "o.pt") == record and record["block"] == 1 and V.variant_of(tmp_path / "s.pt") is None
+
+
+# --------------------------------------------------------------------------------------------
+# locate and repair on each variant (issue 25): the measured top cause is the planted block, repair keeps
+# only nodes of that block and passes; the ordinary checkpoint needs no repair
+# --------------------------------------------------------------------------------------------
+
+def localise_and_repair(toy, built: dict, precision: str, name: str) -> tuple[dict, dict]:
+    """locate's summary and repair's record of the target of `precision` (int8: ONNX Runtime's plan, fp16:
+    the Ascend plan), as the rules run them: the inputs' npy files and their torch_fp32 features file."""
+    import backends
+    from accuracy import locate as L
+    from accuracy import repair as R
+    from pipeline.common import write_features
+
+    plan = backends.get("onnxruntime" if precision == "int8" else "ascend")
+    stems = [Path(f).stem for f in toy["calibration"]]
+    ref = built["dir"] / f"{name}.reference.npz"
+    write_features(ref, stems, built["reference"])
+    npy = [str(f) for f in toy["calibration"]]
+    options = {"threads": 1, "calibration": npy, "reduce_range": False}
+    _, summary = L.localise(plan, built["fp32"], precision, npy, [str(ref)], GATE, options, built["dir"] / f"{name}-l")
+    record = R.repair(plan, built["fp32"], precision, npy, [str(ref)], GATE, options, summary,
+                      built["dir"] / f"{name}-r" / "model")
+    return summary, record
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c[2]], ids=case_id)  # every variant, two blocks
+def test_locate_names_the_planted_block_and_repair_keeps_only_its_nodes(toy, variants, case):
+    kind, block, _ = case
+    summary, record = localise_and_repair(toy, variants(case), precision_of(kind), "repair")
+    units = summary["causes"]["units"]
+    assert not summary["causes"]["target"]["passed"]
+    assert summary["top_cause"]["unit"] == f"resblocks.{block}", units[:3]
+    assert record["repaired"] and record["passed"] and record["after"]["cosine_min"] >= GATE
+    assert record["kept"] and all(f"resblocks.{block}/" in n for n in record["kept"]), record["kept"]
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_the_ordinary_checkpoint_gets_no_repair(toy, ordinary, precision):
+    summary, record = localise_and_repair(toy, ordinary, precision, f"ordinary-{precision}")
+    assert summary["causes"]["target"]["passed"] and summary["top_cause"] is None or \
+        summary["causes"]["units"][0]["error"] < 1e-3
+    assert record["passed"] and not record["repaired"] and record["kept"] == [] and record["steps"] == []
