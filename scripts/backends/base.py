@@ -68,6 +68,23 @@ def model_inputs(onnx_path: str | os.PathLike) -> list[TensorSpec]:
     return specs
 
 
+def infer_each(run, npy_files: list, dst_dir: str | os.PathLike) -> None:
+    """What a backend's infer does when it runs in this process: run(input) for every input, its output to
+    dst_dir/<input stem>_0.npy (float32: ais_bench's layout, one code path for similarity)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from pipeline.common import Progress
+
+    dst_dir = Path(dst_dir)
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    progress = Progress("infer", len(npy_files))
+    for npy in npy_files:
+        np.save(dst_dir / f"{Path(npy).stem}_0.npy", np.asarray(run(np.load(npy))).astype(np.float32, copy=False))
+        progress.step()
+
+
 @runtime_checkable
 class Backend(Protocol):
     """The plan every backend module declares (see the module docstring)."""

@@ -296,16 +296,9 @@ def _run(sess):
 
 
 def infer(model: str | Path, npy_files: list[str | Path], dst_dir: str | Path, options: dict) -> None:
-    from pipeline.common import Progress
+    from backends.base import infer_each
 
-    run = _run(session(model, options["threads"], spinning=options.get("spinning")))
-    dst_dir = Path(dst_dir)
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    progress = Progress("infer", len(npy_files))
-    for npy in npy_files:
-        out = run(np.load(npy))
-        np.save(dst_dir / f"{Path(npy).stem}_0.npy", out.astype(np.float32, copy=False))
-        progress.step()
+    infer_each(_run(session(model, options["threads"], spinning=options.get("spinning"))), npy_files, dst_dir)
 
 
 def benchmark(model: str | Path, npy_files: list[str | Path], batch_size: int, loop: int, warmup: int,

@@ -268,17 +268,10 @@ def _runner(request):
 
 def infer(model: str | os.PathLike, npy_files: list, dst_dir: str | os.PathLike, options: dict) -> None:
     """dst_dir/<input stem>_0.npy (float32, the model's first output) for every input."""
-    from pipeline.common import Progress
+    from backends.base import infer_each
 
     _, request = load(model, options)
-    run = _runner(request)
-    dst_dir = Path(dst_dir)
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    progress = Progress("infer", len(npy_files))
-    for npy in npy_files:
-        out = run(np.load(npy))
-        np.save(dst_dir / f"{Path(npy).stem}_0.npy", out.astype(np.float32, copy=False))
-        progress.step()
+    infer_each(_runner(request), npy_files, dst_dir)
 
 
 def benchmark(model: str | os.PathLike, npy_files: list, batch_size: int, loop: int, warmup: int,

@@ -310,21 +310,3 @@ def variant_of(path: str | Path) -> dict | None:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(VARIANT_KEY)
-
-
-def main(smk) -> None:
-    """Helper rule (e.g. `overflow_checkpoint`): input ckpt (the ordinary synthetic checkpoint), output the
-    variant; params kind (optional, default fp16_overflow), block (optional) and the kind's own parameters
-    (optional, e.g. scale), as numbers."""
-    kind = smk.params.get("kind", "fp16_overflow")
-    block = smk.params.get("block")
-    kw = {name: type(default)(smk.params.get(name)) for name, default in variant_params(kind).items()
-          if smk.params.get(name) not in (None, "")}
-    write_variant_checkpoint(smk.input.ckpt, smk.output[0], smk.wildcards.arch, kind,
-                             None if block in (None, "") else int(block), **kw)
-
-
-if __name__ == "__main__" and "snakemake" in globals():
-    from pipeline.common import run_entry
-
-    run_entry(main, snakemake)  # noqa: F821

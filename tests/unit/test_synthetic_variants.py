@@ -310,23 +310,6 @@ def test_the_variant_checkpoint_file_keeps_the_layout_and_records_the_variant(to
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_the_helper_rule_writes_the_kind_it_is_given(toy, tmp_path):
-    """main(snakemake): params kind (default fp16_overflow), block, and the kind's parameters, which
-    Snakemake may pass as strings."""
-    from types import SimpleNamespace
-
-    def smk(out, **params):
-        return SimpleNamespace(input=SimpleNamespace(ckpt=str(toy["ordinary"])), output=[str(out)], params=params,
-                               wildcards=SimpleNamespace(arch=ARCH))
-
-    V.main(smk(tmp_path / "a.pt", kind="int8_activation_outliers", block="1", scale="64", site="mlp"))
-    assert V.variant_of(tmp_path / "a.pt") == {"kind": "int8_activation_outliers", "block": 1, "scale": 64.0,
-                                               "channels": V.ACTIVATION_CHANNELS, "site": "mlp",
-                                               "source": str(toy["ordinary"])}
-    V.main(smk(tmp_path / "o.pt", block=""))
-    assert V.variant_of(tmp_path / "o.pt")["kind"] == "fp16_overflow" and V.variant_of(tmp_path / "o.pt")["block"] == 2
-
-
 # make_overflow on a small state dict (no model needed)
 
 def fake_state(layers=4, prefix="module."):
