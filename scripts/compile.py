@@ -26,10 +26,17 @@ def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, b
     return record
 
 
-def main(smk) -> None:
-    from model.clip import model_info
+def resolution_of(onnx_model: str) -> int:
+    """The image side the ONNX takes (its input's last axis: Nx3xRxR), 0 for the text tower's token ids. Read
+    from the ONNX itself: cn_clip's model code (and torch) need not load for a compile job."""
+    from backends.base import model_inputs
 
-    _, resolution = model_info(smk.wildcards.arch)
+    (spec,) = model_inputs(onnx_model)
+    return int(spec.shape[-1]) if len(spec.shape) == 4 else 0
+
+
+def main(smk) -> None:
+    resolution = resolution_of(smk.input.onnx)
     options = dict(smk.params.options)
     if "calibration" in smk.input.keys():  # static int8: the run's own inputs
         options["calibration"] = model_input_files(smk.input.calibration)

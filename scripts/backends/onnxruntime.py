@@ -98,12 +98,17 @@ def session(model: str | Path | bytes, threads: int, optimize: bool = False, opt
 
 
 def fix_batch(onnx_in: str | Path, onnx_out: str | Path, batch_size: int) -> None:
-    """Fix the symbolic batch axis (what ATC's --input_shape does for the .om)."""
+    """Fix the symbolic batch axis (what ATC's --input_shape does for the .om): every `batch` dimension of
+    the graph's inputs, outputs and value_info, as onnxruntime.tools.onnx_model_utils.make_dim_param_fixed
+    does (that package imports torch on its way in: 2 s a compile job)."""
     import onnx
-    from onnxruntime.tools.onnx_model_utils import make_dim_param_fixed
 
     model = onnx.load(str(onnx_in))
-    make_dim_param_fixed(model.graph, "batch", batch_size)
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param == "batch":
+                dim.Clear()
+                dim.dim_value = batch_size
     onnx.save(model, str(onnx_out), save_as_external_data=True, all_tensors_to_one_file=True,
               location=Path(onnx_out).name + ".data", size_threshold=1024)
 

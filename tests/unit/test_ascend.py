@@ -359,6 +359,7 @@ def test_benchmark_reports_ais_bench_figures(tiny_onnx, tmp_path, standins):
     argv = ["python3", "-m", "ais_bench", *call["argv"]]
     scratch = Path(call["cwd"])
     assert argv == ascend.ais_bench_benchmark_command(scratch / "model.om", 5, 2, 1, 0, output=scratch / "out")
+    assert result["command"] == argv, "the command the report prints under Reproduce"
     assert not scratch.exists()
 
 

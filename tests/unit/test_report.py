@@ -61,7 +61,7 @@ def write_target(folder, name, offline_cos, batch_sizes=(1,), ascend=False, towe
         bench = {**base, "throughput_fps": fps * bs, "latency_ms": latency(250.0, p90=not ascend),
                  "baseline_torch_fp32": base}
         if ascend:
-            bench.update(threads=None, ais_bench={"command": ["python3", "-m", "ais_bench", "--loop", "3"]},
+            bench.update(threads=None, command=["python3", "-m", "ais_bench", "--loop", "3"],
                          notes=["p90 unavailable"])
         else:
             bench.update(fraction_of_ceiling=0.25, achieved_gflops=100.0, ceiling_gflops=400.0,
@@ -494,9 +494,13 @@ def test_accuracy_versus_speed_has_one_point_per_benchmarked_target_and_the_gate
     monkeypatch.setattr(plots.plt, "subplots", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
     plots.accuracy_vs_speed(r, tmp_path / "avs.png")
     ax = drawn[-1][1]
-    xy = sorted(tuple(o) for c in ax.collections for o in c.get_offsets() if len(c.get_offsets()) == 1)
+    xy = sorted(tuple(o) for c in ax.collections for o in c.get_offsets()
+                if len(c.get_offsets()) == 1 and not c.get_label().startswith("deployment"))  # not the star
     expected = sorted((x, y) for _, x, y in points.values())
     assert len(xy) == 3 and all(a == pytest.approx(b) for a, b in zip(xy, expected))
+    (star,) = [c for c in ax.collections if c.get_label().startswith("deployment")]
+    fastest = next(d for d in r["deployments"] if d["tower"] == "image")
+    assert tuple(star.get_offsets()[0]) == pytest.approx((fastest["throughput_fps"], points["onnxruntime/cpu int8"][2]))
     assert any(line.get_ydata()[0] == pytest.approx(1 - 0.99) for line in ax.lines), "the gate line"
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
     assert {t.get_text().split("\n")[0] for t in ax.texts} >= set(points)
