@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -126,21 +125,19 @@ def scontrol(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    start = time.perf_counter()
     try:
         install_slurm()
     except SlurmUnavailable as exc:
         pytest.skip(f"Slurm unavailable: {exc}")
     # the node in a PID namespace of its own: job steps cannot see the submitting Snakemake (a second node)
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), node_pid_namespace=True).start()
-    cluster.startup_s = time.perf_counter() - start
     yield cluster
     cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def runs(e2e_workflow, cluster, tmp_path_factory):
-    """{backend: {"slurm": run, "local": run}}, each run a dict (root, report, seconds; for Slurm also
+    """{backend: {"slurm": run, "local": run}}, each run a dict (root, report; for Slurm also
     jobs {Slurm job id: rule}, their `scontrol show job` fields, {Slurm job id: rule log naming it}).
     All four runs go at once, each in its own clone: the Slurm runs mostly wait for Slurm's status
     checks, and the timings are not compared."""
@@ -157,14 +154,11 @@ def runs(e2e_workflow, cluster, tmp_path_factory):
         return env
 
     def run(kind: str, backend: str) -> dict:
-        t = time.perf_counter()
         root = clone(e2e_workflow.root, base / f"{kind}-{backend}")
         cls = SlurmWorkflow if kind == "slurm" else Workflow
         wf = cls(root, config, env=env(kind, backend))
-        t_run = time.perf_counter()
         result = wf.run("report", config=backends[backend])
-        out = {"root": root, "report": wf.report(), "seconds": time.perf_counter() - t_run,
-               "clone_seconds": t_run - t}
+        out = {"root": root, "report": wf.report()}
         if kind == "slurm":
             out["jobs"] = dict(SUBMITTED.findall(result.stdout + result.stderr))
             out["states"] = {job_id: scontrol(cluster, job_id) for job_id in out["jobs"]}  # before Slurm forgets
@@ -176,16 +170,7 @@ def runs(e2e_workflow, cluster, tmp_path_factory):
                    for backend in backends for kind in ("slurm", "local")}
         out = {backend: {kind: futures[kind, backend].result() for kind in ("slurm", "local")}
                for backend in backends}
-    out["timings"] = {"slurm install+start": cluster.startup_s,
-                      **{f"{kind} {backend}": out[backend][kind]["seconds"]
-                         for backend in backends for kind in ("slurm", "local")},
-                      "clone (each)": max(out[b][k]["clone_seconds"] for b in backends for k in ("slurm", "local"))}
     return out
-
-
-def test_timings(runs, capsys):
-    with capsys.disabled():
-        print("\nSlurm e2e timings (s): " + ", ".join(f"{k}: {v:.0f}" for k, v in runs["timings"].items()))
 
 
 def test_job_steps_ran_where_the_submitting_run_is_not_visible(cluster, runs):
