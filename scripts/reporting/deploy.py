@@ -33,7 +33,7 @@ def candidates(t: dict, image_twin: dict | None, gates_of: Callable) -> list[dic
     target has no benchmark: its image twin's figure stands for the deployment's speed."""
     speed, batch = _fastest(t if t.get("performance") else image_twin or {})
     base = {"arch": t["arch"], "tower": t.get("tower", "image"), "hardware": t["device"], "backend": t["backend"],
-            "device": t["device"], "dir": t["dir"], "precision": t["precision"], "batch_size": batch}
+            "device": t["device"], "dir": t["dir"], "precision": t["precision"], "fastest_batch_size": batch}
     out = []
     if all(g["passed"] for g in gates_of(t)):
         out.append({**base, "repaired": False, "throughput_fps": speed,

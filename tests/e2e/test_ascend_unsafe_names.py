@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import E2E_ARCH, E2E_EMBED, E2E_IMAGES, SNAKEMAKE, STANDINS, Workflow
+from conftest import E2E_ARCH, E2E_EMBED, E2E_IMAGES, SNAKEMAKE, STANDINS, Workflow, private_copy
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,8 @@ def unsafe_checkout(e2e_workflow, e2e_images, tmp_path_factory):
     image folder whose names hold a space, Chinese characters and shell metacharacters."""
     base = tmp_path_factory.mktemp("unsafe")
     root = base / "my checkout+dev"
-    shutil.copytree(e2e_workflow.root, root, symlinks=True)
+    root.mkdir()
+    private_copy(e2e_workflow, root)
     images = base / "photos 图片"
     images.mkdir()
     for stem, name in USER_IMAGES.items():

@@ -29,7 +29,7 @@ VENV_BIN = str(Path(sys.executable).parent)
 CHIP = "Ascend910B1"  # a chip no other test builds, so their plans and call counts are unaffected
 BATCH_SIZES = [1, 2]
 # what a report may differ in between two runs of one config: speed and the machine
-TIMINGS = {"throughput_fps", "latency_ms", "ceiling_gflops", "achieved_gflops", "fraction_of_ceiling",
+TIMINGS = {"throughput_fps", "fastest_batch_size", "latency_ms", "ceiling_gflops", "achieved_gflops", "fraction_of_ceiling",
            "speedup_vs_torch_fp32", "torch_gflops", "onnxruntime_gflops", "wall_s", "longest_s", "peak_rss_mb",
            # what other processes used during the timed runs (issue 16): the host's state, not the run's
            "load", "offline_load", "quiet_wait",
