@@ -12,6 +12,7 @@ from accuracy.measures import spearman
 from accuracy.zero_shot import evaluate, probabilities
 
 PATCHES = sorted((Path(__file__).resolve().parents[2] / "patches").glob("*.patch"))
+ARCH = "ViT-Toy-16"  # the workflow's tiny architecture (config/model_configs/): cn_clip's model code, a few layers
 LABELS = ["猫", "咖啡", "宇航员", "火箭", "摩托车", "星空"]
 
 
@@ -37,7 +38,8 @@ def test_text_exporter_command_and_names():
 
 
 def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
-    """RN50 (cn_clip's smallest text tower, RBT3), synthetic weights, through the patched exporter."""
+    """ViT-Toy-16's text tower (cn_clip's own BERT, 2 layers of 64), synthetic weights, through the patched
+    exporter: the workflow's own architecture goes through its `--model-config` like cn_clip's."""
     from cn_clip.clip import tokenize
 
     from backends.onnxruntime import session
@@ -48,18 +50,18 @@ def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
 
     exporter = tmp_path / "pytorch_to_onnx.py"
     apply_patches(upstream_exporter(), PATCHES, exporter)
-    ckpt = tmp_path / "rn50.pt"
-    make_synthetic("RN50", 0, ckpt)
-    prefix = tmp_path / "onnx" / "rn50"
+    ckpt = tmp_path / "toy.pt"
+    make_synthetic(ARCH, 0, ckpt)
+    prefix = tmp_path / "onnx" / "toy"
     prefix.parent.mkdir()
     for stage in ("fp32", "fp16"):
-        cmd = exporter_command(exporter, stage, "RN50", ckpt if stage == "fp32" else None, prefix, 14, tower="text")
+        cmd = exporter_command(exporter, stage, ARCH, ckpt if stage == "fp32" else None, prefix, 14, tower="text")
         done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert sorted(p.name for p in prefix.parent.iterdir()) == [
-        "rn50.txt.fp16.onnx", "rn50.txt.fp32.onnx", "rn50.txt.fp32.onnx.extra_file"]
+        "toy.txt.fp16.onnx", "toy.txt.fp32.onnx", "toy.txt.fp32.onnx.extra_file"]
     tokens = tokenize(prompts(LABELS, "一张{}的照片"), context_length=52).numpy()
-    expected = torch_features(load_model(ckpt, "RN50", text_tower=True), tokens, "text")
+    expected = torch_features(load_model(ckpt, ARCH, text_tower=True), tokens, "text")
     for stage, bound in (("fp32", 0.9999), ("fp16", 0.999)):
         sess = session(f"{prefix}.txt.{stage}.onnx", 0, optimize=True, level="all")
         (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
