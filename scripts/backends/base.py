@@ -139,3 +139,18 @@ class Backend(Protocol):
 
     def write_kept(self, path: str | os.PathLike, nodes: list[str]) -> None:
         """The kept nodes, in the form the backend's tool takes them."""
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has an int8 dot-product instruction (AVX512-VNNI or AVX-VNNI; ARM's dot
+    product counts as one). Without it ONNX Runtime's x86 u8 x s8 kernels (VPMADDUBSW) add pairs
+    of products in saturating 16-bit arithmetic, and full-range int8 weights overflow it."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return bool({"avx512_vnni", "avx_vnni"} & set(flags))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backends.base import cpu_has_vnni
 from pipeline.common import log
 
 # --- the plan (scripts/backends/base.py) ----------------------------------------------------------
@@ -111,21 +112,6 @@ def fix_batch(onnx_in: str | Path, onnx_out: str | Path, batch_size: int) -> Non
                 dim.dim_value = batch_size
     onnx.save(model, str(onnx_out), save_as_external_data=True, all_tensors_to_one_file=True,
               location=Path(onnx_out).name + ".data", size_threshold=1024)
-
-
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has an int8 dot-product instruction (AVX512-VNNI or AVX-VNNI; ARM's dot
-    product counts as one). Without it ONNX Runtime's x86 u8 x s8 kernels (VPMADDUBSW) add pairs
-    of products in saturating 16-bit arithmetic, and full-range int8 weights overflow it."""
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return True
-    try:
-        flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return bool({"avx512_vnni", "avx_vnni"} & set(flags))
 
 
 def use_reduce_range(options: dict) -> bool:

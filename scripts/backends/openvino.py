@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.base import PreflightError
+from backends.base import PreflightError, cpu_has_vnni
 from pipeline.common import log
 
 # --- the plan (scripts/backends/base.py) ----------------------------------------------------------
@@ -154,13 +154,18 @@ def _calibration(options: dict, batch_size: int) -> list[np.ndarray]:
 
 def quantize(model, calibration: list[np.ndarray], ignored: list[str] | None = None):
     """NNCF post-training int8 (ModelType.TRANSFORMER) calibrated on every batch of `calibration`,
-    leaving the ops named `ignored` (OpenVINO friendly names) unquantised."""
+    leaving the ops named `ignored` (OpenVINO friendly names) unquantised. On a CPU without VNNI the
+    plugin's u8 x s8 kernels add pairs of products in saturating 16-bit arithmetic: NNCF's overflow fix
+    (7-bit weights) goes on every layer there, as NNCF advises for such CPUs, not only the first
+    (its default)."""
     nncf = _nncf()
-    log.info("quantising to int8 with NNCF %s (ModelType.TRANSFORMER, %d calibration batches, %d ops ignored)",
-             nncf.__version__, len(calibration), len(ignored or []))
+    overflow_fix = nncf.OverflowFix.FIRST_LAYER if cpu_has_vnni() else nncf.OverflowFix.ENABLE
+    log.info("quantising to int8 with NNCF %s (ModelType.TRANSFORMER, %d calibration batches, %d ops ignored, "
+             "overflow fix %s)", nncf.__version__, len(calibration), len(ignored or []), overflow_fix.value)
     kwargs = {"ignored_scope": nncf.IgnoredScope(names=list(ignored))} if ignored else {}
     return nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(calibration), **kwargs)
+                         subset_size=len(calibration),
+                         advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=overflow_fix), **kwargs)
 
 
 def _type_name(t) -> str:

@@ -177,6 +177,19 @@ def test_int8_quantises_and_stays_close_to_fp32(vit, int8_model):
         assert cosine(request.get_output_tensor(0).data, ort_reference(vit["onnx"], np.load(f))) >= 0.99
 
 
+@pytest.mark.parametrize("vnni, fix", [(True, "first_layer_only"), (False, "enable")])
+def test_int8_fixes_the_16_bit_overflow_on_every_layer_of_a_cpu_without_vnni(monkeypatch, vnni, fix):
+    """Without VNNI the CPU plugin's u8 x s8 kernels saturate in 16 bits (full-range int8 weights
+    overflow them): NNCF's overflow fix (7-bit weights) goes on every layer, as NNCF advises there."""
+    import nncf
+
+    seen = {}
+    monkeypatch.setattr(backend, "cpu_has_vnni", lambda: vnni)
+    monkeypatch.setattr(nncf, "quantize", lambda model, dataset, **kw: seen.update(kw) or model)
+    backend.quantize("model", [np.zeros((1, 3, 16, 16), np.float32)])
+    assert seen["advanced_parameters"].overflow_fix.value == fix
+
+
 def test_a_precision_the_ir_was_not_made_for_is_an_error(tiny_onnx, tmp_path):
     model = backend.compile(tiny_onnx["fp32"], tmp_path / "m", 1, 16, OPTIONS)[0]
     with pytest.raises(ValueError, match="made for precision fp32"):

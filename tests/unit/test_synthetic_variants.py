@@ -5,12 +5,12 @@ the 0.99 gate, and is repaired by keeping only its block in fp32; the ordinary c
 
 Targets as the workflow builds them: int8 = static QDQ int8 (repair.build_int8_static: the onnxruntime
 backend's quantize_static_int8, uint8 activations per tensor calibrated MinMax on the same three inputs,
-int8 weights per output channel, reduce_range off), run as the backend runs it; fp16 = the fp16 ONNX
+int8 weights per output channel, 7-bit (reduce_range) on a CPU without VNNI), run as the backend runs it; fp16 = the fp16 ONNX
 (onnxruntime.transformers.float16, keep_io_types) run with fp16 storage between nodes (repair.run_model
 fp16_storage: the proxy of fp16 hardware such as Ascend's). Inputs: chelsea.png, rocket.jpg,
 astronaut.png at 64x64.
 
-Measured here (synthetic seed 0, default factors; cosine per image against PyTorch fp32 of the same
+Measured on a CPU with AVX512-VNNI (synthetic seed 0, default factors; cosine per image against PyTorch fp32 of the same
 checkpoint, in the order chelsea, rocket, astronaut; fp32: the largest 1 - cosine; "repaired": the target
 rebuilt with every node of the block in fp32; "other": the precision the variant does not target, as
 built, which it leaves alone):
@@ -148,7 +148,7 @@ def target(toy, built: dict, precision: str, keep: list[str], name: str, gate: f
     from accuracy.locate import Measure
 
     plan = backends.get("onnxruntime" if precision == "int8" else "ascend")
-    options = {"threads": 1, "calibration": toy["calibration"], "reduce_range": False}
+    options = {"threads": 1, "calibration": toy["calibration"]}  # reduce_range: the backend's choice for this CPU
     graph = plan.reduced_graph(built["fp32"], precision, built["dir"] / name, options)
     return Measure(plan, graph, precision, toy["xs"], built["reference"], gate, options, built["dir"] / name)(keep)
 
@@ -378,7 +378,7 @@ def localise_and_repair(toy, built: dict, precision: str, name: str) -> tuple[di
     ref = built["dir"] / f"{name}.reference.npz"
     write_features(ref, stems, built["reference"])
     npy = [str(f) for f in toy["calibration"]]
-    options = {"threads": 1, "calibration": npy, "reduce_range": False}
+    options = {"threads": 1, "calibration": npy}  # reduce_range: the backend's choice for this CPU
     _, summary = L.localise(plan, built["fp32"], precision, npy, [str(ref)], GATE, options, built["dir"] / f"{name}-l")
     record = R.repair(plan, built["fp32"], precision, npy, [str(ref)], GATE, options, summary,
                       built["dir"] / f"{name}-r" / "model")
