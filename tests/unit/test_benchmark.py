@@ -37,10 +37,10 @@ def test_record_says_how_busy_the_machine_was_during_the_timed_runs(monkeypatch,
     assert out["speedup_vs_torch_fp32"] == 2.0
 
 
-def test_a_rule_without_the_quiet_wait_param_does_not_wait(monkeypatch):
+def rule_entry(monkeypatch, benchmark):
+    """({keyword arguments run_benchmark got}, a stand-in `snakemake` object of the benchmark rule, whose
+    params lack quiet_wait_s and ci_width, as an older rule's did)."""
     import types
-
-    import benchmark
 
     seen = {}
     monkeypatch.setattr(benchmark, "run_benchmark", lambda *a, **k: seen.update(k) or {})
@@ -50,6 +50,13 @@ def test_a_rule_without_the_quiet_wait_param_does_not_wait(monkeypatch):
         input=types.SimpleNamespace(manifest="m.json", ckpt="c.pt", npy=["a.npy"]),
         params=types.SimpleNamespace(loop=3, warmup=1, options={"threads": 1}, baseline_loop=2, ceiling_n=512),
         output=["out.json"])
+    return seen, smk
+
+
+def test_a_rule_without_the_quiet_wait_param_does_not_wait(monkeypatch):
+    import benchmark
+
+    seen, smk = rule_entry(monkeypatch, benchmark)
     benchmark.main(smk)
     assert seen["quiet_wait_s"] == 0
     assert seen["ceiling_n"] == 512, "the rule's ceiling_matmul_size reaches the benchmark"
@@ -116,18 +123,9 @@ def test_a_speedup_without_per_run_times_has_no_interval_and_says_so(monkeypatch
 
 
 def test_the_rule_passes_ci_width_and_an_older_rule_means_no_early_stop(monkeypatch):
-    import types
-
     import benchmark
 
-    seen = {}
-    monkeypatch.setattr(benchmark, "run_benchmark", lambda *a, **k: seen.update(k) or {})
-    monkeypatch.setattr(benchmark, "write_json", lambda *a: None)
-    smk = types.SimpleNamespace(
-        wildcards=types.SimpleNamespace(backend="onnxruntime", arch="ViT-B-16", bs="1"),
-        input=types.SimpleNamespace(manifest="m.json", ckpt="c.pt", npy=["a.npy"]),
-        params=types.SimpleNamespace(loop=3, warmup=1, options={"threads": 1}, baseline_loop=2, ceiling_n=512),
-        output=["out.json"])
+    seen, smk = rule_entry(monkeypatch, benchmark)
     benchmark.main(smk)
     assert seen["ci_width"] == 0
     smk.params.ci_width = 0.05
