@@ -143,8 +143,9 @@ class Backend(Protocol):
 
 def cpu_has_vnni() -> bool:
     """Whether this CPU has an int8 dot-product instruction (AVX512-VNNI or AVX-VNNI; ARM's dot
-    product counts as one). Without it ONNX Runtime's x86 u8 x s8 kernels (VPMADDUBSW) add pairs
-    of products in saturating 16-bit arithmetic, and full-range int8 weights overflow it."""
+    product counts as one). Without it the x86 u8 x s8 kernels of the CPU backends (VPMADDUBSW, in
+    ONNX Runtime and in OpenVINO's CPU plugin) add pairs of products in saturating 16-bit arithmetic,
+    and full-range int8 weights overflow it: each backend then quantises weights to 7 bits."""
     import platform
 
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
