@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin"])
+from apt_packages import SBIN_PATH, AptUnavailable, apt_install, which
+
 PARTITION = "cnclip"
 APT_PACKAGES = ("slurm-wlm", "munge")
 
@@ -29,30 +30,13 @@ class SlurmUnavailable(RuntimeError):
     """Slurm cannot be installed here (no apt, no mirror, not root): the reason, verbatim."""
 
 
-def which(name: str) -> str | None:
-    return shutil.which(name, path=SBIN_PATH)
-
-
-def install_slurm(timeout: int = 1200) -> None:
-    """`apt-get install slurm-wlm munge` when slurmctld or munged is missing (as the Chromium test
-    installs chromium). Raises SlurmUnavailable with the failing command and its output."""
-    if all(which(tool) for tool in ("slurmctld", "slurmd", "sbatch", "munged")):
-        return
-    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "PATH": SBIN_PATH}
-    lock = ["-o", "DPkg::Lock::Timeout=600"]  # another session may be installing at the same time
-    for cmd in (["apt-get", *lock, "update"],
-                ["apt-get", *lock, "install", "-y", "--no-install-recommends", *APT_PACKAGES]):
-        try:
-            done = subprocess.run(prefix + cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SlurmUnavailable(f"`{' '.join(prefix + cmd)}` could not run: {exc}") from exc
-        if done.returncode != 0:
-            raise SlurmUnavailable(f"`{' '.join(prefix + cmd)}` exited {done.returncode}: "
-                                   f"{(done.stderr or done.stdout).strip()[-600:]}")
-    missing = [tool for tool in ("slurmctld", "slurmd", "sbatch", "munged") if not which(tool)]
-    if missing:
-        raise SlurmUnavailable(f"after installing {' '.join(APT_PACKAGES)}: {', '.join(missing)} not found")
+def install_slurm() -> None:
+    """`apt-get install slurm-wlm munge` when slurmctld, slurmd, sbatch or munged is missing (as the
+    Chromium test installs chromium). Raises SlurmUnavailable with the failing command and its output."""
+    try:
+        apt_install(APT_PACKAGES, ("slurmctld", "slurmd", "sbatch", "munged"))
+    except AptUnavailable as exc:
+        raise SlurmUnavailable(str(exc)) from exc
 
 
 def free_port() -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from apt_packages import AptUnavailable, apt_install, which
 from conftest import E2E_ARCH, REPO
 
 pytestmark = pytest.mark.e2e
@@ -35,22 +36,14 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def _install_chromium() -> str | None:
-    """Debian's chromium, installed with apt-get when missing; None (with the reason) when that fails."""
-    found = shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium")
-    if found:
-        return found
-    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        try:
-            done = subprocess.run(prefix + cmd, env=env, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"headless Chromium unavailable: `{' '.join(prefix + cmd)}` could not run ({exc})")
-        if done.returncode != 0:
-            pytest.skip(f"headless Chromium unavailable: `{' '.join(prefix + cmd)}` exited {done.returncode}: "
-                        f"{(done.stderr or done.stdout).strip()[-300:]}")
-    return shutil.which("chromium") or "/usr/bin/chromium"
+def _install_chromium() -> str:
+    """Debian's chromium (with its recommended fonts), installed with apt-get when missing; skips the test
+    (with the reason) when that fails."""
+    try:
+        apt_install(("chromium",), ("chromium",), recommends=True, timeout=900)
+    except AptUnavailable as exc:
+        pytest.skip(f"headless Chromium unavailable: {exc}")
+    return which("chromium")
 
 
 @pytest.fixture(scope="module")
