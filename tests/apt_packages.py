@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/sbin"])
-LOCK = Path(tempfile.gettempdir()) / "cnclip-tests-apt.lock"
+# per user: another user's lock file in /tmp is not ours to open (their sessions wait on apt's own lock)
+LOCK = Path(tempfile.gettempdir()) / f"cnclip-tests-apt-{os.getuid()}.lock"
 
 
 class AptUnavailable(RuntimeError):
