@@ -215,8 +215,9 @@ def dumps_tensors(t):
 
 def repair_inputs(wildcards):
     """What repair needs: the fp32 ONNX its plan rebuilds from, every input and its torch_fp32 features
-    (the ground truth it verifies against), the first shard (int8 calibration), and locate's ranking.
-    Not the target's compiled model: repair verifies as the plan computes, on this machine.
+    (the ground truth it verifies against), the onnx_fp16 features (the seed's gate, where missed), the
+    first shard (int8 calibration), the target's similarity.json (the gates it missed) and locate's
+    ranking. Not the target's compiled model: repair verifies as the plan computes, on this machine.
     """
     t = P.Target.of(wildcards)
     return {
@@ -224,6 +225,8 @@ def repair_inputs(wildcards):
         "npy": model_inputs(wildcards),
         "calibration": first_shard_inputs(wildcards),
         "reference": features("torch_fp32")(wildcards),
+        "onnx_fp16": features("onnx_fp16")(wildcards),
+        "similarity": t.similarity(),
         "locate": t.locate("json"),
     }
 

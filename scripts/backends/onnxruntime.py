@@ -350,18 +350,60 @@ def fp32_edges(model, blocked: set[str]) -> set[str]:
     return edges
 
 
+def _fold_round_trips(model) -> int:
+    """Remove every fp32 -> fp16 -> fp32 round trip the converter leaves on a kept node's input: a Cast to
+    fp32 that reads a Cast to fp16 of an fp32 tensor (a graph input, or a kept node's output that unkept
+    nodes read too) now reads that fp32 tensor itself, so the kept node gets the value unrounded (and not
+    inf where it passes 65504). Returns the number of Casts removed."""
+    from onnx import TensorProto
+
+    g = model.graph
+    fp32 = {v.name for v in [*g.input, *g.value_info, *g.output]
+            if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    producer = {o: n for n in g.node for o in n.output}
+
+    def cast_to(n) -> int | None:
+        return next((a.i for a in n.attribute if a.name == "to"), None) if n.op_type == "Cast" else None
+
+    rename, drop = {}, set()
+    for n in g.node:
+        if cast_to(n) != TensorProto.FLOAT:
+            continue
+        source, p = None, producer.get(n.input[0])
+        while p is not None and cast_to(p) == TensorProto.FLOAT16:  # through Casts to fp16 only
+            source = p.input[0]
+            p = producer.get(source)
+        if source in fp32:
+            rename[n.output[0]] = source
+            drop.add(n.name)
+    if not rename:
+        return 0
+    outputs = {o.name for o in g.output}
+    kept_nodes = [n for n in g.node if n.name not in drop or n.output[0] in outputs]
+    for n in kept_nodes:
+        for i, x in enumerate(n.input):
+            if x in rename and n.name not in drop:
+                n.input[i] = rename[x]
+    del g.node[:]
+    g.node.extend(kept_nodes)
+    return len(drop)
+
+
 def build_fp16(fp32_onnx: str | Path, out: str | Path, node_block_list=(), op_block_list=()) -> Path:
     """The fp16 ONNX of `fp32_onnx` with the given nodes / op types kept in fp32 (plus the converter's
-    default op block list); fp32 inputs and outputs; one file when under 2 GB."""
+    default op block list), the kept set closed (graph.kept_closure: the Casts, Transposes and Reshapes
+    between kept nodes and the carriers of their weights are kept too) and no fp16 round trip left on a
+    kept node's input; fp32 inputs and outputs; one file when under 2 GB."""
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     from onnx import helper
 
-    from backends.graph import tensor_types
+    from backends.graph import closed, tensor_types
 
     model = onnx.load(str(fp32_onnx))
-    blocked = set(node_block_list) | {n.name for n in model.graph.node if n.op_type in set(op_block_list)}
+    named = set(node_block_list) | {n.name for n in model.graph.node if n.op_type in set(op_block_list)}
+    blocked = set(closed(model, sorted(named))) if named else set()
     if blocked:
         # the converter places its Casts around blocked nodes by value_info, which torch's export does not
         # write: give every tensor its type (without it a blocked node would read fp16 as if fp32)
@@ -374,9 +416,11 @@ def build_fp16(fp32_onnx: str | Path, out: str | Path, node_block_list=(), op_bl
     del model.graph.value_info[:]
     model.graph.value_info.extend(kept)
     fp16 = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
-                                    node_block_list=sorted(set(node_block_list)),
+                                    node_block_list=sorted(blocked),
                                     op_block_list=sorted(set(DEFAULT_OP_BLOCK_LIST) | set(op_block_list)))
-    log.info("fp16 with %d nodes kept fp32 (%d fp32 edges between them), op types %s", len(blocked), len(edges),
+    folded = _fold_round_trips(fp16) if blocked else 0
+    log.info("fp16 with %d nodes kept fp32 (%d named, %d by closure; %d fp32 edges between them, %d fp16 round "
+             "trips removed), op types %s", len(blocked), len(named), len(blocked - named), len(edges), folded,
              sorted(op_block_list) or "none")
     return _save(fp16, Path(out))
 
@@ -394,25 +438,31 @@ def int8_prepared(fp32_onnx: str | Path, out_dir: str | Path) -> Path:
 def build_int8(prepared_onnx: str | Path, out: str | Path, nodes_to_exclude=(), per_channel: bool = True,
                reduce_range: bool = False) -> Path:
     """Dynamic int8 (the backend's int8_dynamic: quantize_dynamic, weights int8 per channel) of the
-    prepared graph, leaving `nodes_to_exclude` in fp32."""
+    prepared graph, leaving `nodes_to_exclude` in fp32 (closed: graph.kept_closure)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from backends.graph import closed
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(prepared_onnx), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
                      reduce_range=reduce_range, use_external_data_format=True,
-                     nodes_to_exclude=sorted(set(nodes_to_exclude)))
+                     nodes_to_exclude=sorted(closed(prepared_onnx, nodes_to_exclude)) if nodes_to_exclude else [])
     return Path(out)
 
 
 def build_int8_static(fp32_onnx: str | Path, out: str | Path, calibration: list[str | Path], batch_size: int = 1,
                       nodes_to_exclude=(), **options) -> Path:
     """Static QDQ int8 (the backend's int8: backends.onnxruntime.quantize_static_int8, calibrated on the
-    .npy files `calibration`), leaving `nodes_to_exclude` in fp32 (as exact-name patterns of its `exclude`)."""
+    .npy files `calibration`), leaving `nodes_to_exclude` in fp32 (closed: graph.kept_closure; as exact-name
+    patterns of its `exclude`)."""
     import re
 
+    from backends.graph import closed
+
     Path(out).parent.mkdir(parents=True, exist_ok=True)
+    keep = sorted(closed(fp32_onnx, nodes_to_exclude)) if nodes_to_exclude else []
     quantize_static_int8(fp32_onnx, out, list(calibration), batch_size,
-                         exclude=[f"^{re.escape(n)}$" for n in sorted(set(nodes_to_exclude))], **options)
+                         exclude=[f"^{re.escape(n)}$" for n in keep], **options)
     return Path(out)
 
 

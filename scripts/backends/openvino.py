@@ -550,13 +550,18 @@ def build_reduced(graph: str | os.PathLike, precision: str, keep: list[str], out
     as out_dir/model.xml (with model.bin, model.json and kept.txt). Each name is found in the OpenVINO
     model by ov_names; int8 leaves the ops out of NNCF's quantisation, fp16/bf16 mark them to stay out of
     the precision hint (the module's docstring says how). keep=[] is the plain reduced model, as compile
-    makes it. Attention cannot be kept under fp16/bf16: it stays at the hint, logged and recorded
+    makes it. The kept set is closed first (graph.kept_closure: the ops that move or cast a kept node's
+    output to the next, and the carriers of its weights). Attention cannot be kept under fp16/bf16: it stays at
+    the hint, logged and recorded
     (`not_kept` in model.json); any other node the plugin does not keep in fp32 is an error.
     Options: threads, calibration (int8), batch_size (default 1: the batch of run_reduced's inputs)."""
+    from backends.graph import kept_closure
+
     precision = _check_precision(precision)
     out_dir = Path(out_dir)
     model = convert(graph, int(options.get("batch_size", 1)))
-    where = ov_names(graph, model, list(keep))
+    closure = kept_closure(graph, keep) if keep else []
+    where = ov_names(graph, model, list(keep) + closure)
     if where["unknown"]:
         raise ValueError(f"not nodes of {graph}: {where['unknown']}")
     for name in where["folded"]:
@@ -567,7 +572,8 @@ def build_reduced(graph: str | os.PathLike, precision: str, keep: list[str], out
     kept = list(dict.fromkeys(o for ops in where["ops"].values() for o in ops
                               if by_name[o].get_type_name() != "Constant"))
     types = {n: by_name[n].get_type_name() for n in kept}
-    extra = {"batch_size": int(options.get("batch_size", 1)), "keep": list(keep), "ov_names": where["ops"],
+    extra = {"batch_size": int(options.get("batch_size", 1)), "keep": list(keep), "closure": closure,
+             "ov_names": where["ops"],
              "rule": where["rule"], "folded": where["folded"], "eliminated": where["eliminated"], "kept_ops": kept}
     if precision == "fp32":
         log.info("precision fp32: every node is fp32 already")

@@ -7,6 +7,8 @@ import pytest
 
 import locate as locate_rule  # the rule script (scripts/locate.py)
 from accuracy import locate as L
+from accuracy import node_view as V
+from backends.graph import SegmentRunner
 from backends import ascend
 from backends.onnxruntime import build_fp16
 
@@ -78,7 +80,7 @@ def test_segments_give_the_same_tensors_as_one_run_with_every_output_marked(tmp_
     fp32 = mlp_onnx(tmp_path / "m.onnx")
     names = ["h1", "h2", "h3", "h4", "r", "y"]
     groups = [names[i:i + chunk] for i in range(0, len(names), chunk)]
-    runner = L.SegmentRunner(fp32, groups)
+    runner = SegmentRunner(fp32, groups)
     for x in inputs():
         got = {}
         for values in runner.run({"x": x}):
@@ -96,13 +98,13 @@ def test_fp16_storage_shows_the_overflow_that_onnx_runtime_cpu_computes_away(ove
     x = inputs(1)[0]
     plain = run_all(fp16, [], x)["y"]  # ONNX Runtime's CPU runs MatMul/Add/Relu in fp32 between Casts
     assert np.isfinite(plain).all()
-    stored = next(iter(L.SegmentRunner(fp16, [["y"]], fp16_storage=True).run({"x": x})))["y"]
+    stored = next(iter(SegmentRunner(fp16, [["y"]], fp16_storage=True).run({"x": x})))["y"]
     assert not np.isfinite(stored).all()
 
 
 def test_locate_names_the_first_overflowing_node_and_the_nodes_around_it(overflow):
     fp32, fp16 = overflow
-    rows, summary = L.compare_graphs(fp32, fp16, inputs(), input_name="x", chunk=2)
+    rows, summary = V.compare_graphs(fp32, fp16, inputs(), input_name="x", chunk=2)
     assert [r["tensor"] for r in rows] == ["h1", "h2", "h3", "h4", "r", "y"]  # fp32 names only, in order
     jump = summary["first_jump"]
     assert jump["node"] == NAMES["fc1"] and jump["op_type"] == "MatMul" and jump["nonfinite_new"] > 0
@@ -114,7 +116,7 @@ def test_locate_names_the_first_overflowing_node_and_the_nodes_around_it(overflo
 
 def test_an_ordinary_model_has_no_jump(ordinary):
     fp32, fp16 = ordinary
-    rows, summary = L.compare_graphs(fp32, fp16, inputs(), input_name="x")
+    rows, summary = V.compare_graphs(fp32, fp16, inputs(), input_name="x")
     assert summary["first_jump"] is None and summary["overflow_nodes"] == []
     assert all(r["cosine_min"] > 0.999 and r["nonfinite_new"] == 0 for r in rows)
     assert summary["final"]["tensor"] == "y"
@@ -127,7 +129,7 @@ def test_tensors_the_target_adds_are_not_rows_and_renamed_io_still_matches(ordin
     target = onnx.load(str(fp16))
     added = {o for n in target.graph.node for o in n.output} - {"h1", "h2", "h3", "h4", "r", "y"}
     assert added  # the converter's Casts for fp32 input/output
-    rows, _ = L.compare_graphs(fp32, fp16, inputs(1), input_name="x")
+    rows, _ = V.compare_graphs(fp32, fp16, inputs(1), input_name="x")
     assert not added & {r["tensor"] for r in rows}
     assert rows[-1]["tensor"] == "y"  # graph output: the target's Cast back to fp32 keeps the name
 
@@ -137,24 +139,24 @@ def test_first_jump_uses_the_running_median_the_floor_and_atol():
         return [{"depth": i, "node": f"n{i}", "op_type": "Op", "tensor": f"t{i}", "block": None, "error": e,
                  "one_minus_cosine": e, "nonfinite_new": 0, "max_abs_err": abs_err} for i, e in enumerate(errors)]
 
-    assert L.first_jump(rows([1e-7, 2e-7, 1e-7, 5e-3, 1e-2]))["depth"] == 3
-    assert L.first_jump(rows([1e-9, 1e-9, 5e-5])) is None  # 10x the median, but under the floor
-    assert L.first_jump(rows([5e-5, 6e-5, 8e-5, 1.1e-4, 1.5e-4, 2e-4])) is None  # a slow climb: no single jump
-    assert L.first_jump(rows([2e-3, 2e-3]))["depth"] == 0  # over the floor with nothing before it
+    assert V.first_jump(rows([1e-7, 2e-7, 1e-7, 5e-3, 1e-2]))["depth"] == 3
+    assert V.first_jump(rows([1e-9, 1e-9, 5e-5])) is None  # 10x the median, but under the floor
+    assert V.first_jump(rows([5e-5, 6e-5, 8e-5, 1.1e-4, 1.5e-4, 2e-4])) is None  # a slow climb: no single jump
+    assert V.first_jump(rows([2e-3, 2e-3]))["depth"] == 0  # over the floor with nothing before it
     # a near-zero tensor (a LayerNorm's mean): 1 - cosine 0.9 from a 2e-5 difference counts as no error
-    assert L.error_of({"cosine": 0.1, "max_abs_err": 2e-5, "nonfinite_new": 0}) == 0.0
-    assert L.error_of({"cosine": 0.1, "max_abs_err": 2e-2, "nonfinite_new": 0}) == pytest.approx(0.9)
-    assert L.error_of({"cosine": 0.99, "max_abs_err": 1e-6, "nonfinite_new": 3}) == 1.0
+    assert V.error_of({"cosine": 0.1, "max_abs_err": 2e-5, "nonfinite_new": 0}) == 0.0
+    assert V.error_of({"cosine": 0.1, "max_abs_err": 2e-2, "nonfinite_new": 0}) == pytest.approx(0.9)
+    assert V.error_of({"cosine": 0.99, "max_abs_err": 1e-6, "nonfinite_new": 3}) == 1.0
 
 
 def test_tensor_stats_values():
     r = np.array([1.0, 0.0, 0.0], np.float32)
-    s = L.tensor_stats(r, np.array([1.0, 1.0, 0.0], np.float16))
+    s = V.tensor_stats(r, np.array([1.0, 1.0, 0.0], np.float16))
     assert s["cosine"] == pytest.approx(1 / np.sqrt(2)) and s["max_abs_err"] == 1.0 and s["rel_err"] == 1.0
-    s = L.tensor_stats(np.array([1.0, 2.0], np.float32), np.array([np.inf, 2.0], np.float16))
+    s = V.tensor_stats(np.array([1.0, 2.0], np.float32), np.array([np.inf, 2.0], np.float16))
     assert s["nonfinite_new"] == 1 and np.isfinite(s["cosine"])
     tiny = np.float32(1e-5) * np.arange(1, 1001, dtype=np.float32)
-    assert 1 - L.tensor_stats(tiny, tiny * np.float32(1 + 1e-4))["cosine"] == pytest.approx(0.0, abs=1e-9)
+    assert 1 - V.tensor_stats(tiny, tiny * np.float32(1 + 1e-4))["cosine"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_int8_rows_match_the_quantised_graph_by_name(tmp_path):
@@ -163,7 +165,7 @@ def test_int8_rows_match_the_quantised_graph_by_name(tmp_path):
     fp32 = mlp_onnx(tmp_path / "m.onnx")
     prepared = int8_prepared(fp32, tmp_path / "work")
     int8 = build_int8(prepared, tmp_path / "int8" / "model.onnx")
-    rows, summary = L.compare_graphs(prepared, int8, inputs(), input_name="x")
+    rows, summary = V.compare_graphs(prepared, int8, inputs(), input_name="x")
     by_tensor = {r["tensor"]: r for r in rows}
     assert {"h1", "h4", "y"} <= set(by_tensor)  # quantised MatMuls keep their output names
     assert by_tensor["h1"]["error"] > 0 and by_tensor["h1"]["cosine_min"] > 0.9  # 8-wide rows: int8 is coarse
@@ -177,7 +179,7 @@ def fabricate_dump(out_dir, fp16, nodes, x):
     folder.mkdir(parents=True)
     names = [n.output[0] for n in nodes]
     values = {}
-    for v in L.SegmentRunner(fp16, [[t] for t in names], fp16_storage=True).run({"x": x}):
+    for v in SegmentRunner(fp16, [[t] for t in names], fp16_storage=True).run({"x": x}):
         values.update(v)
     for task, n in enumerate(nodes):
         a = values[n.output[0]]
@@ -199,7 +201,7 @@ def test_ais_bench_dump_is_read_and_located_like_the_onnx_target(overflow, tmp_p
     assert set(dump) == {ascend.dump_op_name(n.name) for n in nodes}
     assert dump["blk_0_mlp_fc1"]["op_type"] == "MatMul" and 0 in dump["blk_0_mlp_fc1"]["outputs"]
     where = ascend.DumpTarget(dump, onnx.load(str(fp32)), []).where
-    rows, summary = L.compare_tensors(fp32, {t: np.load(f) for t, f in where.items()}, x, input_name="x")
+    rows, summary = V.compare_tensors(fp32, {t: np.load(f) for t, f in where.items()}, x, input_name="x")
     assert [r["tensor"] for r in rows] == ["h1", "h2", "h3", "h4", "r", "y"]
     assert summary["first_jump"]["node"] == NAMES["fc1"]
     with pytest.raises(FileNotFoundError, match="dump_npy"):
@@ -208,11 +210,15 @@ def test_ais_bench_dump_is_read_and_located_like_the_onnx_target(overflow, tmp_p
 
 def test_outputs_csv_chart_json_round_trip(overflow, tmp_path):
     fp32, fp16 = overflow
-    rows, summary = L.compare_graphs(fp32, fp16, inputs(1), input_name="x")
+    rows, summary = V.compare_graphs(fp32, fp16, inputs(1), input_name="x")
     L.write_outputs(rows, summary, tmp_path / "l.csv", tmp_path / "l.png", tmp_path / "l.json")
-    back = L.read_csv(tmp_path / "l.csv")
-    assert [(r["node"], r["op_type"], r["depth"]) for r in back] == [(r["node"], r["op_type"], r["depth"]) for r in rows]
-    assert back[0]["nonfinite_new"] == rows[0]["nonfinite_new"] > 0
+    import csv
+
+    with open(tmp_path / "l.csv", newline="", encoding="utf-8") as f:
+        back = list(csv.DictReader(f))
+    assert [(r["node"], r["op_type"], int(r["depth"])) for r in back] == \
+        [(r["node"], r["op_type"], r["depth"]) for r in rows]
+    assert int(back[0]["nonfinite_new"]) == rows[0]["nonfinite_new"] > 0
     assert (tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "l.json").read_text())
     assert saved["first_jump"]["node"] == NAMES["fc1"] and saved["memory"]["approach"] == "segments"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import backends
+from accuracy import causes as C
 from accuracy import locate as L
 from accuracy import repair as R
 from pipeline.common import write_features
@@ -107,7 +108,8 @@ def test_an_fp16_overflow_is_located_to_its_block_and_repaired_with_only_its_nod
     assert record["kept_units"] == [f"resblocks.{block}"]
     phases = [s["phase"] for s in record["steps"]]
     assert phases[0] == "grow" and "shrink" in phases and record["grown_to"] > len(record["kept"])
-    measure = L.Measure(plan, fp32, "fp16", *L.inputs_and_references(npy, ref)[1:], 0.99, OPTIONS, tmp_path / "m")
+    files, xs, refs = C.inputs_and_references(npy, ref)
+    measure = C.Measure(plan, fp32, "fp16", xs, C.Judge(files, refs, 0.99), OPTIONS, tmp_path / "m")
     for node in record["kept"]:
         assert not measure([n for n in record["kept"] if n != node])["passed"], f"{node} could go: not 1-minimal"
     assert set(record["speed"]["latency_ms_p50"]) == {"repaired", "unrepaired", "fp32"}
@@ -192,8 +194,8 @@ def test_shrink_returns_a_one_minimal_set():
     def check(keep):
         return {"passed": {3, 7} <= set(keep), "cosine_min": 1.0, "nonfinite": 0}
 
-    kept, _ = R.shrink(check, list(range(10)), {"passed": True}, steps)
-    assert sorted(kept) == [3, 7]
+    kept, _, minimal = R.shrink(check, list(range(10)), {"passed": True}, steps)
+    assert sorted(kept) == [3, 7] and minimal
     assert all(s["phase"] == "shrink" for s in steps)
 
 
@@ -223,11 +225,13 @@ def test_the_rule_writes_record_model_and_the_backends_kept_file(tmp_path):
     (tmp_path / "locate.json").write_text(json.dumps(summary))
     out = Named(json=str(tmp_path / "r" / "repair.json"), model=str(tmp_path / "r" / "model"),
                 kept=str(tmp_path / "r" / "kept_fp32.txt"))
-    smk = SimpleNamespace(input=Named(model=fp32, npy=npy, calibration=npy, reference=ref,
+    (tmp_path / "similarity.json").write_text(json.dumps({"gates": []}))
+    smk = SimpleNamespace(input=Named(model=fp32, npy=npy, calibration=npy, reference=ref, onnx_fp16=ref,
+                                      similarity=str(tmp_path / "similarity.json"),
                                       locate=str(tmp_path / "locate.json")),
                           output=out, params=Named(gate=0.99, max_builds=200, options=OPTIONS),
                           wildcards=Named(backend="ascend", precision="fp16"))
     repair_rule.main(smk)
     record = json.loads((tmp_path / "r" / "repair.json").read_text())
     assert record["repaired"] and (tmp_path / "r" / "model" / "model.onnx").is_file()
-    assert (tmp_path / "r" / "kept_fp32.txt").read_text().splitlines() == record["kept"]
+    assert (tmp_path / "r" / "kept_fp32.txt").read_text().splitlines() == record["kept"] + record["closure"]

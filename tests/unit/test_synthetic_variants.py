@@ -145,12 +145,13 @@ def target(toy, built: dict, precision: str, keep: list[str], name: str, gate: f
     measured as locate and repair measure it (gate 0.99): int8 by ONNX Runtime's static quantiser, fp16 by
     the Ascend proxy (fp16 stored between nodes)."""
     import backends
-    from accuracy.locate import Measure
+    from accuracy.causes import Judge, Measure
 
     plan = backends.get("onnxruntime" if precision == "int8" else "ascend")
     options = {"threads": 1, "calibration": toy["calibration"]}  # reduce_range: the backend's choice for this CPU
     graph = plan.reduced_graph(built["fp32"], precision, built["dir"] / name, options)
-    return Measure(plan, graph, precision, toy["xs"], built["reference"], gate, options, built["dir"] / name)(keep)
+    judge = Judge(list(IMAGES), built["reference"], gate)
+    return Measure(plan, graph, precision, toy["xs"], judge, options, built["dir"] / name)(keep)
 
 
 def fp32_cosines(built: dict) -> list[float]:

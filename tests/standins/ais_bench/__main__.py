@@ -192,7 +192,8 @@ class Dumper:
         import onnx
 
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "scripts"))
-        from accuracy.locate import SegmentRunner, activation_rows, tensor_types
+        from accuracy.node_view import activation_rows
+        from backends.graph import SegmentRunner, tensor_types
 
         graph = onnx.load_from_string(onnx_bytes)
         types = tensor_types(graph)
@@ -244,7 +245,7 @@ class Fp16Storage:
         import tempfile
 
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "scripts"))
-        from accuracy.locate import SegmentRunner
+        from backends.graph import SegmentRunner
 
         self.session = session
         self.outputs = [o.name for o in session.get_outputs()]
