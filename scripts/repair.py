@@ -20,6 +20,8 @@ def main(smk) -> None:
                     similarity=read_json(inp.similarity), references={"onnx_fp16": read_features(inp.onnx_fp16)})
     plan.write_kept(out.kept, record["kept"] + record["closure"])
     record["kept_file"] = out.kept
+    if record["repaired"]:
+        record["kept_command"] = plan.kept_command(inp.model, out.kept, out.model, options)
     write_json(out.json, record)
 
 

@@ -938,6 +938,21 @@ def load_reduced(model: str | os.PathLike, options: dict):
     return lambda x: next(iter(runner.run({name: x})))[output]
 
 
+def kept_command(fp32_onnx: str | os.PathLike, kept_file: str | os.PathLike, out_dir: str | os.PathLike,
+                 options: dict) -> list[str]:
+    """The ATC command that builds the repaired target on the device, batch 1: the fp32 ONNX under
+    --precision_mode=force_fp16 (what the fp16 target computes) with --keep_dtype naming the kept nodes and
+    their closure (write_kept). ATC refuses a --keep_dtype file naming an operator its graph does not have
+    (E10042), so every name in it is a node of that ONNX."""
+    from backends.base import model_inputs
+
+    (spec,) = model_inputs(fp32_onnx)
+    atc = {k: v for k, v in (options.get("atc") or {}).items() if k not in ("precision_mode", "precision_mode_v2")}
+    cmd = atc_command(Path(fp32_onnx).resolve(), Path(out_dir).resolve() / MODEL_PREFIX, 1, 0, options["hardware"],
+                      {**atc, "precision_mode": "force_fp16"}, options.get("tower", "image"), spec=spec)
+    return cmd + [f"--keep_dtype={Path(kept_file).resolve()}"]
+
+
 def write_kept(path: str | os.PathLike, nodes: list[str]) -> None:
     """ATC's --keep_dtype file: one operator name per line (ATC names an ONNX model's operators after its
     nodes), for `atc --precision_mode=force_fp16 --keep_dtype=<file>` on the fp32 ONNX. Format: CANN ATC

@@ -26,7 +26,9 @@ The plan, module-level names and functions (`Backend` below checks them):
                      the nodes named in `keep` computed in fp32, weights and outputs included (how repair
                      keeps nodes in higher precision)
   load_reduced(model, options) -> run(input): such a model's first output, computed as the target computes
-  write_kept(path, nodes)   the kept nodes in the form the backend's own tool takes them
+  write_kept(path, nodes)   the kept nodes (and their closure) in the form the backend's own tool takes them
+  kept_command(fp32_onnx, kept_file, out_dir, options)  the tool command that builds the repaired target from
+                     that file (ATC's --keep_dtype), or None where repair's model folder is the repaired model
   node_tensors(...)  (optional) the device's own intermediate tensors, for locate's node-by-node view
 
 The model's inputs are described from the ONNX itself (name, shape, dtype), never from constants."""
@@ -139,6 +141,10 @@ class Backend(Protocol):
 
     def write_kept(self, path: str | os.PathLike, nodes: list[str]) -> None:
         """The kept nodes, in the form the backend's tool takes them."""
+
+    def kept_command(self, fp32_onnx: str | os.PathLike, kept_file: str | os.PathLike, out_dir: str | os.PathLike,
+                     options: dict) -> list[str] | None:
+        """The tool command that builds the repaired target from the kept file, or None."""
 
 
 def cpu_has_vnni() -> bool:

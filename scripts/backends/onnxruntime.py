@@ -13,6 +13,7 @@ load time):
 `session` is the one ONNX Runtime session factory: every ONNX Runtime session of the workflow and
 of bench/ is made by it, so thread count and spinning are the same everywhere."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -501,3 +502,9 @@ def write_kept(path: str | Path, nodes: list[str]) -> None:
     and the fp16 converter as node_block_list."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(f"{n}\n" for n in dict.fromkeys(nodes)), encoding="utf-8")
+
+
+def kept_command(fp32_onnx: str | os.PathLike, kept_file: str | os.PathLike, out_dir: str | os.PathLike,
+                 options: dict) -> None:
+    """None: repair's model folder is the deployable repaired model itself (no external tool builds it)."""
+    return None

@@ -555,7 +555,7 @@ def build_reduced(graph: str | os.PathLike, precision: str, keep: list[str], out
     the hint, logged and recorded
     (`not_kept` in model.json); any other node the plugin does not keep in fp32 is an error.
     Options: threads, calibration (int8), batch_size (default 1: the batch of run_reduced's inputs)."""
-    from backends.graph import kept_closure
+    from backends.graph import MOVES, SHAPE_OPS, kept_closure
 
     precision = _check_precision(precision)
     out_dir = Path(out_dir)
@@ -575,6 +575,14 @@ def build_reduced(graph: str | os.PathLike, precision: str, keep: list[str], out
     extra = {"batch_size": int(options.get("batch_size", 1)), "keep": list(keep), "closure": closure,
              "ov_names": where["ops"],
              "rule": where["rule"], "folded": where["folded"], "eliminated": where["eliminated"], "kept_ops": kept}
+    facts = _onnx_facts(graph)
+    computing = {n for n in facts["dynamic"] if facts["nodes"][n].op_type not in MOVES | SHAPE_OPS}
+    if precision in ("fp16", "bf16") and computing <= set(keep) | set(closure):
+        # nothing is left at the hint: compiled with the f32 hint, the one way the plugin keeps attention in
+        # fp32 too (so keeping every node gives exactly the fp32 model)
+        log.info("every computing node of %s is kept: compiled with the f32 hint", graph)
+        extra.update(every_node_kept=True, hint_of=precision)
+        precision = "fp32"
     if precision == "fp32":
         log.info("precision fp32: every node is fp32 already")
     elif precision == "int8":
@@ -630,3 +638,9 @@ def write_kept(path: str | os.PathLike, nodes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{n}\n" for n in dict.fromkeys(nodes)), encoding="utf-8")
     return path
+
+
+def kept_command(fp32_onnx: str | os.PathLike, kept_file: str | os.PathLike, out_dir: str | os.PathLike,
+                 options: dict) -> None:
+    """None: repair's model folder is the deployable repaired model itself (no external tool builds it)."""
+    return None

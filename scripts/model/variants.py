@@ -85,6 +85,8 @@ ACTIVATION_SITE = "attn"
 WEIGHT_SITE = "attn"
 ATTENTION_BIAS = 2.0 ** 9
 ATTENTION_SCALE = 4.0
+LN_OVERFLOW_SCALE = 2.0 ** 16
+VALUE_OVERFLOW_SCALE = 2.0 ** 16
 VARIANT_KEY = "synthetic_variant"
 
 
@@ -99,15 +101,27 @@ def image_blocks(state_dict: dict) -> int:
     return max(ids) + 1 if ids else 0
 
 
-def _block(state_dict: dict, arch: str, block: int | None) -> tuple[int, str]:
-    """The block index (default: the middle one), checked, and the prefix of its tensors' names."""
-    layers = image_blocks(state_dict)
+def text_blocks(state_dict: dict) -> int:
+    """Number of layers of the text tower (cn_clip's BERT)."""
+    p = _prefix(state_dict) + "bert.encoder.layer."
+    ids = {int(k[len(p):].split(".")[0]) for k in state_dict if k.startswith(p)}
+    return max(ids) + 1 if ids else 0
+
+
+def _block(state_dict: dict, arch: str, block: int | None, tower: str = "image") -> tuple[int, str]:
+    """The block index (default: the middle one), checked, and the prefix of its tensors' names: an image
+    tower's residual block, or a text tower's BERT layer."""
+    if tower == "text":
+        layers, what, path = text_blocks(state_dict), "text layers", "bert.encoder.layer"
+    else:
+        layers, what, path = image_blocks(state_dict), "image blocks", "visual.transformer.resblocks"
     if layers == 0:
-        raise ValueError(f"{arch}: no image-tower transformer blocks (only the ViT architectures have them)")
+        raise ValueError(f"{arch}: no image-tower transformer blocks (only the ViT architectures have them)"
+                         if tower == "image" else f"{arch}: no text-tower layers")
     block = layers // 2 if block is None else block
     if not 0 <= block < layers:
-        raise ValueError(f"{arch} has image blocks 0..{layers - 1}, not {block}")
-    return block, f"{_prefix(state_dict)}visual.transformer.resblocks.{block}."
+        raise ValueError(f"{arch} has {what} 0..{layers - 1}, not {block}")
+    return block, f"{_prefix(state_dict)}{path}.{block}."
 
 
 def _power_of_two(name: str, value: float, above_one: bool = True) -> None:
@@ -248,6 +262,51 @@ def make_attention(state_dict: dict, arch: str, block: int | None = None, bias: 
     return out
 
 
+def make_ln_overflow(state_dict: dict, arch: str, block: int | None = None, scale: float = LN_OVERFLOW_SCALE,
+                     channels: int = ACTIVATION_CHANNELS, site: str = ACTIVATION_SITE) -> dict:
+    """A copy of `state_dict` whose image block `block` has `channels` channels of one LayerNorm's output
+    (site "attn": ln_1, "mlp": ln_2) `scale` times larger, past fp16's range, compensated exactly by the input
+    columns of the matrix that reads it (make_activation_outliers with an overflowing scale). In cn_clip's
+    ONNX the LayerNorm's output reaches that MatMul through a Cast (cn_clip's LayerNorm casts back to the
+    input's dtype), and the MatMul's weight through a Transpose: a kept set that stops at the compute nodes
+    leaves both in fp16."""
+    return make_activation_outliers(state_dict, arch, block, scale, channels, site)
+
+
+def make_value_overflow(state_dict: dict, arch: str, block: int | None = None, scale: float = VALUE_OVERFLOW_SCALE,
+                        tower: str = "image") -> dict:
+    """A copy of `state_dict` whose block `block` computes its attention's values `scale` times larger, past
+    fp16's range, compensated exactly by the attention's output projection (divided by `scale`): softmax(..)
+    (s v) W / s = softmax(..) v W. On the way the values pass the attention's Reshape and Transpose nodes
+    (split into heads, and merged back) and its probabilities x values MatMul. tower "image": the ViT block's
+    in_proj value rows (weight and bias) and out_proj; "text": the BERT layer's attention.self.value and
+    attention.output.dense."""
+    import torch
+
+    block, p = _block(state_dict, arch, block, tower)
+    _power_of_two("scale", scale)
+    out = dict(state_dict)
+    if tower == "text":
+        changes = [(f"{p}attention.self.value.weight", None, scale), (f"{p}attention.self.value.bias", None, scale),
+                   (f"{p}attention.output.dense.weight", None, 1 / scale)]
+    else:
+        width = state_dict[f"{p}attn.in_proj_weight"].shape[1]
+        values = slice(2 * width, 3 * width)  # in_proj's rows: queries, keys, values
+        changes = [(f"{p}attn.in_proj_weight", values, scale), (f"{p}attn.in_proj_bias", values, scale),
+                   (f"{p}attn.out_proj.weight", None, 1 / scale)]
+    for name, rows, factor in changes:
+        t = state_dict[name].to(torch.float32, copy=True)
+        if rows is None:
+            t *= factor
+        else:
+            t[rows] *= factor
+        new = t.to(state_dict[name].dtype)
+        _fits(f"{name} x {factor}", new)
+        out[name] = new
+    log.info("%s: %s block %d's attention values x %g, its output projection / %g", arch, tower, block, scale, scale)
+    return out
+
+
 @functools.cache
 def attention_heads(arch: str) -> int:
     """The image tower's attention heads of `arch`, from cn_clip's model built on the meta device
@@ -262,7 +321,14 @@ VARIANTS = {
     "int8_activation_outliers": make_activation_outliers,
     "int8_weight_outliers": make_weight_outliers,
     "fp16_attention": make_attention,
+    "fp16_ln_overflow": make_ln_overflow,
+    "fp16_value_overflow": make_value_overflow,
 }
+
+
+def tower_of(kind: str, params: dict) -> str:
+    """The tower a variant plants its defect in."""
+    return params.get("tower", "image")
 
 
 def variant_params(kind: str, **kw) -> dict:
@@ -287,7 +353,7 @@ def write_variant_checkpoint(src: str | Path, out: str | Path, arch: str, kind: 
     params = variant_params(kind, **kw)
     checkpoint = torch.load(src, map_location="cpu", weights_only=True, mmap=True)
     sd = checkpoint["state_dict"]
-    block, _ = _block(sd, arch, block)
+    block, _ = _block(sd, arch, block, tower_of(kind, params))
     record = {"kind": kind, "block": block, **params, "source": str(src)}
     new = {**checkpoint, "state_dict": VARIANTS[kind](sd, arch, block, **params), VARIANT_KEY: record}
     out = Path(out)

@@ -147,7 +147,7 @@ def target(toy, built: dict, precision: str, keep: list[str], name: str, gate: f
     import backends
     from accuracy.causes import Judge, Measure
 
-    plan = backends.get("onnxruntime" if precision == "int8" else "ascend")
+    plan = backends.get(BACKEND_OF.get(precision, "onnxruntime" if precision == "int8" else "ascend"))
     options = {"threads": 1, "calibration": toy["calibration"]}  # reduce_range: the backend's choice for this CPU
     graph = plan.reduced_graph(built["fp32"], precision, built["dir"] / name, options)
     judge = Judge(list(IMAGES), built["reference"], gate)
@@ -374,7 +374,7 @@ def localise_and_repair(toy, built: dict, precision: str, name: str) -> tuple[di
     from accuracy import repair as R
     from pipeline.common import write_features
 
-    plan = backends.get("onnxruntime" if precision == "int8" else "ascend")
+    plan = backends.get(BACKEND_OF.get(precision, "onnxruntime" if precision == "int8" else "ascend"))
     stems = [Path(f).stem for f in toy["calibration"]]
     ref = built["dir"] / f"{name}.reference.npz"
     write_features(ref, stems, built["reference"])
