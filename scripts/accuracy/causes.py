@@ -199,10 +199,13 @@ def measure_causes(measure: Measure, nodes: list[dict], max_nodes: int = 64) -> 
         log.info("locate: only %s reduced (%d nodes): cosine min %.6f", unit, len(members), r["cosine_min"])
     alone.sort(key=lambda u: -u["error"])
     decided, why = judge_alone(alone)
+    if target["passed"]:  # measured on request (locate: all): a ranking of what costs accuracy, no cause
+        decided, why = False, (f"the target as built meets the gate (cosine min {target['cosine_min']:.6f} >= "
+                               f"{measure.gate}): nothing to locate; the units alone are ranked for information")
     out = {"target": {k: target[k] for k in ("cosine_min", "nonfinite", "passed")} | {"error": error(target)},
            "units": alone, "decided": decided, "why": why, "method": "alone", "complement": None,
            "order": [u["unit"] for u in alone], "cause": alone[0]["unit"] if decided else None}
-    if not decided and alone:
+    if not decided and alone and not target["passed"]:
         log.info("locate: %s; measuring each unit alone in fp32 instead", why)
         complement = []
         for unit, members in units.items():

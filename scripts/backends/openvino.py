@@ -523,13 +523,19 @@ def _check_kept_runtime(compiled, names: set[str], types: dict[str, str]) -> Non
         log.info("kept ops that only move data, in whatever precision their input has: %s", sorted(moved))
     names = names - moved
     precision: dict[str, set[str]] = {}
+    used = set()
     for op in compiled.get_runtime_model().get_ops():
         info = op.get_rt_info()
         if info["layerType"].astype(str) in ("Input", "Output", "Reorder"):
             continue
+        used.add(info["runtimePrecision"].astype(str))
         for original in info["originalLayersNames"].astype(str).split(","):
             if original in names:
                 precision.setdefault(original, set()).add(info["runtimePrecision"].astype(str))
+    if not used & {"f16", "bf16"}:
+        log.info("no node of the compiled model runs below f32 (runtime precisions %s): every kept op is fp32",
+                 sorted(used))
+        return
     reduced = {n: sorted(p) for n, p in precision.items() if p != {"f32"}}
     unseen = sorted(names - set(precision))
     if reduced or unseen:

@@ -86,7 +86,7 @@ WEIGHT_SITE = "attn"
 ATTENTION_BIAS = 2.0 ** 9
 ATTENTION_SCALE = 4.0
 LN_OVERFLOW_SCALE = 2.0 ** 16
-VALUE_OVERFLOW_SCALE = 2.0 ** 16
+VALUE_OVERFLOW_SCALE = 2.0 ** 18
 VARIANT_KEY = "synthetic_variant"
 
 
@@ -274,36 +274,37 @@ def make_ln_overflow(state_dict: dict, arch: str, block: int | None = None, scal
 
 
 def make_value_overflow(state_dict: dict, arch: str, block: int | None = None, scale: float = VALUE_OVERFLOW_SCALE,
-                        tower: str = "image") -> dict:
-    """A copy of `state_dict` whose block `block` computes its attention's values `scale` times larger, past
-    fp16's range, compensated exactly by the attention's output projection (divided by `scale`): softmax(..)
-    (s v) W / s = softmax(..) v W. On the way the values pass the attention's Reshape and Transpose nodes
-    (split into heads, and merged back) and its probabilities x values MatMul. tower "image": the ViT block's
-    in_proj value rows (weight and bias) and out_proj; "text": the BERT layer's attention.self.value and
-    attention.output.dense."""
+                        channels: int = ACTIVATION_CHANNELS, tower: str = "image") -> dict:
+    """A copy of `state_dict` whose block `block` computes `channels` channels of its attention's values
+    `scale` times larger, past fp16's range, compensated exactly by the matching input columns of the
+    attention's output projection (divided by `scale`): softmax(..) (s v) W / s = softmax(..) v W. On the way
+    the values pass the attention's Reshape and Transpose nodes (split into heads, merged back) and its
+    probabilities x values MatMul. tower "image": the ViT block's in_proj value rows (weight and bias) and
+    out_proj; "text": the BERT layer's attention.self.value and attention.output.dense."""
     import torch
 
     block, p = _block(state_dict, arch, block, tower)
     _power_of_two("scale", scale)
-    out = dict(state_dict)
     if tower == "text":
-        changes = [(f"{p}attention.self.value.weight", None, scale), (f"{p}attention.self.value.bias", None, scale),
-                   (f"{p}attention.output.dense.weight", None, 1 / scale)]
+        w_in, b_in, w_out, first = (f"{p}attention.self.value.weight", f"{p}attention.self.value.bias",
+                                    f"{p}attention.output.dense.weight", 0)
+        width = state_dict[w_in].shape[0]
     else:
-        width = state_dict[f"{p}attn.in_proj_weight"].shape[1]
-        values = slice(2 * width, 3 * width)  # in_proj's rows: queries, keys, values
-        changes = [(f"{p}attn.in_proj_weight", values, scale), (f"{p}attn.in_proj_bias", values, scale),
-                   (f"{p}attn.out_proj.weight", None, 1 / scale)]
-    for name, rows, factor in changes:
-        t = state_dict[name].to(torch.float32, copy=True)
-        if rows is None:
-            t *= factor
-        else:
-            t[rows] *= factor
+        w_in, b_in, w_out = f"{p}attn.in_proj_weight", f"{p}attn.in_proj_bias", f"{p}attn.out_proj.weight"
+        width = state_dict[w_in].shape[1]
+        first = 2 * width  # in_proj's rows: queries, keys, values
+    idx = outlier_channels(width, channels)
+    out = dict(state_dict)
+    for name, dim, rows, factor in ((w_in, 0, [first + i for i in idx], scale), (b_in, 0, [first + i for i in idx], scale),
+                                    (w_out, 1, idx, 1 / scale)):
+        t = state_dict[name].to(torch.float32, copy=True)  # never the source's own tensor
+        at = torch.tensor(rows)
+        t.index_copy_(dim, at, t.index_select(dim, at) * factor)
         new = t.to(state_dict[name].dtype)
         _fits(f"{name} x {factor}", new)
         out[name] = new
-    log.info("%s: %s block %d's attention values x %g, its output projection / %g", arch, tower, block, scale, scale)
+    log.info("%s: %s block %d's attention value channels %s x %g, the output projection's inputs / %g", arch,
+             tower, block, idx, scale, scale)
     return out
 
 

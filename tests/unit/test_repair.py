@@ -229,9 +229,13 @@ def test_the_rule_writes_record_model_and_the_backends_kept_file(tmp_path):
     smk = SimpleNamespace(input=Named(model=fp32, npy=npy, calibration=npy, reference=ref, onnx_fp16=ref,
                                       similarity=str(tmp_path / "similarity.json"),
                                       locate=str(tmp_path / "locate.json")),
-                          output=out, params=Named(gate=0.99, max_builds=200, options=OPTIONS),
+                          output=out, params=Named(gate=0.99, max_builds=200,
+                                                   options={**OPTIONS, "hardware": "Ascend910B4", "tower": "image"}),
                           wildcards=Named(backend="ascend", precision="fp16"))
     repair_rule.main(smk)
     record = json.loads((tmp_path / "r" / "repair.json").read_text())
     assert record["repaired"] and (tmp_path / "r" / "model" / "model.onnx").is_file()
     assert (tmp_path / "r" / "kept_fp32.txt").read_text().splitlines() == record["kept"] + record["closure"]
+    # and the ATC command that builds the repaired .om from it
+    assert f"--keep_dtype={(tmp_path / 'r' / 'kept_fp32.txt').resolve()}" in record["kept_command"]
+    assert "--soc_version=Ascend910B4" in record["kept_command"]
