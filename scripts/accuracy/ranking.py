@@ -6,16 +6,20 @@ reference, and retrieval broke. So, per stage against the reference (torch_fp32)
 
 - image-to-image: the cosine-similarity matrix of the stage's features against the reference's; per
   image (row, the image itself left out) the Spearman rank correlation of its similarities to all other
-  images, and whether its nearest other image is the same (top-1 agreement; one the reference scores
-  equal to its own pick within measures.TIE counts as the same: an image in the set twice, or two nearly alike);
+  images, and whether its nearest other image is the same (top-1 agreement);
 - image-to-label (when text features exist): per image the Spearman correlation of its label
   similarities and whether the top label is the same (the zero-shot rule gates probabilities too).
 
+Both are tie-aware (measures.tied): reference similarities closer than fp16's resolution at their size (2.4e-4
+near 1) are one score, so a swap of two such neighbours, which rounding alone can cause, fails no gate, while
+any other reordering counts in full.
+
 Gates: Spearman min over images >= `ranking_min_spearman`, top-1 agreement >= `ranking_min_top1_agreement`.
 With fewer than three images a row has at most one other image, so the image-to-image ranking cannot
-fail; the result says so (`informative: false`). With n images one swap of two neighbours gives Spearman
-1 - 12/((n-1)((n-1)^2-1)): 0.9 for six images, so the default 0.95 asks for the same order there. For the
-text tower's similarity.json the items are the label prompts (label-to-label ranking)."""
+fail; the result says so (`informative: false`). With n images one swap of two neighbours that are not tied
+gives Spearman 1 - 12/((n-1)((n-1)^2-1)): 0.9 for six images, so the default 0.95 asks for the same order
+there, up to ties. For the text tower's similarity.json the items are the label prompts (label-to-label
+ranking)."""
 
 import numpy as np
 

@@ -118,3 +118,72 @@ def test_image_to_label_ranking_catches_a_changed_top_label(tmp_path):
     failed = {(g["a"], g["measure"]) for g in result["gates"] if not g["passed"]}
     assert ("offline", "image_to_label_top1_agreement") in failed
     assert not any(a == "onnx_fp16" for a, _ in failed)
+
+
+def label_features(similarities: np.ndarray, dim: int = 64, seed: int = 0) -> np.ndarray:
+    """Unit features whose Gram matrix is `similarities` (a positive-definite matrix), in `dim` dimensions."""
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(similarities)
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, len(similarities))))
+    return chol @ basis.T
+
+
+def test_a_swap_of_two_near_tied_items_passes_and_a_real_reordering_fails():
+    """Issue 31's text case: six label prompts whose torch_fp32 similarities to one another lie in
+    0.981..0.989; for the first, two neighbours are 3.3e-5 apart (below fp16's 2.4e-4 near 1). A deployment
+    that swaps exactly those two keeps the ranking (tie-aware: Spearman 1.0; the tie-blind rank correlation
+    gives 0.9, under the 0.95 gate); one that swaps two neighbours 2e-3 apart loses it (0.9)."""
+    from scipy.stats import spearmanr
+
+    from accuracy.ranking import image_to_image
+
+    n = 6
+    base = np.array([[1, .98500, .98503, .98300, .98900, .98100],
+                     [0, 1, .98600, .98400, .98200, .98700],
+                     [0, 0, 1, .98350, .98650, .98250],
+                     [0, 0, 0, 1, .98450, .98150],
+                     [0, 0, 0, 0, 1, .98550],
+                     [0, 0, 0, 0, 0, 1]])
+    s = np.triu(base) + np.triu(base, 1).T
+    reference = label_features(s)
+    names = ["猫", "狗", "火箭", "宇航员", "咖啡", "硬币"]
+
+    def swapped(i, j, k):
+        """Row i's similarities to j and k exchanged in the deployed matrix (everything else as reference)."""
+        t = s.copy()
+        t[i, j], t[i, k] = s[i, k], s[i, j]
+        t[j, i], t[k, i] = t[i, j], t[i, k]
+        return label_features(t)
+
+    near = image_to_image(reference, swapped(0, 1, 2), names)  # 0.98500 <-> 0.98503
+    assert near["per_item"]["猫"]["spearman"] == pytest.approx(1.0)
+    assert near["spearman_min"] >= DEFAULT_GATES["ranking_min_spearman"]
+    # what the rule replaces: the tie-blind rank correlation of that row fails the gate
+    ref_row, got_row = [np.delete(m[0], 0) for m in (s, swapped_matrix(s, 0, 1, 2))]
+    assert spearmanr(ref_row, got_row).statistic == pytest.approx(0.9)
+    real = image_to_image(reference, swapped(0, 1, 4), names)  # 0.98500 <-> 0.98900: not a tie
+    assert real["per_item"]["猫"]["spearman"] == pytest.approx(0.7)
+    assert real["spearman_min"] < DEFAULT_GATES["ranking_min_spearman"]
+    assert n == len(names)
+
+
+def swapped_matrix(s, i, j, k):
+    t = s.copy()
+    t[i, j], t[i, k] = s[i, k], s[i, j]
+    t[j, i], t[k, i] = t[i, j], t[i, k]
+    return t
+
+
+def test_the_tie_rule_is_fp16s_resolution_at_the_similaritys_size():
+    from accuracy.measures import TIE_FLOOR, tied, tolerance
+
+    assert tolerance(0.985) == pytest.approx(2 ** -12)  # half of fp16's 2**-11 spacing in [0.5, 1)
+    assert tolerance(0.3) == pytest.approx(2 ** -13)  # [0.25, 0.5): spacing 2**-12
+    assert tolerance(0.0) == TIE_FLOOR
+    assert tied(0.98500, 0.98503) and not tied(0.98500, 0.98560)
+    # an item passes only items tied with itself: three neighbours each 2e-4 apart form no chain
+    from accuracy.measures import spearman
+
+    ref = np.array([[0.9800, 0.9802, 0.9804]])
+    assert spearman(ref, np.array([[0.9804, 0.9802, 0.9800]]))[0] < 1.0  # the ends are 4e-4 apart: not tied
+    assert spearman(ref, np.array([[0.9802, 0.9800, 0.9804]]))[0] == pytest.approx(1.0)
