@@ -74,10 +74,12 @@ def locate_entry(path: str) -> dict:
     overflow = list(s.get("overflow_nodes") or [])
     causes = s.get("causes") or {}
     return {"record": str(path), "csv": (folder / "locate.csv").as_posix(), "chart": (folder / "locate.png").as_posix(),
-            "top_cause": s.get("top_cause"), "causes": {"units": list(causes.get("units") or [])[:5],
-                                                        "nodes": list(causes.get("nodes") or [])[:5],
-                                                        "builds": causes.get("builds"), "inputs": causes.get("inputs"),
-                                                        "target": causes.get("target")},
+            "top_cause": s.get("top_cause"),
+            "causes": {"units": list(causes.get("units") or [])[:5],
+                       "complement": list(causes["complement"])[:5] if causes.get("complement") else None,
+                       "decided": causes.get("decided"), "why": causes.get("why"), "method": causes.get("method"),
+                       "nodes": list(causes.get("nodes") or [])[:5], "tied_nodes": list(causes.get("tied_nodes") or []),
+                       "builds": causes.get("builds"), "inputs": causes.get("inputs"), "target": causes.get("target")},
             "tensors_compared": s.get("tensors_compared"), "inputs": s.get("inputs"),
             "fp16_storage": s.get("fp16_storage"), "source": s.get("source"), "first_jump": s.get("first_jump"),
             "first_nonfinite": s.get("first_nonfinite"), "op_types": list(s.get("op_types") or [])[:5],
@@ -100,7 +102,9 @@ def repair_entry(path: str) -> dict:
     entry = {"record": str(path), "precision": r.get("precision"), "gate": r.get("gate"),
              "passed": bool(r.get("passed")), "repaired": bool(r.get("repaired")),
              "before": _verified(r.get("before")), "after": _verified(r.get("after")),
-             "kept": list(r.get("kept") or []), "kept_units": list(r.get("kept_units") or []),
+             "kept": list(r.get("kept") or []), "closure": list(r.get("closure") or []),
+             "kept_units": list(r.get("kept_units") or []), "not_acted_on": list(r.get("not_acted_on") or []),
+             "all_fp32": r.get("all_fp32"), "kept_command": r.get("kept_command"),
              "grown": sum(s["phase"] == "grow" for s in steps), "shrunk": sum(s["phase"] == "shrink" for s in steps),
              "grown_to": r.get("grown_to"), "builds": r.get("builds"), "reason": r.get("reason"),
              "model": r.get("model"), "kept_file": r.get("kept_file")}

@@ -133,8 +133,10 @@ class Locate(TypedDict, total=False):
     """locate.json in short: why the target's precision loses accuracy: the measured causes, and node by
     node vs the fp32 ONNX."""
     record: str  # locate.json
-    top_cause: dict | None  # {unit, error, node}: the worst unit alone, and the worst node of it
-    causes: dict  # {units: top 5 [{unit, nodes, error, cosine_min, nonfinite}], nodes: top 5, builds, inputs, target}
+    top_cause: dict | None  # {unit, error, method, why, node, tied_nodes, first_jump}: None when the
+    # measurement could not tell (causes.why says why, from its figures)
+    causes: dict  # {units: top 5 [{unit, nodes, error, cosine_min, nonfinite, passed}], complement: top 5 or
+    # None, decided, why, method, nodes: top 5, tied_nodes, builds, inputs, target}
     csv: str  # one row per compared tensor
     chart: str  # error against depth (PNG)
     tensors_compared: int
@@ -168,12 +170,16 @@ class Repair(TypedDict, total=False):
     before: Verified
     after: Verified
     kept: list[str]  # a 1-minimal set: no single node can be taken out without missing the gate
+    closure: list[str]  # kept with them so their values stay fp32 (graph.kept_closure), counted apart
     kept_units: list[str]
+    not_acted_on: list[dict]  # missed gates repair cannot measure again, each with its value and why
+    all_fp32: dict | None  # when every unit kept still fails: the all-fp32 candidate against the fp32 graph
+    kept_command: list[str] | None  # the tool command that builds the repaired target from kept_file
     grown: int  # steps adding units
     shrunk: int  # trials taking nodes out
     grown_to: int | None
     builds: int
-    reason: str | None  # why not repaired
+    reason: str | None  # why not repaired (from the figures in the record)
     model: str  # the repaired model's file
     kept_file: str  # the kept nodes in the form the backend's tool takes them
     speed: dict  # {latency_ms_p50: {repaired, unrepaired, fp32}, repaired_vs_unrepaired, repaired_vs_fp32, ...}

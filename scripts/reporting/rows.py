@@ -207,12 +207,23 @@ def locate_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
     causes = loc.get("causes") or {}
     units = [u for u in causes.get("units") or [] if u["error"] > 0]
     nodes = [n for n in causes.get("nodes") or [] if n["error"] > 0]
-    measured = [["top causes, measured (each alone at the target's precision: its 1 − cosine min)",
-                 Cell(", ".join(f"{u['unit']} {_err(u)}" for u in units[:3]), "fail") if units else "none"],
-                ["worst nodes of the worst block", ", ".join(f"{n['node']} ({n['op_type']}) {_err(n)}"
-                                                             for n in nodes[:3]) or "n/a"],
-                ["measured with", f"{causes.get('builds')} builds on {causes.get('inputs')} input(s)"]] \
-        if causes else []
+    top = loc.get("top_cause")
+    measured = [["cause", Cell(f"{top['unit']} ({top['method']})", "fail") if top
+                 else Cell("none named: the measurement cannot tell", "note")],
+                ["why", causes.get("why") or "n/a"],
+                ["each unit alone at the target's precision (1 − cosine min)",
+                 ", ".join(f"{u['unit']} {_err(u)}" for u in units[:3]) or "none"]] if causes else []
+    if causes.get("complement"):
+        measured.append(["each unit alone in fp32, the rest reduced (1 − cosine min)",
+                         ", ".join(f"{u['unit']} {_err(u)}" for u in causes["complement"][:3])])
+    if causes:
+        tied = causes.get("tied_nodes") or []
+        measured += [["worst nodes of the cause", ("tied: " + ", ".join(tied[:4]) + (" …" if len(tied) > 4 else ""))
+                      if tied else ", ".join(f"{n['node']} ({n['op_type']}) {_err(n)}" for n in nodes[:3]) or "n/a"],
+                     ["first jump beside it", ("agrees" if top["first_jump"]["agrees"] else "differs: "
+                                               + str(top["first_jump"]["unit"]))
+                      if top and top.get("first_jump") else "n/a"],
+                     ["measured with", f"{causes.get('builds')} builds on {causes.get('inputs')} input(s)"]]
     shares = [o for o in loc.get("op_types") or [] if o["share"] > 0]
     ops = ", ".join(f"{o['op_type']} {o['share']:.1%}" for o in shares[:1] + [o for o in shares[1:] if o["share"] >= 5e-4])
     ops = ops or "none"
@@ -249,13 +260,19 @@ def repair_table(t: Target, base: str | os.PathLike = ".") -> dict | None:
              _cos(before.get("cosine_min")) + (f", {before['nonfinite']} inf/NaN" if before.get("nonfinite") else "")],
             ["after", _cos(after.get("cosine_min")) + (f", {after['nonfinite']} inf/NaN" if after.get("nonfinite") else "")],
             ["kept in fp32", f"{len(kept)} node(s)" + (f" in {', '.join(rep['kept_units'])}" if rep.get("kept_units")
-                                                       else "")],
+                                                       else "")
+             + (f", and {len(rep['closure'])} that move, cast or carry their values (closure)" if rep.get("closure")
+                else "")],
             ["which", ", ".join(kept[:8]) + (" …" if len(kept) > 8 else "") if kept else "none"],
             ["steps", f"{rep.get('grown')} grown (to {rep.get('grown_to')} nodes), {rep.get('shrunk')} shrink trials; "
                       f"{rep.get('builds')} builds" + (f"; {rep['reason']}" if rep.get("reason") else "")],
             ["speed (batch 1, median)", _speed(speed) if speed else "not measured"],
             ["repaired model", link(rep.get("model"), base)],
             ["kept nodes (for the backend's tool)", link(rep.get("kept_file"), base)]]
+    if rep.get("kept_command"):
+        rows.append(["builds the repaired target", " ".join(rep["kept_command"])])
+    for gate in rep.get("not_acted_on") or []:
+        rows.append(["gate not acted on", Cell(gate["why"], "fail")])
     return table(["repair", "value"], rows)
 
 
