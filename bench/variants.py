@@ -5,7 +5,9 @@ kept, and what locate and repair cost in wall time and peak memory, from Snakema
 
 The int8 variants go through the onnxruntime backend (precisions [int8]); the fp16 variants through the
 Ascend path with the test stand-ins storing fp16 between nodes like an NPU (STANDIN_AIS_BENCH_FP16_STORAGE):
-this host has no NPU, and ONNX Runtime's own CPU computes most fp16 nodes in fp32.
+this host has no NPU, and ONNX Runtime's own CPU computes most fp16 nodes in fp32. A kind may carry its
+parameters after a colon (`fp16_ln_overflow:site=mlp`, `fp16_value_overflow:tower=text`: the text tower is
+then deployed too, and its target is the one measured).
 
     .venv/bin/python bench/variants.py [--arch ViT-Toy-16] [--blocks 1,2] [--kinds fp16_overflow,...]
 """
@@ -52,11 +54,25 @@ def cost(root: Path, path: str) -> dict:
     return {"wall_s": float(row["s"]), "max_rss_mb": float(row["max_rss"])}
 
 
-def run_variant(root: Path, arch: str, kind: str, block: int, ordinary: Path) -> dict:
-    variant = root / "resources" / "checkpoints" / "variants" / f"{arch}.{kind}.{block}.pt"
-    record = write_variant_checkpoint(ordinary, variant, arch, kind, block)
+def parse_kind(spec: str) -> tuple[str, dict]:
+    """`kind[:key=value[;key=value]]` -> (kind, parameters), numbers as numbers."""
+    kind, _, rest = spec.partition(":")
+    params = {}
+    for item in filter(None, rest.split(";")):
+        key, _, value = item.partition("=")
+        params[key] = float(value) if value.replace(".", "", 1).isdigit() else value
+    return kind, params
+
+
+def run_variant(root: Path, arch: str, spec: str, block: int, ordinary: Path) -> dict:
+    kind, params = parse_kind(spec)
+    tower = params.get("tower", "image")
+    tag = spec.replace(":", ".").replace(";", ".").replace("=", "-")
+    variant = root / "resources" / "checkpoints" / "variants" / f"{arch}.{tag}.{block}.pt"
+    record = write_variant_checkpoint(ordinary, variant, arch, kind, block, **params)
     fp16 = kind.startswith("fp16")
-    config = {"model_arch": arch, "checkpoint": str(variant), "repair": "true", "loop": "10"}
+    config = {"model_arch": arch, "checkpoint": str(variant), "repair": "true", "loop": "10",
+              "towers": "[image,text]" if tower == "text" else "[image]"}
     env = {}
     if fp16:
         config.update(backend="ascend")
@@ -69,39 +85,43 @@ def run_variant(root: Path, arch: str, kind: str, block: int, ordinary: Path) ->
     done = snakemake(root, "report", "--config", *[f"{k}={v}" for k, v in config.items()], env=env)
     wall = time.perf_counter() - start
     report = json.loads((root / "results" / "report.json").read_text())
-    (t,) = report["targets"]
-    target = P.Target(arch, "image", t["backend"], t["device"], t["precision"])
+    (t,) = [t for t in report["targets"] if t["tower"] == tower]
+    target = P.Target(arch, tower, t["backend"], t["device"], t["precision"])
     loc, rep = t.get("locate") or {}, t.get("repair") or {}
-    top = (loc.get("top_cause") or {}).get("unit")
-    kept_units = rep.get("kept_units") or []
+    causes = loc.get("causes") or {}
+    top = loc.get("top_cause") or {}
     speed = (json.loads((root / target.repair("json")).read_text()).get("speed") or {}) if rep else {}
     gate = next(g for g in t["accuracy"]["gates"] if g["a"] == "offline" and g["b"] == "torch_fp32")
-    return {"kind": kind, "block": block, "record": record, "returncode": done.returncode, "run_s": wall,
+    return {"kind": spec, "block": block, "unit": f"{'layer' if tower == 'text' else 'resblocks'}.{block}",
+            "record": record, "returncode": done.returncode, "run_s": wall,
             "target": f"{t['backend']} {t['precision']}", "cosine_before": gate["cosine_min"],
-            "located": top, "first_jump": (loc.get("first_jump") or {}).get("node"),
-            "kept": rep.get("kept") or [], "kept_units": kept_units, "passed": rep.get("passed"),
+            "located": top.get("unit"), "method": top.get("method"), "why": causes.get("why"),
+            "first_jump": (loc.get("first_jump") or {}).get("node"),
+            "kept": rep.get("kept") or [], "closure": rep.get("closure") or [], "kept_units": rep.get("kept_units") or [],
+            "passed": rep.get("passed"), "reason": rep.get("reason"),
             "after": (rep.get("after") or {}).get("cosine_min"), "builds": rep.get("builds"),
-            "locate_builds": (loc.get("causes") or {}).get("builds"),
+            "locate_builds": causes.get("builds"),
             "vs_unrepaired": speed.get("repaired_vs_unrepaired"), "vs_fp32": speed.get("repaired_vs_fp32"),
             "locate": cost(root, target.cost("locate")), "repair": cost(root, target.cost("repair"))}
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| variant | target | block planted | cosine as built | top cause located | first jump (2nd view) | "
-            "nodes kept (units) | after repair | repaired / unrepaired latency | repaired / fp32 | locate: builds, "
-            "s, peak MB | repair: builds, s, peak MB |")
+    head = ("| variant | target | block planted | cosine as built | cause located (how) | first jump (2nd view) | "
+            "nodes kept (units) + closure | after repair | repaired / unrepaired latency | repaired / fp32 | "
+            "locate: builds, s, peak MB | repair: builds, s, peak MB |")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        kept = f"{len(r['kept'])} ({', '.join(r['kept_units']) or 'none'})"
-        out.append(
-            f"| {r['kind']} | {r['target']} | resblocks.{r['block']} | {r['cosine_before']:.5f} | {r['located']} | "
-            f"{(r['first_jump'] or 'none').rsplit('/visual/', 1)[-1]} | {kept} | "
-            f"{r['after']:.6f} | {r['vs_unrepaired']:.2f} | {r['vs_fp32']:.2f} | "
-            f"{r['locate_builds']}, {r['locate'].get('wall_s', 0):.0f}, {r['locate'].get('max_rss_mb', 0):.0f} | "
-            f"{r['builds']}, {r['repair'].get('wall_s', 0):.0f}, {r['repair'].get('max_rss_mb', 0):.0f} |"
-            if r["after"] is not None and r["vs_unrepaired"] is not None else
-            f"| {r['kind']} | {r['target']} | resblocks.{r['block']} | {r['cosine_before']:.5f} | {r['located']} | "
-            f"{r['first_jump']} | {kept} | not repaired | | | | |")
+        kept = f"{len(r['kept'])} ({', '.join(r['kept_units']) or 'none'}) + {len(r['closure'])}"
+        jump = (r["first_jump"] or "none").rsplit("/visual/", 1)[-1].rsplit("/bert/", 1)[-1]
+        common = (f"| {r['kind']} | {r['target']} | {r['unit']} | {r['cosine_before']:.5f} | "
+                  f"{r['located']} ({r['method']}) | {jump} | {kept} | ")
+        if r["after"] is not None and r["vs_unrepaired"] is not None:
+            still = "" if r["passed"] else " (the target still misses a gate repair cannot act on)"
+            out.append(common + f"{r['after']:.6f}{still} | {r['vs_unrepaired']:.2f} | {r['vs_fp32']:.2f} | "
+                       f"{r['locate_builds']}, {r['locate'].get('wall_s', 0):.0f}, {r['locate'].get('max_rss_mb', 0):.0f} | "
+                       f"{r['builds']}, {r['repair'].get('wall_s', 0):.0f}, {r['repair'].get('max_rss_mb', 0):.0f} |")
+        else:
+            out.append(common + f"not repaired: {r['reason']} | | | | |")
     return "\n".join(out)
 
 

@@ -52,24 +52,34 @@ class TargetGates:
         from accuracy.similarity import missed
 
         self.references, self.checks, self.not_acted_on = references, [], []
+        broken = {g["a"]: g for g in missed(similarity or {}) if g["b"] == "torch_fp32" and g.get("kind") != "ranking"}
         for g in missed(similarity or {}):
             if g["a"] != "offline":
                 continue  # another stage's gate: the reference chain's, not the target's
             if g.get("kind") != "ranking" and g["b"] == "torch_fp32" and g["threshold"] <= gate:
                 continue  # the judge's own gate
-            if g.get("kind") != "ranking" and g["b"] in references:
+            if g.get("kind") != "ranking" and g["b"] in broken:
+                self.not_acted_on.append({**g, "why": (
+                    f"{self._what(g)} = {self._value(g):.6g} (threshold {g['threshold']:g}): {g['b']} itself misses "
+                    f"vs_torch_fp32 (cosine min {self._value(broken[g['b']]):.6g}, similarity.json), so no kept set "
+                    "of the target can meet a gate against it")})
+            elif g.get("kind") != "ranking" and g["b"] in references:
                 self.checks.append(g)
             elif g.get("kind") == "ranking" and g["measure"].startswith("image_to_image"):
                 self.checks.append(g)
             else:
-                self.not_acted_on.append({**g, "why": self._why(g)})
+                self.not_acted_on.append({**g, "why": (
+                    f"{self._what(g)} = {self._value(g):.6g} (threshold {g['threshold']:g}, similarity.json): repair "
+                    "measures this tower's features only, so it cannot judge this gate again")})
 
     @staticmethod
-    def _why(g: dict) -> str:
+    def _what(g: dict) -> str:
+        return g.get("measure") or f"{g['a']} vs {g['b']} cosine min"
+
+    @staticmethod
+    def _value(g: dict) -> float:
         value = g.get("value", g.get("cosine_min"))
-        what = g.get("measure") or f"{g['a']} vs {g['b']} cosine min"
-        return (f"{what} = {value:.6g} (threshold {g['threshold']:g}, similarity.json): repair measures the "
-                "image features only, so it cannot judge this gate again")
+        return float("nan") if value is None else value
 
     def __call__(self, outputs: dict[str, np.ndarray]) -> list[dict]:
         from accuracy import ranking
@@ -165,9 +175,9 @@ def all_fp32_verdict(measure: Measure, graph: str, nodes: list[dict], scratch: P
     out["matches"] = matches
     who = f"the all-fp32 candidate ({len(every)} candidate nodes and their closure)"
     if matches:
-        out["reason"] = (f"{who} matches the fp32 graph (cosine min {min(vs):.7f} >= {MATCH}) and still misses the "
-                         f"gate (cosine min {candidate['cosine_min']:.6f} vs torch_fp32, gate {measure.gate}; the fp32 "
-                         f"graph itself: {fp32_judged['cosine_min']:.6f}): the fp32 model itself misses it")
+        out["reason"] = (f"{who} matches the fp32 graph (cosine min {min(vs):.7f} >= {MATCH}) and still misses "
+                         f"{_misses(candidate, measure.gate)}; the fp32 graph itself: {_misses(fp32_judged, measure.gate)}: "
+                         "the fp32 model itself misses it")
         return out
     parted = _first_difference(graph, candidate["model"], measure)
     out["first_difference"] = parted
@@ -179,6 +189,15 @@ def all_fp32_verdict(measure: Measure, graph: str, nodes: list[dict], scratch: P
                      f"{', ' + str(candidate['nonfinite']) + ' inf/NaN' if candidate['nonfinite'] else ''}): "
                      f"{measure.plan.NAME}'s way of keeping nodes in fp32 cannot express fp32 there; {where}")
     return out
+
+
+def _misses(result: dict, gate: float) -> str:
+    """What a judged result misses, with its figures (or what it meets)."""
+    parts = [f"vs_torch_fp32 (cosine min {result['cosine_min']:.6f}, gate {gate})"] if not (
+        result["cosine_min"] >= gate) else []
+    parts += [f"{g['measure']} ({g['value']:.6g}, threshold {g['threshold']:g})" for g in result.get("gates", [])
+              if not g["passed"]]
+    return " and ".join(parts) or f"nothing (cosine min {result['cosine_min']:.6f} >= {gate})"
 
 
 def _first_difference(graph: str, model: str, measure: Measure) -> dict | None:

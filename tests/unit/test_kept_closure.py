@@ -336,3 +336,17 @@ def test_repair_acts_on_a_missed_ranking_gate_it_can_measure(toy_graph, tmp_path
     assert gate["measure"] == "image_to_image_spearman_min" and gate["passed"] and record["passed"]
     assert record["not_acted_on"] == []
     json.dumps(record, default=str)
+
+
+def test_a_gate_against_a_reference_that_itself_fails_is_not_chased():
+    """The seed's offline vs onnx_fp16 gate when onnx_fp16 itself misses torch_fp32 (ONNX Runtime's fp16 run
+    of the values-overflow variant is NaN too): no kept set of the target can meet it; repair says so from
+    the recorded figures instead of growing until every unit is kept and blaming the model."""
+    similarity = {"gates": [
+        {"a": "offline", "b": "onnx_fp16", "threshold": 0.999, "passed": False, "cosine_min": float("nan")},
+        {"a": "offline", "b": "torch_fp32", "threshold": 0.99, "passed": False, "cosine_min": float("nan")},
+        {"a": "onnx_fp16", "b": "torch_fp32", "threshold": 0.99, "passed": False, "cosine_min": float("nan")}]}
+    gates = R.TargetGates(similarity, {"torch_fp32": {}, "onnx_fp16": {}}, 0.99)
+    assert gates.checks == []
+    (g,) = gates.not_acted_on
+    assert g["b"] == "onnx_fp16" and "onnx_fp16 itself misses vs_torch_fp32 (cosine min nan" in g["why"]
