@@ -15,7 +15,8 @@ configfile: "config/config.yaml"
 WORKFLOW_DIR = str(workflow.current_basedir)
 sys.path.insert(0, f"{WORKFLOW_DIR}/scripts")
 import backends
-from pipeline import exit_status, paths as P, report_params, resources as R, stale_lock
+from pipeline import paths as P, report_params, resources as R, stale_lock
+from reporting import exit_status
 from pipeline.config_check import check_config
 from pipeline.matrix import Matrix
 
@@ -36,9 +37,9 @@ wildcard_constraints:
     arch="|".join(P.ARCHS).replace(".", r"\."),
     tower="|".join(P.TOWERS),
     part="|".join(P.PART.values()),
-    stage="|".join(P.STAGES),
+    stage="|".join(P.REFERENCE_STAGES),
     backend="|".join(backends.names()),
-    hardware=r"[A-Za-z0-9_]+",
+    device=r"[A-Za-z0-9_]+",
     precision=r"[A-Za-z0-9_]+",
     bs=r"[0-9]+",
 
@@ -54,7 +55,7 @@ include: "rules/report.smk"
 
 # After `kill -9` the plain command must go on: a provably dead run's lock is dropped, and outputs its
 # jobs left missing are made again with everything made from them (Snakemake alone would not, while
-# what depends on them looks up to date). Only a real run's main process acts; see scripts/stale_lock.py.
+# what depends on them looks up to date). Only a real run's main process acts; see scripts/pipeline/stale_lock.py.
 stale_lock.recover(
     lambda f: stale_lock.output_kind(f, workflow.rules, M.wildcard_values),
     dry_run=DRY_RUN,
@@ -62,6 +63,13 @@ stale_lock.recover(
 )
 # The report as it was before this run: only a report this run writes sets the exit status.
 REPORT_BEFORE = exit_status.file_state(P.REPORT["json"])
+
+
+# One job at a time on each accelerator a backend's plan declares (its ACCELERATOR: the resource its infer and
+# benchmark jobs hold), unless --resources <name>=N says otherwise.
+for accelerator in backends.accelerators():
+    if accelerator not in workflow.global_resources:
+        workflow.register_resource(accelerator, 1)
 
 
 # Default target (`snakemake -c1` = `snakemake -c1 report`). Defined here: Snakemake ignores

@@ -1,7 +1,7 @@
 """One table of what the last run cost and achieved, from results/report.json: per rule the jobs,
 wall time and peak RSS (Snakemake's benchmark: records of exactly the jobs the report stands on),
 and per target and batch size the throughput, latency, ratio to the PyTorch baseline measured in
-the same job, the achieved GFLOP/s beside the host's two fp32 matmul rates (torch, ONNX Runtime)
+the same job, the achieved GFLOP/s beside the host's two fp32 matmul rates (torch, the reference runtime)
 measured in that job, the fraction of the fp32 ceiling, and whether the job ran under load.
 
     .venv/bin/python bench/summary.py [results/report.json]     # after .venv/bin/snakemake -c1 report
@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import backends  # noqa: E402
 
 
 def _f(value, fmt: str, suffix: str = "") -> str:
@@ -25,16 +28,17 @@ def summary(r: dict) -> str:
                      f"{_f(row['peak_rss_mb'], ',.0f')} |")
     lines.append(f"| all | | {_f(cost.get('wall_s'), '.1f')} | | {_f(cost.get('peak_rss_mb'), ',.0f')} |")
     archs = ", ".join(m["arch"] for m in r.get("models") or [r["model"]])
+    runtime = backends.reference()
     lines += ["", f"{archs} ({'synthetic' if r['model']['synthetic'] else 'real'} weights), verdict {r['verdict']}",
               "| target | batch | images/s | p50 ms | p99 ms | torch_fp32 images/s | vs torch_fp32 | "
-              "GFLOP/s (matmul torch / ORT) | of ceiling |",
+              f"GFLOP/s (matmul torch / {runtime.SHORT}) | of ceiling |",
               "|---|---|---|---|---|---|---|---|---|"]
     for t in r["targets"]:
         for p in t["performance"]:
             base = p.get("baseline_torch_fp32") or {}
             ceiling = p.get("ceiling") or {}
             matmul = (f" (matmul {_f(ceiling.get('torch_gflops'), '.0f')} / "
-                      f"{_f(ceiling.get('onnxruntime_gflops'), '.0f')})" if ceiling else "")
+                      f"{_f(ceiling.get(f'{runtime.NAME}_gflops'), '.0f')})" if ceiling else "")
             loaded = " measured under load" if (p.get("load") or {}).get("under_load") else ""
             lines.append(f"| {t.get('name') or t['backend'] + '/' + t['device']} | {p['batch_size']} | "
                          f"{p['throughput_fps']:.3f}{loaded} | {_f(p['latency_ms'].get('p50'), '.1f')} | "

@@ -3,9 +3,10 @@ blocks asked for: the target misses its gate, locate names a cause, repair keeps
 the Markdown table docs/accuracy.md holds (block planted against block located, the nodes kept, the speed
 kept, and what locate and repair cost in wall time and peak memory, from Snakemake's benchmark records).
 
-The int8 variants go through the onnxruntime backend (precisions [int8]); the fp16 variants through the
-Ascend path with the test stand-ins storing fp16 between nodes like an NPU (STANDIN_AIS_BENCH_FP16_STORAGE):
-this host has no NPU, and ONNX Runtime's own CPU computes most fp16 nodes in fp32. A kind may carry its
+The int8 variants go through the reference plan (precisions [int8]); the fp16 variants through the plan of
+a device that computes fp16 (an ACCELERATOR and fp16 among its REDUCED precisions), run through the test
+stand-ins storing fp16 between nodes like the device (tests/conftest.py standin_env): this host has none, and
+a CPU runtime computes most fp16 nodes in fp32. A kind may carry its
 parameters after a colon (`fp16_ln_overflow:site=mlp`, `fp16_value_overflow:tower=text`: the text tower is
 then deployed too, and its target is the one measured).
 
@@ -25,11 +26,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import backends  # noqa: E402
 from model.variants import VARIANTS, write_variant_checkpoint  # noqa: E402
 from pipeline import paths as P  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import standin_env  # noqa: E402  (the stand-ins of the device's tools: tests only)
+
+
+def fp16_device_plan():
+    """The plan of a device that computes in fp16 (an accelerator, fp16 among its reduced precisions)."""
+    (plan,) = [backends.get(n) for n in backends.names()
+               if backends.get(n).ACCELERATOR and "fp16" in backends.get(n).REDUCED]
+    return plan
+
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-STANDINS = ROOT / "tests" / "standins"
 FILES = ("Snakefile", "config", "rules", "scripts", "patches", "profiles", "envs", "report")
 
 
@@ -75,12 +86,10 @@ def run_variant(root: Path, arch: str, spec: str, block: int, ordinary: Path) ->
               "towers": "[image,text]" if tower == "text" else "[image]"}
     env = {}
     if fp16:
-        config.update(backend="ascend")
-        env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), str(STANDINS), os.environ["PATH"]]),
-               "PYTHONPATH": str(STANDINS), "STANDIN_AIS_BENCH_FP16_STORAGE": "1",
-               "STANDIN_LOG": str(root / "standins.jsonl")}
+        config.update(backend=fp16_device_plan().NAME)
+        env = {**standin_env(root / "standins.jsonl"), "STANDIN_AIS_BENCH_FP16_STORAGE": "1"}
     else:
-        config.update(precisions="[int8]")
+        config.update(backend=backends.reference().NAME, precisions="[int8]")
     start = time.perf_counter()
     done = snakemake(root, "report", "--config", *[f"{k}={v}" for k, v in config.items()], env=env)
     wall = time.perf_counter() - start

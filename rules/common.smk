@@ -76,15 +76,15 @@ def reference_model(arch, tower):
             return {
                 "model": P.checkpoint_path(config["checkpoint"], arch, config["seed"])
             }
-        return onnx_files(arch, tower, wildcards.stage.removeprefix("onnx_"))
+        return onnx_files(arch, tower, wildcards.stage.removeprefix("onnx_"))  # onnx_fp16 -> fp16
 
     return model
 
 
-def onnx_files(arch, tower, stage):
-    """The exported ONNX of one stage (fp32: with its weight file)."""
-    files = {"model": P.onnx(arch, tower, stage)}
-    if stage == "fp32":
+def onnx_files(arch, tower, dtype):
+    """The exported ONNX of one dtype (fp32: with its weight file)."""
+    files = {"model": P.onnx(arch, tower, dtype)}
+    if dtype == "fp32":
         files["data"] = P.onnx_data(arch, tower)
     return files
 
@@ -107,23 +107,22 @@ def backend_options(wildcards):
 
 def target_options(t):
     """What a backend needs besides its inputs: its plan's own options (changing one backend's option
-    rebuilds none of another's targets), and the target's threads, hardware, tower and precision.
+    rebuilds none of another's targets), and the target's threads, device, tower and precision.
     """
     return {
         **plan_of(t).options(config, t.precision),
         "threads": M.threads,
-        "hardware": t.hardware,
+        "device": t.device,
         "tower": t.tower,
         "precision": t.precision,
     }
 
 
 def accelerator_inputs(t, bs=1):
-    """The compiled model's record (at batch size bs) again, under the name of the accelerator the job
-    holds (e.g. `npu`), for a target whose backend holds one: cluster profiles place such jobs by that
-    input's name (profiles/slurm: `input.get('npu')`), without naming a backend."""
-    accelerator = plan_of(t).ACCELERATOR
-    return {accelerator: t.manifest(bs)} if accelerator else {}
+    """The compiled model's record (at batch size bs) again, under the name `accelerator`, for a target whose
+    backend's jobs hold one: cluster profiles place such jobs by that input (profiles/slurm:
+    `input.get('accelerator')`), without naming a backend or its resource."""
+    return {"accelerator": t.manifest(bs)} if plan_of(t).ACCELERATOR else {}
 
 
 def benchmark_accelerator(wildcards):
@@ -133,16 +132,25 @@ def benchmark_accelerator(wildcards):
 
 def accelerator_resources(t, holds=lambda target: True):
     """`resources:` of the jobs of target t (a pattern or a concrete one) that may hold an accelerator:
-    one unit of each accelerator some backend declares (e.g. npu), 1 where holds(target) and the
-    target's backend holds that one, else 0. The profile caps the total, so -c8 never puts two such
-    jobs on one device."""
+    one unit of each accelerator some backend declares (its plan's ACCELERATOR), 1 where holds(target)
+    and the target's backend holds that one, else 0; and `gres`, that resource as a Slurm generic
+    resource (`<name>:1`, '' for the others), which the Slurm executor asks for. The Snakefile caps each
+    accelerator's total (one a job, `--resources <name>=N` raises it), so -c8 never puts two such jobs
+    on one device."""
 
     def amount(accelerator):
         return of_job(
             t, lambda x: int(holds(x) and plan_of(x).ACCELERATOR == accelerator)
         )
 
-    return {accelerator: amount(accelerator) for accelerator in backends.accelerators()}
+    def gres(x):
+        held = holds(x) and plan_of(x).ACCELERATOR
+        return f"{held}:1" if held else ""
+
+    return {
+        **{accelerator: amount(accelerator) for accelerator in backends.accelerators()},
+        "gres": of_job(t, gres),
+    }
 
 
 def of_job(t, value):
@@ -177,12 +185,12 @@ def zero_shot_inputs(wildcards):
         wildcards.arch,
         "image",
         wildcards.backend,
-        wildcards.hardware,
+        wildcards.device,
         wildcards.precision,
     )
     files = {}
     for tower, target in (("image", image), ("text", image.twin("text"))):
-        for stage in ("torch_fp32", "onnx_fp16", "offline"):
+        for stage in P.ZERO_SHOT_STAGES:
             files[f"{tower}_{stage}"] = features(stage)(target.coordinates())
     return files
 

@@ -82,12 +82,12 @@ rule export_onnx:
         info=P.checkpoint_info(),
         exporter=P.exporter(),
     output:
-        onnx=P.onnx(precision="fp32"),
+        onnx=P.onnx(dtype="fp32"),
         data=P.onnx_data(),
     log:
-        P.log(P.onnx(precision="fp32")),
+        P.log(P.onnx(dtype="fp32")),
     benchmark:
-        P.cost(P.onnx(precision="fp32"))
+        P.cost(P.onnx(dtype="fp32"))
     conda:
         "../envs/cnclip.yaml"
     threads: P.physical_cores()
@@ -95,7 +95,7 @@ rule export_onnx:
         mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
         runtime=lambda wc: R.runtime_min(wc.arch, "export"),
     params:
-        stage="fp32",
+        dtype="fp32",
         tower=tower_of,
         opset=config["opset"],
     script:
@@ -104,20 +104,20 @@ rule export_onnx:
 
 use rule export_onnx as fp16_onnx with:
     input:
-        fp32=P.onnx(precision="fp32"),
+        fp32=P.onnx(dtype="fp32"),
         data=P.onnx_data(),
         exporter=P.exporter(),
     output:
-        onnx=P.onnx(precision="fp16"),
+        onnx=P.onnx(dtype="fp16"),
     log:
-        P.log(P.onnx(precision="fp16")),
+        P.log(P.onnx(dtype="fp16")),
     benchmark:
-        P.cost(P.onnx(precision="fp16"))
+        P.cost(P.onnx(dtype="fp16"))
     threads: 1
     resources:
         mem_mb=lambda wc: R.mem_mb(wc.arch, "fp16"),
         runtime=lambda wc: R.runtime_min(wc.arch, "fp16"),
     params:
-        stage="fp16",
+        dtype="fp16",
         tower=tower_of,
         opset=config["opset"],

@@ -1,5 +1,5 @@
 # Reference features per item of each tower: torch_fp32 (cn_clip PyTorch, the ground truth) of every
-# item, onnx_fp32 and onnx_fp16 (ONNX Runtime on the CPU, the seed's online reference) of the first
+# item, onnx_fp32 and onnx_fp16 (on the reference runtime, the seed's online reference) of the first
 # shard's (every item with `chain_images: all`). A job per stage and shard of items, each loading its
 # model once: rule reference (text_reference for the text tower), with the architecture of a matrix and
 # the shard in its name when there are several (reference_3of8).

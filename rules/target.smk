@@ -1,8 +1,8 @@
-# One compiled target (scripts/pipeline/paths.py Target: arch, tower, backend, hardware, precision):
+# One compiled target (scripts/pipeline/paths.py Target: arch, tower, backend, device, precision):
 # compile per batch size, infer, benchmark. Backend-agnostic: the work is done by the target's backend
 # (scripts/backends/, asked by the name in its path).
 
-T = P.Target()  # the rules' pattern: {arch}/{tower}/{backend}/{hardware}/{precision}
+T = P.Target()  # the rules' pattern: {arch}/{tower}/{backend}/{device}/{precision}
 
 
 rule compile:
@@ -33,7 +33,7 @@ rule compile:
 # the items make one shard; with several, one rule per target and shard with named outputs
 # (infer_3of8; the coordinates that tell this run's targets apart in a matrix: infer_ascend_3of8),
 # logged as infer_3of8 in the target's folder. The cluster profiles place the jobs that hold an
-# accelerator by the input named after it (rules/common.smk accelerator_inputs), not by rule name.
+# accelerator by their input named `accelerator` (rules/common.smk accelerator_inputs), not by rule name.
 for t, shard in M.infer_rules():
 
     rule:
@@ -76,7 +76,7 @@ for t, shard in M.infer_rules():
             ),
         params:
             options=of_job(t, target_options),
-            # a backend's records beside dst/ (ais_bench's summary): one pair per shard
+            # a backend's records beside dst/ (its tool's summary): one pair per shard
             record="dst" if shard.count == 1 else f"dst_{shard.label}",
         script:
             "../scripts/infer.py"

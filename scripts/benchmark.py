@@ -6,7 +6,7 @@ import numpy as np
 
 import backends
 from pipeline.common import log, model_input_files, read_json, write_json
-from backends.timing import LoadRecord, ratio_ci, time_runs, wait_for_quiet, within_noise, worst_load
+from timing import LoadRecord, ratio_ci, time_runs, wait_for_quiet, within_noise, worst_load
 
 
 def model_gflops(arch: str) -> float:
@@ -39,12 +39,12 @@ def _best_seconds(run, repeats: int) -> float:
 
 
 def matmul_ceiling(threads: int, n: int = 4096, repeats: int = 5) -> dict:
-    """This machine's fp32 ceiling, measured now: the best GFLOP/s of an n x n fp32 matmul in torch and
-    in ONNX Runtime (MLAS, the kernels the CPU offline model runs on); the ceiling is the faster one."""
+    """This machine's fp32 ceiling, measured now: the best GFLOP/s of an n x n fp32 matmul in torch and on
+    the reference runtime (backends.reference(): its key is `<its NAME>_gflops`); the ceiling is the faster."""
     import torch
     from onnx import TensorProto, helper
 
-    session = backends.reference().session
+    runtime = backends.reference()
 
     flops = 2 * n**3
     torch.set_num_threads(threads)
@@ -52,11 +52,12 @@ def matmul_ceiling(threads: int, n: int = 4096, repeats: int = 5) -> dict:
     torch_gflops = flops / _best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
     spec = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "abc"]
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
-    sess = session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString(), threads)
+    sess = runtime.graph_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+                                 .SerializeToString(), threads, "all")
     feeds = {"a": a.numpy(), "b": b.numpy()}
-    ort_gflops = flops / _best_seconds(lambda: sess.run(None, feeds), repeats) / 1e9
-    return {"matmul_n": n, "threads": threads, "torch_gflops": torch_gflops, "onnxruntime_gflops": ort_gflops,
-            "ceiling_gflops": max(torch_gflops, ort_gflops)}
+    runtime_gflops = flops / _best_seconds(lambda: sess.run(["c"], feeds), repeats) / 1e9
+    return {"matmul_n": n, "threads": threads, "torch_gflops": torch_gflops, f"{runtime.NAME}_gflops": runtime_gflops,
+            "ceiling_gflops": max(torch_gflops, runtime_gflops)}
 
 
 def efficiency(result: dict, gflops: float, ceiling: float) -> dict:
@@ -90,7 +91,7 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
     after the last; quiet_wait_s > 0 first waits up to that long for the others to fall under a
     quarter of a core (`quiet_wait` says how it went). The ceiling: a ceiling_n^3 fp32 matmul (config
     `ceiling_matmul_size`), measured once, before the timed runs. ci_width > 0: the offline model's runs
-    (options["ci_width"]: a backend that times its own runs, ais_bench, ignores it) and the baseline's stop
+    (options["ci_width"]: a backend whose tool times its own runs ignores it) and the baseline's stop
     early once their throughput interval is that narrow (timing.time_runs). speedup_vs_torch_fp32_ci95: the 95 % interval of the speed-up,
     bootstrapped from both runs' per-run seconds (None when a side recorded none)."""
     model = read_json(manifest)["model"]
@@ -112,9 +113,10 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
              baseline["throughput_fps"], baseline["latency_ms"]["p50"], baseline["load"]["others_cpu_cores"])
     gflops = model_gflops(arch)
     ceiling = measured["ceiling_gflops"]
-    log.info("fp32 ceiling (%dx%d matmul, %d threads): torch %.0f, ONNX Runtime %.0f GFLOP/s; model %.1f GFLOPs "
-             "per image", ceiling_n, ceiling_n, options["threads"], measured["torch_gflops"],
-             measured["onnxruntime_gflops"], gflops)
+    runtime = backends.reference()
+    log.info("fp32 ceiling (%dx%d matmul, %d threads): torch %.0f, %s %.0f GFLOP/s; model %.1f GFLOPs per image",
+             ceiling_n, ceiling_n, options["threads"], measured["torch_gflops"], runtime.LABEL,
+             measured[f"{runtime.NAME}_gflops"], gflops)
     load = worst_load(offline_load, baseline["load"])
     if load["under_load"]:
         log.warning("measured under load: other processes used up to %.2f cores during the timed runs",

@@ -9,7 +9,7 @@ def describe(path: str | Path, arch: str, source: str) -> dict:
     """Provenance of a checkpoint after checking it holds every tensor of `arch` with the right
     shape (ConfigError naming the first mismatch otherwise)."""
     from model.clip import check_architecture, load_state_dict
-    from synthetic_checkpoint import is_synthetic
+    from model.synthetic import is_synthetic
 
     check_architecture(load_state_dict(path), arch, path)
     log.info("hashing %s", path)

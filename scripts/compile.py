@@ -15,7 +15,7 @@ def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, b
         "batch_size": batch_size,
         "source": str(onnx_model),
         "model": files[0],
-        # the tool command line, for backends that run one (ATC); the report prints it under "Reproduce"
+        # the tool command line, for backends that run one; the report prints it under "Reproduce"
         "command": module.compile_command(onnx_model, out_dir, batch_size, resolution, options),
         "artifacts": [artifact(f, batch_size=batch_size) for f in files],
         "options": {k: v for k, v in options.items() if k != "threads"},

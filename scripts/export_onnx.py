@@ -1,5 +1,5 @@
 """export_onnx (fp32) and fp16_onnx: the patched upstream exporter (patch_exporter), run for one
-tower and one stage; the two rules differ only by their params (`stage`) and inputs.
+tower and one dtype; the two rules differ only by their params (`dtype`) and inputs.
 
 fp32: <prefix>.<img|txt>.fp32.onnx with every weight in one <name>.extra_file; fp16: one file with
 float32 inputs and outputs. The image tower takes `image` (float32 Nx3xRxR) and gives
@@ -11,19 +11,19 @@ import sys
 from pathlib import Path
 
 from pipeline.common import log, remove_stale_scratch
-from pipeline.paths import PART, WORKFLOW_ARCHS
+from pipeline.paths import DTYPES, PART, WORKFLOW_ARCHS
 
 CONVERT = {"image": "--convert-vision", "text": "--convert-text"}
 
 
-def exporter_command(exporter: str | Path, stage: str, arch: str, checkpoint: str | Path | None,
+def exporter_command(exporter: str | Path, dtype: str, arch: str, checkpoint: str | Path | None,
                      onnx_prefix: str | Path, opset: int, tower: str = "image") -> list[str]:
-    """The patched upstream exporter's command line for one stage (fp32 or fp16) of one tower."""
+    """The patched upstream exporter's command line for one dtype (fp32 or fp16: its --stage) of one tower."""
     command = [sys.executable, str(exporter), "--model-arch", arch, "--save-onnx-path", str(onnx_prefix),
-               CONVERT[tower], "--stage", stage, "--opset-version", str(opset)]
-    if stage == "fp32":
+               CONVERT[tower], "--stage", dtype, "--opset-version", str(opset)]
+    if dtype == "fp32":
         command += ["--pytorch-ckpt-path", str(checkpoint)]
-    if arch in WORKFLOW_ARCHS:  # an architecture cn_clip does not ship (patches/0003)
+    if arch in WORKFLOW_ARCHS:  # an architecture cn_clip does not ship (patches/0003-architectures-from-a-model-config-file.patch)
         command += ["--model-config", str(WORKFLOW_ARCHS[arch])]
     return command
 
@@ -46,22 +46,22 @@ def onnx_prefix(onnx_path: str | Path) -> str:
     """results/X/onnx/vit-h-14.img.fp32.onnx -> results/X/onnx/vit-h-14 (the exporter's --save-onnx-path)."""
     name = str(onnx_path)
     for p in PART.values():
-        for stage in ("fp32", "fp16"):
-            if name.endswith(f".{p}.{stage}.onnx"):
-                return name[: -len(f".{p}.{stage}.onnx")]
+        for dtype in DTYPES:
+            if name.endswith(f".{p}.{dtype}.onnx"):
+                return name[: -len(f".{p}.{dtype}.onnx")]
     raise ValueError(f"not an exporter output name: {onnx_path}")
 
 
-def export(exporter: str | Path, stage: str, arch: str, tower: str, checkpoint: str | Path | None,
+def export(exporter: str | Path, dtype: str, arch: str, tower: str, checkpoint: str | Path | None,
            onnx_out: str | Path, opset: int) -> None:
-    if stage == "fp32":
+    if dtype == "fp32":
         # the exporter exports into .export-* beside its outputs; a killed run leaves one behind
         remove_stale_scratch(Path(onnx_out).parent, ".export-")
-    run_logged(exporter_command(exporter, stage, arch, checkpoint, onnx_prefix(onnx_out), opset, tower))
+    run_logged(exporter_command(exporter, dtype, arch, checkpoint, onnx_prefix(onnx_out), opset, tower))
 
 
 def main(smk) -> None:
-    export(smk.input.exporter, smk.params.stage, smk.wildcards.arch, smk.params.tower, smk.input.get("ckpt"),
+    export(smk.input.exporter, smk.params.dtype, smk.wildcards.arch, smk.params.tower, smk.input.get("ckpt"),
            smk.output.onnx, smk.params.opset)
 
 

@@ -1,5 +1,5 @@
 """infer: the compiled batch-1 model over a shard's npy inputs (every input while they make one
-shard), into dst/{stem}_0.npy (ais_bench's layout, so similarity is one code path for every
+shard), into dst/{stem}_0.npy (the device tool's layout, so similarity is one code path for every
 backend). The target's backend is the manifest's: a sharded rule has no wildcards."""
 
 from pathlib import Path
@@ -26,7 +26,7 @@ def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, o
 
 
 def main(smk) -> None:
-    # ais_bench's records beside dst/ are named after params.record: one pair per shard
+    # a tool's records beside dst/ are named after params.record: one pair per shard
     options = {**smk.params.options, "record": smk.params.record}
     run_infer(read_json(smk.input.manifest)["backend"], smk.input.manifest,
               model_input_files(unnamed_inputs(smk.input)),

@@ -1,12 +1,11 @@
 """preprocess: one float32 1x3xRxR .npy per image of a shard, exactly cn_clip's image_transform(R)."""
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.common import log
+from pipeline.common import log, write_npy
 
 
 @functools.cache
@@ -22,14 +21,6 @@ def preprocess_image(image_path: str | Path, resolution: int) -> np.ndarray:
     with Image.open(image_path) as image:
         tensor = _transform(resolution)(image)
     return tensor.unsqueeze(0).numpy().astype(np.float32, copy=False)
-
-
-def write_npy(array: np.ndarray, out: str | Path) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, out)
 
 
 def preprocess_images(images: list[str], outputs: list[str], resolution: int) -> None:

@@ -1,12 +1,11 @@
 """reference: the features of each item of a shard (images, or labels' prompts) by one stage: the ground truth
 (cn_clip's PyTorch model, fp32: encode_image or encode_text), and the fp32 and fp16 ONNX of that tower
-on ONNX Runtime (the seed's online reference), run through the CPU backend's one session factory."""
+on the reference runtime (the seed's online reference; backends.reference(), its graph_session)."""
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.common import log, model_input_files, unnamed_inputs
-from preprocess import write_npy
+from pipeline.common import log, model_input_files, unnamed_inputs, write_npy
 
 
 def torch_features(model, inputs: np.ndarray, tower: str = "image") -> np.ndarray:
@@ -20,7 +19,7 @@ def torch_features(model, inputs: np.ndarray, tower: str = "image") -> np.ndarra
 def reference_runner(stage: str, arch: str, tower: str, model_file: str, threads: int):
     """features(inputs) of one stage on `threads` threads, its model loaded once (a job runs it over a
     shard of items). torch is told its threads: it would take OMP_NUM_THREADS, which Snakemake sets to
-    the job's scaled threads (1 under `-c1`), while ONNX Runtime ignores it."""
+    the job's scaled threads (1 under `-c1`), which the reference runtime ignores."""
     if stage == "torch_fp32":
         import torch
 
@@ -30,11 +29,13 @@ def reference_runner(stage: str, arch: str, tower: str, model_file: str, threads
         model = load_model(model_file, arch, text_tower=tower == "text")
         return lambda inputs: torch_features(model, inputs, tower)
     import backends
+    from backends.base import model_inputs
+    from graph import load_graph
 
-    # the reference runtime (ONNX Runtime) with all its optimisations, as the seed ran it
-    sess = backends.reference().session(model_file, threads, optimize=True, level="all")
-    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
-    return lambda inputs: sess.run([out.name], {inp.name: inputs})[0].astype(np.float32, copy=False)
+    # the reference runtime (backends.reference()) with all its optimisations, as the seed ran it
+    sess = backends.reference().graph_session(model_file, threads, "all")
+    (inp,), out = model_inputs(model_file), load_graph(model_file).graph.output[0].name
+    return lambda inputs: sess.run([out], {inp.name: inputs})[0].astype(np.float32, copy=False)
 
 
 def write_references(stage: str, arch: str, tower: str, model_file: str, inputs: list[str], outputs: list[str],

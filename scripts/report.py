@@ -1,12 +1,10 @@
 """report: results/report.{json,md,html}, the figures and the CSV tables in results/report/, from
 the records of every target (the work is the `reporting` package's). The run fails afterwards when
-a gate is missed (rules/common.smk calls failed_gates)."""
+a gate is missed (the Snakefile's onsuccess: reporting.exit_status)."""
 
-from reporting import failed_gates, load, write_report
+from reporting import load, write_report
 from reporting.plots import PLOTS
 from reporting.tables import TABLES
-
-__all__ = ["failed_gates", "main"]
 
 
 def main(smk) -> None:

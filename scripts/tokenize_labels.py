@@ -4,8 +4,8 @@ int64, shape 1 x context_length, one file per label (the text tower's inputs, as
 
 import numpy as np
 
-from pipeline.common import log
-from preprocess import write_npy
+from pipeline.common import log, write_npy
+from pipeline.paths import CONTEXT_LENGTH
 
 
 def prompts(labels: list[str], template: str) -> list[str]:
@@ -13,13 +13,14 @@ def prompts(labels: list[str], template: str) -> list[str]:
     return [template.replace("{}", label) for label in labels]
 
 
-def tokenize(texts: list[str], context_length: int = 52) -> np.ndarray:
+def tokenize(texts: list[str], context_length: int = CONTEXT_LENGTH) -> np.ndarray:
     from cn_clip.clip import tokenize as cn_tokenize
 
     return cn_tokenize(list(texts), context_length=context_length).numpy().astype(np.int64, copy=False)
 
 
-def write_tokens(labels: list[str], template: str, outputs: list[str], context_length: int = 52) -> np.ndarray:
+def write_tokens(labels: list[str], template: str, outputs: list[str], context_length: int = CONTEXT_LENGTH
+                 ) -> np.ndarray:
     if len(labels) != len(outputs):
         raise ValueError(f"{len(labels)} labels but {len(outputs)} output files")
     ids = tokenize(prompts(labels, template), context_length)

@@ -219,3 +219,10 @@ def tiny_onnx(tmp_path) -> dict:
         np.save(npy_dir / f"{stem}.npy", rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
         npys.append(str(npy_dir / f"{stem}.npy"))
     return {"torch": model, "fp32": str(fp32), "fp16": str(fp16), "npy": npys, "resolution": 16}
+
+
+def image_spec(resolution: int):
+    """cn_clip's exported image input as the plans read it from an ONNX (backends.base.model_inputs)."""
+    from backends.base import TensorSpec
+
+    return TensorSpec("image", ("batch", 3, resolution, resolution), "float32")

@@ -1,6 +1,6 @@
 """locate's measured causes (its primary view): which part of the tower loses the accuracy, measured on the
 final feature. The target's plan (scripts/backends/) rebuilds the model with chosen nodes kept in fp32 (its
-build_reduced, the kept set closed by graph.kept_closure), and each build is judged against cn_clip's
+build_reduced, the kept set closed by graph.closure.kept_closure), and each build is judged against cn_clip's
 PyTorch fp32 features on the run's first inputs, by the target's own gates (Judge).
 
 1. Each part alone. Every unit of the tower (each residual block, plus the stem before the first and the head
@@ -28,7 +28,7 @@ import numpy as np
 
 from accuracy.measures import cosine
 from accuracy.node_view import compared_rows
-from backends.graph import MOVES, SHAPE_OPS, load_graph
+from graph import MOVES, SHAPE_OPS, load_graph
 from pipeline.common import log
 
 # two errors within this fraction of the larger are a tie: the measurement cannot order them

@@ -7,9 +7,10 @@ first jump beside it and whether the two agree."""
 
 from pathlib import Path
 
+import backends
 from accuracy.causes import Judge, Measure, graph_candidates, inputs_and_references, measure_causes, unit_name
 from accuracy.node_view import DEFAULTS, compare_graphs, compare_tensors, plot, summarise, write_csv
-from backends.graph import load_graph
+from graph import load_graph
 from pipeline.common import log, write_json
 
 
@@ -78,7 +79,8 @@ def localise(plan, fp32_onnx: str | Path, precision: str, npy: list[str], refere
         if str(target).endswith(".onnx"):
             rows, summary = compare_graphs(graph, target, inputs, name, threads=threads,
                                            **{k: opts[k] for k in DEFAULTS})
-            summary["source"] = "ONNX Runtime" + (" with fp16 storage" if summary.get("fp16_storage") else "")
+            summary["source"] = (backends.reference().LABEL
+                                 + (" with fp16 storage" if summary.get("fp16_storage") else ""))
         else:
             rows = []
             summary = {**summarise([], **{k: opts[k] for k in ("k", "floor", "atol")}),

@@ -6,9 +6,9 @@ times the median 1 - cosine of every tensor before it), and per node the error i
 inputs, summed per op type.
 
 What is compared: every output of every node of the fp32 graph that depends on the image, whose values are
-floating point, and whose name the reduced graph also produces (the fp16 converter and ONNX Runtime's
+floating point, and whose name the reduced graph also produces (the fp16 converter and the
 quantisers keep tensor names), with bounded memory: the compared tensors are grouped `chunk` at a time, each
-group its own small ONNX model (graph.SegmentRunner), so only the live tensors are held between groups
+group its own small ONNX model (graph.segments.SegmentRunner), so only the live tensors are held between groups
 (marking every tensor as an output made ViT-B-16 peak at 2.1 GB instead of 1.5). Sessions run with graph
 optimisation disabled, so each row is exactly one ONNX node."""
 
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from accuracy.measures import cosine
-from backends.graph import FLOAT_TYPES, SegmentRunner, load_graph, tensor_types, topological_order
+from graph import FLOAT_TYPES, load_graph, tensor_types, topological_order
+from graph.segments import SegmentRunner
 from pipeline.common import log
 
 FP16_MAX = 65504.0
@@ -213,13 +214,20 @@ def group(rows: list[dict], chunk: int) -> list[list[str]]:
     return [names[i:i + chunk] for i in range(0, len(names), chunk)]
 
 
+def _reference_session():
+    """The session factory the graphs run on: the reference runtime's (backends/base.py REFERENCE)."""
+    import backends
+
+    return backends.reference().graph_session
+
+
 def compare_graphs(reference_onnx: str | Path, target_onnx: str | Path, inputs: list[np.ndarray], input_name: str = "image",
            k: float = DEFAULTS["k"], floor: float = DEFAULTS["floor"], atol: float = DEFAULTS["atol"],
            chunk: int = DEFAULTS["chunk"], threads: int = 1, fp16_storage: bool = True) -> tuple[list[dict], dict]:
     """(rows, summary): every compared tensor of `target_onnx` against `reference_onnx` (fp32), worst
     case over `inputs` (arrays fed as `input_name`). fp16_storage: every fp16 tensor of the target is
-    stored in fp16 between nodes (SegmentRunner), the view of fp16 hardware; ONNX Runtime's own
-    CPU execution of an fp16 graph is at least as accurate (it computes most nodes in fp32: SegmentRunner)."""
+    stored in fp16 between nodes (SegmentRunner), the view of fp16 hardware; a CPU runtime's own
+    execution of an fp16 graph is at least as accurate (it computes most nodes in fp32: SegmentRunner)."""
     target_graph = load_graph(target_onnx)
     target_names = {o for n in target_graph.graph.node for o in n.output} | {i.name for i in target_graph.graph.input}
     # per-node segments only matter where the target stores fp16 (an int8 graph computes in fp32)
@@ -231,8 +239,9 @@ def compare_graphs(reference_onnx: str | Path, target_onnx: str | Path, inputs: 
     groups = group(rows, chunk)
     log.info("locate: %d tensors of %s in both graphs, %d segments of up to %d", len(rows), Path(reference_onnx).name,
              len(groups), chunk)
-    ref = SegmentRunner(reference_onnx, groups, threads)
-    got = SegmentRunner(target_onnx, groups, threads, fp16_storage=fp16_storage)
+    session = _reference_session()
+    ref = SegmentRunner(reference_onnx, groups, session, threads)
+    got = SegmentRunner(target_onnx, groups, session, threads, fp16_storage=fp16_storage)
     stats = compare_runs(rows, groups, ref, got, [{input_name: x} for x in inputs])
     rows = finish_rows(rows, stats, atol)
     summary = summarise(rows, k, floor, atol)
@@ -257,7 +266,7 @@ def compare_tensors(reference_onnx: str | Path, tensors: dict[str, np.ndarray], 
             for want in groups:
                 yield {t: tensors[t] for t in want}
 
-    stats = compare_runs(rows, groups, SegmentRunner(reference_onnx, groups, threads), Given(),
+    stats = compare_runs(rows, groups, SegmentRunner(reference_onnx, groups, _reference_session(), threads), Given(),
                          [{input_name: input_array}])
     rows = finish_rows(rows, stats, atol)
     summary = summarise(rows, k, floor, atol)

@@ -28,7 +28,6 @@ from pipeline.common import log
 
 # defaults of the config keys gates.ranking_min_spearman / gates.ranking_min_top1_agreement
 DEFAULT_GATES = {"ranking_min_spearman": 0.95, "ranking_min_top1_agreement": 1.0}
-STAGES = ("onnx_fp32", "onnx_fp16", "offline")
 
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:

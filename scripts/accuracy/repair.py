@@ -1,6 +1,6 @@
 """repair: the smallest set of nodes kept in fp32 that brings a reduced-precision target back over the gates
 it missed, each candidate built by the target's plan (scripts/backends/: build_reduced keeps nodes in fp32,
-the set closed by graph.kept_closure, weights and outputs included, with the backend's own tools) and judged
+the set closed by graph.closure.kept_closure, weights and outputs included, with the backend's own tools) and judged
 as the target computes (its load_reduced) on every input.
 
 What it judges (accuracy.causes.Judge): vs_torch_fp32 on every input, and every other gate the target missed
@@ -33,7 +33,7 @@ import numpy as np
 
 from accuracy.causes import Judge, Measure, error, graph_candidates, inputs_and_references, units_of
 from accuracy.measures import cosine
-from backends.graph import kept_closure
+from graph.closure import kept_closure
 from pipeline.common import log
 
 # the all-fp32 candidate "matches" the fp32 graph at this cosine on every input (and no inf/NaN)
@@ -290,7 +290,7 @@ def repair(plan, fp32_onnx: str | Path, precision: str, npy: list[str], referenc
 def speed(measure: Measure, models: dict[str, str], x: np.ndarray, loop: int = 10, warmup: int = 1) -> dict:
     """Median latency (ms) of each model on one input, as its plan runs it, in one job, with the ratios:
     the repaired model against the unrepaired one and against fp32."""
-    from backends.timing import time_runs
+    from timing import time_runs
 
     out = {}
     for name, model in models.items():

@@ -1,12 +1,11 @@
 """similarity: per-image cosine, max abs and relative error between every pair of stages, paired
-by image name (never by listing order), the ranking each stage keeps against torch_fp32 (scripts/ranking.py:
+by image name (never by listing order), the ranking each stage keeps against torch_fp32 (accuracy/ranking.py:
 image-to-image, and image-to-label when text features are given), and the accuracy gates of both."""
-
-from pathlib import Path
 
 import numpy as np
 
 from accuracy.measures import cosine, stack
+from pipeline.paths import STAGES
 from pipeline.common import log
 
 # (a, b, gate key): offline vs onnx_fp16 is the seed's number; torch_fp32 is the ground truth.
@@ -16,20 +15,6 @@ PAIRS = (
     ("onnx_fp16", "torch_fp32", "vs_torch_fp32"),
     ("onnx_fp32", "torch_fp32", "vs_torch_fp32"),
 )
-
-
-def by_stem(files: list[str | Path], suffix: str = "") -> dict[str, Path]:
-    """{item: path}; `suffix` is cut from the stem (paths.item_suffix: ais_bench's `_0` output index, a
-    reference's `.{stage}`)."""
-    out = {}
-    for f in files:
-        stem = Path(f).stem
-        if suffix:
-            if not stem.endswith(suffix):
-                raise ValueError(f"{f}: expected a name ending in '{suffix}.npy'")
-            stem = stem[: -len(suffix)]
-        out[stem] = Path(f)
-    return out
 
 
 def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], name_a: str, name_b: str) -> dict:
@@ -90,7 +75,7 @@ def evaluate(outputs: dict[str, dict[str, np.ndarray]], thresholds: dict[str, fl
                  pair["cosine_min"], pair["cosine_mean"], pair["max_abs_err"],
                  "PASS" if gates[-1]["passed"] else "FAIL")
     ranked = {"reference": "torch_fp32", "images": sorted(every), "stages": {}, "gates": []}
-    for stage in ranking.STAGES:  # each stage's ranking on its own items
+    for stage in STAGES[1:]:  # each stage's ranking against torch_fp32, on its own items
         stems = sorted(outputs[stage])
         pair_text = {st: stack(text[st], labels) for st in ("torch_fp32", stage)} if text else None
         r = ranking.evaluate({st: stack(outputs[st], stems) for st in ("torch_fp32", stage)}, stems, thresholds,

@@ -20,7 +20,6 @@ from accuracy.measures import agreement, normalise, spearman, stack
 from pipeline.common import log
 
 LOGIT_SCALE = 100.0  # cn_clip: logit_scale.exp() clamped at 100, which trained checkpoints reach
-STAGES = ("torch_fp32", "onnx_fp16", "offline")
 
 
 def probabilities(image: np.ndarray, text: np.ndarray, scale: float = LOGIT_SCALE) -> np.ndarray:

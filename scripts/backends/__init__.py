@@ -1,10 +1,7 @@
-"""The registry of backends. Every module in this folder that sets NAME is a backend, and the module is
+"""The registry of backends. Every module (or package) in this folder that sets NAME is a backend, and it is
 its whole plan (base.py says what a plan declares): a new backend is one new module here, its config keys
 in config/schema.yaml, and its tests. Nothing outside this folder names a backend; the rules, paths,
-accuracy tools, report and profiles ask here.
-
-REFERENCE_RUNTIME is the runtime of the seed's online reference (the onnx_fp32 and onnx_fp16 stages) and of
-the accuracy tools' ONNX-level measurements: ONNX Runtime's one session factory."""
+accuracy tools, report and profiles ask here. reference() is the plan that declares the reference role."""
 
 import functools
 import importlib
@@ -38,9 +35,14 @@ def get(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
 
+@functools.cache
 def reference():
-    """The runtime of the reference stages and of the accuracy tools' graph runs (REFERENCE_RUNTIME)."""
-    return get(REFERENCE_RUNTIME)
+    """The plan whose runtime computes the reference stages and runs the accuracy tools' graphs: the one
+    that declares REFERENCE (base.py)."""
+    found = [n for n in names() if get(n).REFERENCE]
+    if len(found) != 1:
+        raise RuntimeError(f"exactly one backend must declare REFERENCE = True; found {found or 'none'}")
+    return get(found[0])
 
 
 def accelerators() -> tuple[str, ...]:

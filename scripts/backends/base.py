@@ -7,14 +7,22 @@ The plan, module-level names and functions (`Backend` below checks them):
 
   NAME               its value of the `backend` coordinate and config key
   CONFIG_KEYS        the top-level config keys it owns (their schema: config/schema.yaml)
-  devices(config)    the `hardware` coordinate of its targets: the chips it compiles for, or "cpu"
+  devices(config)    the `device` coordinate of its targets: the chips it compiles for, or "cpu"
   PRECISIONS         its precision vocabulary: what a target computes in -> the exported ONNX it starts
                      from ("fp32" or "fp16"); DEFAULT_PRECISION when config names none
   CALIBRATED         the precisions whose compile calibrates on the run's first shard of inputs
   options(config, precision)  its compile, infer and benchmark options (the workflow adds "threads",
-                     "precision", "hardware" and "tower")
+                     "precision", "device" and "tower")
   ACCELERATOR        the resource its infer and benchmark jobs hold, one per job (e.g. "npu"), or None
   RUNS_ON_HOST_CPU   whether its speed can be set against this host's matmul ceiling
+  LABEL, SHORT       how the report names its runtime, in full and in a narrow column
+  FACTS              its words: its runtime's names and abbreviations, its tools, its accelerator resource;
+                     no file outside its plan names them (tests/unit/test_house.py)
+  REFERENCE          whether its runtime is the reference runtime (exactly one plan): it computes the onnx_fp32
+                     and onnx_fp16 reference stages, runs ONNX graphs for the accuracy tools (graph.segments), and
+                     measures the host's matmul ceiling beside torch's; that plan also has
+  graph_session(model, threads, optimization, per_node)  a session of an ONNX file or serialised graph, with
+                     run(output names, feeds) (per_node: one of hundreds held at once, fp16 storage)
   preflight(config)  raise PreflightError, naming the fix, when it cannot run here (before any job)
   versions(options)  {tool: version, or why it is absent}, recorded in the report
   compile / compile_command / infer / benchmark   the offline model and what runs it
@@ -99,9 +107,13 @@ class Backend(Protocol):
     REDUCED: frozenset[str]
     ACCELERATOR: str | None
     RUNS_ON_HOST_CPU: bool
+    REFERENCE: bool
+    LABEL: str
+    SHORT: str
+    FACTS: tuple[str, ...]
 
     def devices(self, config: dict) -> list[str]:
-        """The hardware its targets are built for."""
+        """The devices its targets are built for (the `device` coordinate)."""
 
     def options(self, config: dict, precision: str) -> dict:
         """Compile, infer and benchmark options from config: only its own keys, so changing another

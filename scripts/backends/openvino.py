@@ -10,7 +10,7 @@ target computes in is decided when the IR is compiled for the CPU, by the plugin
   int8   NNCF post-training quantisation (nncf.quantize, ModelType.TRANSFORMER) calibrated on the run's
          inputs (options["calibration"]: .npy paths), the rest of the graph with hint f32
 The hint and what the plugin made of it are written beside the IR (model.json, RECORD_NAME): infer,
-benchmark and run_reduced compile the IR with the same config. The plugin does not always honour a hint:
+benchmark and load_reduced compile the IR with the same config. The plugin does not always honour a hint:
 without avx512_fp16 or AMX-FP16 it turns f16 into bf16 (measured on an AMD EPYC with avx512_bf16, OpenVINO
 2026.4.1: INFERENCE_PRECISION_HINT reads back bf16 and every runtime node runs bf16). compile then logs a
 warning and records the precision actually used ("inference_precision", "hint_honoured").
@@ -47,6 +47,9 @@ NAME = "openvino"
 CONFIG_KEYS = ()  # nothing of its own: `threads` and the precisions are every backend's
 RUNS_ON_HOST_CPU = True
 ACCELERATOR = None  # it holds no accelerator
+REFERENCE = False  # the reference stages run elsewhere (backends/base.py)
+LABEL, SHORT = "OpenVINO", "OV"  # how the report names it
+FACTS = ("openvino", "OpenVINO", "OV", "nncf", "NNCF")  # its words: no file outside this plan names them
 # precision -> the exported ONNX it starts from
 PRECISIONS = {"fp32": "fp32", "fp16": "fp32", "bf16": "fp32", "int8": "fp32"}
 CALIBRATED = frozenset({"int8"})  # compile needs options["calibration"]
@@ -143,7 +146,7 @@ def convert(onnx_model: str | os.PathLike, batch_size: int):
 
 
 def _calibration(options: dict, batch_size: int) -> list[np.ndarray]:
-    from backends.timing import batches
+    from timing import batches
 
     files = options.get("calibration") or []
     if not files:
@@ -282,7 +285,7 @@ def infer(model: str | os.PathLike, npy_files: list, dst_dir: str | os.PathLike,
 def benchmark(model: str | os.PathLike, npy_files: list, batch_size: int, loop: int, warmup: int,
               options: dict) -> dict:
     """timing.time_runs over the IR as infer runs it; plus threads and the precision the plugin used."""
-    from backends.timing import time_runs
+    from timing import time_runs
 
     compiled, request = load(model, options)
     inputs = [np.load(f) for f in npy_files]
@@ -556,12 +559,13 @@ def build_reduced(graph: str | os.PathLike, precision: str, keep: list[str], out
     as out_dir/model.xml (with model.bin, model.json and kept.txt). Each name is found in the OpenVINO
     model by ov_names; int8 leaves the ops out of NNCF's quantisation, fp16/bf16 mark them to stay out of
     the precision hint (the module's docstring says how). keep=[] is the plain reduced model, as compile
-    makes it. The kept set is closed first (graph.kept_closure: the ops that move or cast a kept node's
+    makes it. The kept set is closed first (graph.closure.kept_closure: the ops that move or cast a kept node's
     output to the next, and the carriers of its weights). Attention cannot be kept under fp16/bf16: it stays at
     the hint, logged and recorded
     (`not_kept` in model.json); any other node the plugin does not keep in fp32 is an error.
-    Options: threads, calibration (int8), batch_size (default 1: the batch of run_reduced's inputs)."""
-    from backends.graph import MOVES, SHAPE_OPS, kept_closure
+    Options: threads, calibration (int8), batch_size (default 1: the batch of load_reduced's inputs)."""
+    from graph import MOVES, SHAPE_OPS
+    from graph.closure import kept_closure
 
     precision = _check_precision(precision)
     out_dir = Path(out_dir)
@@ -629,12 +633,6 @@ def load_reduced(model: str | os.PathLike, options: dict):
     names, whatever options["precision"] says)."""
     _, request = load(model, options, strict=False)
     return _runner(request)
-
-
-def run_reduced(model: str | os.PathLike, inputs: list[np.ndarray], options: dict) -> list[np.ndarray]:
-    """The model's first output for each input array (load_reduced)."""
-    run = load_reduced(model, options)
-    return [run(x) for x in inputs]
 
 
 def write_kept(path: str | os.PathLike, nodes) -> Path:

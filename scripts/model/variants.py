@@ -1,8 +1,8 @@
 """Synthetic checkpoint variants with a known defect, in the official cn_clip layout, made on top of the
-ordinary synthetic checkpoint (synthetic_checkpoint.make_synthetic): cases the accuracy tools must find
+ordinary synthetic checkpoint (model.synthetic.make_synthetic): cases the accuracy tools must find
 and fix. Each is planted in one residual block of the image tower (`block`, default the middle one),
 changes only that block's tensors (the others are shared with the source), keeps the fp32 model accurate
-(the fp32 ONNX on ONNX Runtime matches cn_clip's PyTorch fp32 model of the same checkpoint) and breaks one
+(the fp32 ONNX on the reference runtime matches cn_clip's PyTorch fp32 model of the same checkpoint) and breaks one
 reduced precision, each in its own way. Every factor is a power of two, so scaling fp16 checkpoint tensors
 is exact (but where a divided weight falls below fp16's normal range, 6.1e-5: it loses bits there, in the
 checkpoint itself, so every stage computes with the same weights); nothing is random beyond the source
@@ -58,7 +58,7 @@ softmax shows in the features. fp32: a constant added to a softmax's row changes
 at 32768 is 2**-8, so the fp32 model is accurate. fp16 storage breaks: the scores are stored in fp16,
 whose step at 32768 is 32, so their differences (which the softmax reads) are rounded to multiples of 32:
 most scores of a row become equal, and each query attends to the wrong keys; the values stay finite (a
-different failure from fp16_overflow's NaN). ONNX Runtime's own CPU run of the fp16 graph does not show
+different failure from fp16_overflow's NaN). A CPU runtime's own run of the fp16 graph does not show
 it (cosine 1.0: it runs that MatMul -> Softmax chain in fp32, docs/accuracy.md), as it does not show
 the overflow. Keeping the block's scores MatMul and its Softmax (`.../attn/MatMul_1`, `.../attn/Softmax`,
 with the edge between them) in fp32 repairs it. Measured

@@ -90,10 +90,21 @@ def model_input_files(paths) -> list[str]:
     return out
 
 
+def write_npy(array, out: str | os.PathLike) -> None:
+    """One array to `out` (.npy), written under another name and renamed: a reader never sees half a file."""
+    import numpy as np
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, out)
+
+
 def write_features(path: str | os.PathLike, items: list[str], rows: list) -> None:
     """One shard's features by one stage in one file: `items` (names) and `features` (a row per item, in
     that order). Similarity and zero-shot read these instead of a file per item, so their plan looks up
-    a file per shard, not per item (the per-item files stay, for users and ais_bench's layout)."""
+    a file per shard, not per item (the per-item files stay, for users and the device tool's layout)."""
     import numpy as np
 
     if len(items) != len(rows):

@@ -1,5 +1,5 @@
 """The run's matrix, from the validated config: its images and labels, the targets (arch x tower x
-backend x hardware x precision, each backend asked for its own hardware and precisions), the shards of
+backend x device x precision, each backend asked for its own devices and precisions), the shards of
 items, the batch sizes and gates. Built once at parse time (the Snakefile's `M`); the rules and their
 input functions read it, and so do the modules that derive the report's parameters and the lock recovery."""
 
@@ -66,11 +66,11 @@ class Matrix:
         self.towers = config["towers"]
         check_precisions(config, self.backends)
         self.targets = [
-            P.Target(arch, tower, name, hardware, precision)
+            P.Target(arch, tower, name, device, precision)
             for arch in self.archs
             for tower in self.towers
             for name in self.backends
-            for hardware in backends.get(name).devices(config)
+            for device in backends.get(name).devices(config)
             for precision in backend_precisions(backends.get(name), config)
         ]
         # the per-item jobs (preprocess, reference, infer) work a shard of items each
@@ -91,7 +91,7 @@ class Matrix:
             "tower": set(self.towers),
             "part": {P.part(tower) for tower in self.towers},
             "backend": set(self.backends),
-            "hardware": {t.hardware for t in self.targets},
+            "device": {t.device for t in self.targets},
             "precision": {t.precision for t in self.targets},
             "bs": {str(bs) for bs in self.batch_sizes},
             "seed": {str(config["seed"])},
@@ -119,7 +119,7 @@ class Matrix:
 
     def shard_stages(self, tower: str, shard) -> list[str]:
         """The reference stages a shard's jobs make (stage_shards, the other way round)."""
-        return [stage for stage in P.STAGES if shard in self.stage_shards(tower, stage)]
+        return [stage for stage in P.REFERENCE_STAGES if shard in self.stage_shards(tower, stage)]
 
     def arch_qualifier(self, arch: str) -> list[str]:
         """An architecture in a sharded rule's name: only when the run has several."""

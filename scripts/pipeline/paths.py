@@ -2,7 +2,7 @@
 their output patterns from here (called with no coordinates, a function returns the rule's pattern,
 "{wildcard}" for each coordinate), input functions and tests call the same functions with values.
 
-A target is a point of the matrix: (arch, tower, backend, hardware, precision), compiled at each batch
+A target is a point of the matrix: (arch, tower, backend, device, precision), compiled at each batch
 size. Layout (README "Where things are"):
 
   resources/checkpoints/...                          checkpoints (synthetic or downloaded)
@@ -13,7 +13,7 @@ size. Layout (README "Where things are"):
   results/{arch}/tokens/{label}.npy                  tokenised label prompts (the text tower's inputs)
   results/{arch}/onnx/{prefix}.{img|txt}.fp32.onnx   (+ .extra_file: all weights) and .{img|txt}.fp16.onnx
   results/{arch}/reference/{tower}/{item}.{stage}.npy    torch_fp32, onnx_fp32, onnx_fp16 features
-  results/{arch}/{tower}/{backend}/{hardware}/{precision}/
+  results/{arch}/{tower}/{backend}/{device}/{precision}/
                                                      one target: model_bs{bs}/, compile_bs{bs}.json,
                                                      dst/{item}_0.npy, similarity.json, benchmark_bs{bs}.json
                                                      (+ zero_shot.json in the image target when the text
@@ -41,8 +41,13 @@ CN_CLIP_ARCHS = ("RN50", "ViT-B-16", "ViT-L-14", "ViT-L-14-336", "ViT-H-14")
 MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "config" / "model_configs"
 WORKFLOW_ARCHS = {p.stem: p for p in sorted(MODEL_CONFIGS_DIR.glob("*.json"))}
 ARCHS = CN_CLIP_ARCHS + tuple(WORKFLOW_ARCHS)
-STAGES = ("torch_fp32", "onnx_fp32", "onnx_fp16")
+# The stages of the chain, in order: torch_fp32 (cn_clip's PyTorch model, the ground truth), the exported ONNX
+# on the reference runtime in fp32 and fp16 (the seed's online reference), and offline (a compiled target's)
+STAGES = ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")
+REFERENCE_STAGES = STAGES[:3]  # what the reference rule computes (the {stage} wildcard's values)
+ZERO_SHOT_STAGES = ("torch_fp32", "onnx_fp16", "offline")  # the stages whose two towers zero_shot pairs
 TOWERS = ("image", "text")
+DTYPES = ("fp32", "fp16")  # the exported ONNX's dtypes (the upstream exporter's fp32 and fp16 models)
 PART = {"image": "img", "text": "txt"}  # the upstream exporter's file-name part of each tower
 TOWER_OF_PART = {v: k for k, v in PART.items()}
 CONTEXT_LENGTH = 52  # cn_clip's default text context (tokens per prompt), the text ONNX input's second axis
@@ -113,7 +118,7 @@ def npy(arch: str = "{arch}", stem: str = "{stem}") -> str:
 
 
 def npy_shard(arch: str = "{arch}", shard: str = "{shard}") -> str:
-    """A shard's list of its images' npy files (scripts/common.py write_shard_list), written by the shard's
+    """A shard's list of its images' npy files (pipeline/common.py write_shard_list), written by the shard's
     preprocess job after them: the one input a shard's image jobs take in their place. Snakemake's
     scheduler stats every input of every job waiting for a core, in each of its rounds, and those rounds
     multiply as jobs finish (docs/performance.md): a file per image made that the run's main cost."""
@@ -130,9 +135,10 @@ def model_input(arch: str, tower: str, item: str) -> str:
     return npy(arch, item) if tower == "image" else tokens(arch, item)
 
 
-def onnx(arch: str = "{arch}", tower: str = "{tower}", precision: str = "fp32") -> str:
-    """The exported ONNX of one tower, fp32 (weights in onnx_data) or fp16 (one file)."""
-    return f"results/{arch}/onnx/{prefix(arch)}.{part(tower)}.{precision}.onnx"
+def onnx(arch: str = "{arch}", tower: str = "{tower}", dtype: str = "fp32") -> str:
+    """The exported ONNX of one tower in one dtype (DTYPES): fp32 (weights in onnx_data) or fp16 (one file).
+    A target's precision (its backend's vocabulary) names the dtype it starts from (a plan's PRECISIONS)."""
+    return f"results/{arch}/onnx/{prefix(arch)}.{part(tower)}.{dtype}.onnx"
 
 
 def onnx_data(arch: str = "{arch}", tower: str = "{tower}") -> str:
@@ -152,7 +158,7 @@ def reference(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage
 
 def reference_features(arch: str = "{arch}", tower: str = "{tower}", stage: str = "{stage}",
                        shard: str = "{shard}") -> str:
-    """A shard's features by one stage, stacked in one file (scripts/common.py write_features) by the job
+    """A shard's features by one stage, stacked in one file (pipeline/common.py write_features) by the job
     that writes the shard's per-item files: what similarity and zero_shot read, a file per shard."""
     return f"results/{arch}/reference/{tower}/shards/{shard}.{stage}.npz"
 
@@ -214,17 +220,11 @@ def shards(items, size: int) -> list[Shard]:
     return [Shard(i, count, tuple(m)) for i, m in enumerate(members) if m]
 
 
-def item_suffix(stage: str) -> str:
-    """What follows the item's name in the stem of a stage's feature file: ais_bench's output index `_0`
-    for a target's output (`offline`), `.{stage}` for a reference."""
-    return "_0" if stage == "offline" else f".{stage}"
-
-
 # --------------------------------------------------------------------------------------------
 # Per target
 # --------------------------------------------------------------------------------------------
 
-COORDINATES = ("arch", "tower", "backend", "hardware", "precision")
+COORDINATES = ("arch", "tower", "backend", "device", "precision")
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ class Target:
     arch: str = "{arch}"
     tower: str = "{tower}"
     backend: str = "{backend}"
-    hardware: str = "{hardware}"  # what it runs on: a chip its backend compiles for, or cpu (report.json: `device`)
+    device: str = "{device}"  # what it runs on: a chip its backend compiles for (a soc_version), or cpu
     precision: str = "{precision}"  # what it computes in, in its backend's vocabulary
 
     @classmethod
@@ -249,15 +249,15 @@ class Target:
 
     def twin(self, tower: str) -> "Target":
         """The same deployment of the other tower (the pair zero_shot checks)."""
-        return Target(self.arch, tower, self.backend, self.hardware, self.precision)
+        return Target(self.arch, tower, self.backend, self.device, self.precision)
 
     @property
     def name(self) -> str:
-        return f"{self.arch} {self.tower} {self.backend}/{self.hardware} {self.precision}"
+        return f"{self.arch} {self.tower} {self.backend}/{self.device} {self.precision}"
 
     @property
     def dir(self) -> str:
-        return f"results/{self.arch}/{self.tower}/{self.backend}/{self.hardware}/{self.precision}"
+        return f"results/{self.arch}/{self.tower}/{self.backend}/{self.device}/{self.precision}"
 
     def compiled(self, bs="{bs}") -> str:
         return f"{self.dir}/model_bs{bs}"
@@ -289,7 +289,7 @@ class Target:
     def repair(self, kind: str = "json") -> str:
         """repair's outputs: `json` (the record: before, after, the kept set, the steps both ways, speed),
         `model` (a folder: the repaired model as its backend builds it), `kept` (the kept nodes in the form
-        the backend's tool takes them, e.g. ATC's --keep_dtype file)."""
+        the backend's tool takes them, e.g. a device compiler's list of operators to keep)."""
         names = {"json": "repair.json", "model": "model", "kept": "kept_fp32.txt"}
         return f"{self.dir}/repair/{names[kind]}"
 

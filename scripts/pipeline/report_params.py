@@ -6,13 +6,11 @@ from pipeline import paths as P
 
 
 def target_entry(m, t: P.Target) -> dict:
-    """params.targets entry of one target: its coordinates (report.json calls the hardware `device`),
-    folder and records (zero_shot belongs to the image target of a pair)."""
+    """params.targets entry of one target: its coordinates, folder and records (zero_shot belongs to the image
+    target of a pair)."""
     image = t.tower == "image"
-    coordinates = t.coordinates()
-    coordinates["device"] = coordinates.pop("hardware")
     return {
-        **coordinates,
+        **t.coordinates(),
         "dir": t.dir,
         "manifests": [t.manifest(bs) for bs in m.tower_batch_sizes[t.tower]],
         "similarity": t.similarity(),
@@ -48,7 +46,7 @@ def costs(m, config: dict) -> dict[str, list[str]]:
     }
     for tw in towers:
         out["reference" if tw == "image" else "text_reference"] = [
-            P.cost(P.reference(a, tw, st, shard.label)) for a in archs for st in P.STAGES
+            P.cost(P.reference(a, tw, st, shard.label)) for a in archs for st in P.REFERENCE_STAGES
             for shard in m.stage_shards(tw, st)]
     out["compile"] = [t.cost(f"compile_bs{bs}") for t in m.targets for bs in m.tower_batch_sizes[t.tower]]
     for tw in towers:

@@ -3,9 +3,13 @@
 Per target present in both (keyed by arch, tower, backend, device, precision):
 - every accuracy figure that changed beyond a tolerance (each pair's cosine_min, cosine_mean and max_abs_err;
   each gate's value, threshold and passed; each image's cosine), absolute tolerance TOLERANCE;
-- every throughput per batch size (the offline model's and the PyTorch fp32 baseline measured beside it):
-  "faster" or "slower" only when the two 95 % intervals do not overlap, "within noise" when they do,
-  "no interval in baseline/current/either" when a side has none (a record from before the intervals);
+- every throughput per batch size (the offline model's and the PyTorch fp32 baseline measured beside it),
+  shown with each run's load (others' CPU) and the host's matmul ceilings measured in that job: "within
+  noise" when the two 95 % intervals overlap; when they part, "faster" or "slower" only if both runs were
+  quiet (speed_change: scaled by each run's ceiling first where the two ceilings differ by more than
+  CEILING_TOLERANCE, for what runs on the host's CPU), else "not comparable: load" (a run measured under
+  load) or "not comparable: ceiling" (the ceilings differ and a run has none); "no interval in
+  baseline/current/either" when a side has none (a record from before the intervals);
 and for the runs as a whole: every version that differs (environment: packages, backend tools, Python,
 the host's CPU; each architecture's checkpoint_sha256), and the targets only in one of the two runs.
 
@@ -24,6 +28,10 @@ GATE_VALUES = ("cosine_min", "value", "top1_agreement", "max_prob_change")  # wh
 TOLERANCE = 1e-6  # an accuracy figure whose absolute change is within this is unchanged
 PER_IMAGE_SHOWN = 20  # per-image changes listed in the md/html per target (compare.json holds them all)
 WITHIN_NOISE = "within noise"
+# two runs' matmul ceilings within this share of each other are one host speed: no scaling (a quiet host's
+# ceiling varied by up to 5 % between jobs of one run; a host change moves it by 20 % to 8x, NOTES.md)
+CEILING_TOLERANCE = 0.10
+NOT_COMPARABLE_LOAD, NOT_COMPARABLE_CEILING = "not comparable: load", "not comparable: ceiling"
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -129,39 +137,77 @@ def _interval(ci) -> list | None:
     return list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci else None
 
 
-def speed_change(base: dict, cur: dict) -> dict:
-    """One throughput against another: changed only when the 95 % intervals do not overlap."""
+def _load(record: dict) -> dict:
+    """A throughput record's load, as compare shows it: others' CPU (cores) and whether it was under load."""
+    load = record.get("load") or {}
+    return {"others_cpu_cores": load.get("others_cpu_cores"), "under_load": load.get("under_load")}
+
+
+def _parted(b_ci: list, c_ci: list) -> str | None:
+    return "faster" if c_ci[0] > b_ci[1] else "slower" if c_ci[1] < b_ci[0] else None
+
+
+def speed_change(base: dict, cur: dict, base_ceiling: float | None = None, cur_ceiling: float | None = None,
+                 on_host_cpu: bool = True) -> dict:
+    """One throughput against another, with each run's load and host ceiling (`*_ceiling`: its matmul
+    ceiling in GFLOP/s, for what runs on the host's CPU). The verdict: WITHIN_NOISE when the 95 % intervals
+    overlap; when they part, NOT_COMPARABLE_LOAD if either run was measured under load; else, for what runs on
+    the host's CPU, NOT_COMPARABLE_CEILING when one run has a ceiling and the other none, and where the two
+    ceilings differ by more than CEILING_TOLERANCE the intervals scaled by each run's ceiling decide; else
+    "faster" or "slower" (records from before the ceilings were measured, neither with one, too)."""
     b_fps, c_fps = base.get("throughput_fps"), cur.get("throughput_fps")
     b_ci, c_ci = _interval(base.get("throughput_fps_ci95")), _interval(cur.get("throughput_fps_ci95"))
+    b_load, c_load = _load(base), _load(cur)
+    out = {"baseline_fps": b_fps, "baseline_ci95": b_ci, "current_fps": c_fps, "current_ci95": c_ci,
+           "ratio": c_fps / b_fps if b_fps and c_fps is not None else None,
+           "baseline_load": b_load, "current_load": c_load,
+           "baseline_ceiling_gflops": base_ceiling, "current_ceiling_gflops": cur_ceiling, "scaled": False}
     missing = [side for side, ci in (("baseline", b_ci), ("current", c_ci)) if ci is None]
-    if len(missing) == 2:
-        verdict, changed = "no interval in either run", None
-    elif missing:
-        verdict, changed = f"no interval in {missing[0]}", None
-    elif c_ci[0] > b_ci[1]:
-        verdict, changed = "faster", True
-    elif c_ci[1] < b_ci[0]:
-        verdict, changed = "slower", True
-    else:
-        verdict, changed = WITHIN_NOISE, False
-    return {"baseline_fps": b_fps, "baseline_ci95": b_ci, "current_fps": c_fps, "current_ci95": c_ci,
-            "ratio": c_fps / b_fps if b_fps and c_fps is not None else None, "verdict": verdict, "changed": changed}
+    if missing:
+        return {**out, "verdict": "no interval in either run" if len(missing) == 2 else f"no interval in {missing[0]}",
+                "changed": None}
+    if _parted(b_ci, c_ci) is None:
+        return {**out, "verdict": WITHIN_NOISE, "changed": False}
+    if b_load["under_load"] or c_load["under_load"]:
+        return {**out, "verdict": NOT_COMPARABLE_LOAD, "changed": None}
+    known = [c for c in (base_ceiling, cur_ceiling) if c is not None]
+    if on_host_cpu and len(known) == 1:  # one run's host speed unknown: the two cannot be set side by side
+        return {**out, "verdict": NOT_COMPARABLE_CEILING, "changed": None}
+    if not on_host_cpu or not known or abs(cur_ceiling / base_ceiling - 1) <= CEILING_TOLERANCE:
+        return {**out, "verdict": _parted(b_ci, c_ci), "changed": True}
+    verdict = _parted([v / base_ceiling for v in b_ci], [v / cur_ceiling for v in c_ci])
+    return {**out, "scaled": True, "verdict": f"{verdict} (per GFLOP/s of each run's ceiling)" if verdict
+            else f"{WITHIN_NOISE} (per GFLOP/s of each run's ceiling)", "changed": verdict is not None}
 
 
 def _measured(t: dict) -> dict:
-    """{(model, batch size): throughput record}: the offline model and the PyTorch fp32 baseline beside it."""
+    """{(model, batch size): (throughput record, its job's matmul ceiling)}: the offline model and the PyTorch
+    fp32 baseline measured beside it in the same job."""
     out = {}
     for p in t.get("performance") or []:
-        out[("offline", p["batch_size"])] = p
+        ceiling = (p.get("ceiling") or {}).get("ceiling_gflops")
+        out[("offline", p["batch_size"])] = (p, ceiling)
         if p.get("baseline_torch_fp32"):
-            out[("torch_fp32", p["batch_size"])] = p["baseline_torch_fp32"]
+            out[("torch_fp32", p["batch_size"])] = (p["baseline_torch_fp32"], ceiling)
     return out
+
+
+def _on_host_cpu(t: dict, model: str) -> bool:
+    """Whether a throughput is the host CPU's (PyTorch's, or a backend's whose plan runs on it): only then can
+    the host's matmul ceiling scale it."""
+    import backends
+
+    return model == "torch_fp32" or (t.get("backend") not in backends.names()
+                                     or backends.get(t["backend"]).RUNS_ON_HOST_CPU)
 
 
 def speed_changes(base: dict, cur: dict) -> tuple[list, list]:
     bm, cm = _measured(base), _measured(cur)
-    rows = [{"model": m, "batch_size": bs, **speed_change(bm[(m, bs)], cm[(m, bs)])}
-            for m, bs in sorted(bm.keys() & cm.keys(), key=lambda k: (k[1], k[0] != "offline"))]
+    rows = []
+    for m, bs in sorted(bm.keys() & cm.keys(), key=lambda k: (k[1], k[0] != "offline")):
+        (b, b_ceiling), (c, c_ceiling) = bm[(m, bs)], cm[(m, bs)]
+        rows.append({"model": m, "batch_size": bs,
+                     **speed_change(b, c, b_ceiling, c_ceiling, _on_host_cpu(cur, m))})
     notes = [f"{m} batch {bs} only in the {'current' if (m, bs) in cm else 'baseline'} run"
              for m, bs in sorted(bm.keys() ^ cm.keys(), key=lambda k: (k[1], k[0]))]
     return rows, notes
@@ -218,7 +264,8 @@ def compare(baseline_report: dict, current_report: dict, tolerance: float = TOLE
                "gate_changes": sum(len(t["gates"]) for t in targets),
                "speed_changes": sum(s["changed"] is True for s in speeds),
                "within_noise": sum(s["changed"] is False for s in speeds),
-               "no_interval": sum(s["changed"] is None for s in speeds),
+               "not_comparable": sum(s["verdict"].startswith("not comparable") for s in speeds),
+               "no_interval": sum(s["verdict"].startswith("no interval") for s in speeds),
                "version_changes": len(versions)}
     summary["changed"] = any(summary[k] for k in ("only_in_baseline", "only_in_current", "accuracy_changes",
                                                    "per_image_changes", "gate_changes", "speed_changes",
@@ -248,6 +295,15 @@ def _fps(v, ci) -> str:
     return text + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+def _conditions(s: dict, side: str) -> str:
+    """A run's load and ceiling as the throughput table shows them."""
+    load, ceiling = s.get(f"{side}_load") or {}, s.get(f"{side}_ceiling_gflops")
+    others = load.get("others_cpu_cores")
+    text = "load n/a" if others is None else f"others {others:.2f} cores" + (" (under load)" if load.get("under_load")
+                                                                               else "")
+    return text + (f", {ceiling:.0f} GFLOP/s" if _number(ceiling) is not None else ", ceiling n/a")
+
+
 def _fmt(figure: str) -> str:
     return ".3g" if figure == "max_abs_err" else ".8f"
 
@@ -260,7 +316,8 @@ def summary_line(result: dict) -> str:
     parts += [f"{s['accuracy_changes']} accuracy figure(s), {s['per_image_changes']} image cosine(s) and "
               f"{s['gate_changes']} gate field(s) changed",
               f"{s['speed_changes']} throughput(s) changed beyond their 95 % intervals ({s['within_noise']} within "
-              f"noise, {s['no_interval']} without an interval)",
+              f"noise, {s.get('not_comparable', 0)} not comparable (load or host), {s['no_interval']} without an "
+              "interval)",
               f"{s['version_changes']} version(s) differ"]
     return "; ".join(parts) + "."
 
@@ -277,13 +334,17 @@ def sections(result: dict) -> list[dict]:
     out.append({"title": "Targets only in one run", "text": "" if only else "None.",
                 "head": ["target", "arch", "tower", "precision", "only in"] if only else None, "rows": only})
     speed = [[t["name"], s["model"], str(s["batch_size"]), _fps(s["baseline_fps"], s["baseline_ci95"]),
-              _fps(s["current_fps"], s["current_ci95"]), _num(s["ratio"], ".2f") + "×" if s["ratio"] else "n/a",
-              s["verdict"]] for t in result["targets"] for s in t["speed"]]
-    out.append({"title": "Throughput", "text": "Images per second with their 95 % intervals: a change is named "
-                "only when the two intervals do not overlap." if speed else "No throughput measured in both runs.",
-                "head": ["target", "model", "batch", "baseline images/s", "current images/s", "current / baseline",
-                         "verdict"] if speed else None,
-                "rows": speed, "strong": [r[-1] in ("faster", "slower") for r in speed]})
+              _conditions(s, "baseline"), _fps(s["current_fps"], s["current_ci95"]), _conditions(s, "current"),
+              _num(s["ratio"], ".2f") + "×" if s["ratio"] else "n/a", s["verdict"]]
+             for t in result["targets"] for s in t["speed"]]
+    out.append({"title": "Throughput", "text": "Images per second with their 95 % intervals, each beside the load other "
+                "processes put on its run and the host's matmul ceiling measured in that job: a change is named only "
+                "when the two intervals do not overlap and both runs were quiet (scaled by each run's ceiling where "
+                f"the ceilings differ by more than {CEILING_TOLERANCE:.0%}); otherwise it is not comparable."
+                if speed else "No throughput measured in both runs.",
+                "head": ["target", "model", "batch", "baseline images/s", "baseline load, ceiling", "current images/s",
+                         "current load, ceiling", "current / baseline", "verdict"] if speed else None,
+                "rows": speed, "strong": [r[-1].startswith(("faster", "slower")) for r in speed]})
     figures = [[t["name"], c["pair"], c["figure"], _num(c["baseline"], _fmt(c["figure"])),
                 _num(c["current"], _fmt(c["figure"])), _num(c["change"], "+.1e")]
                for t in result["targets"] for c in t["accuracy"]]

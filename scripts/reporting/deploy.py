@@ -1,5 +1,5 @@
-"""The deployment the run chooses: for each architecture, tower and piece of hardware (a chip, or the host
-CPU, where every CPU backend competes), the fastest target that meets every gate, a repaired model
+"""The deployment the run chooses: for each architecture, tower and device (a chip, or the host CPU, where
+every CPU backend competes), the fastest target that meets every gate, a repaired model
 included, and when nothing passes, the closest candidate and why. `gates_of(target)` lists a target's
 gates (reporting.load.target_gates)."""
 
@@ -32,8 +32,9 @@ def candidates(t: dict, image_twin: dict | None, gates_of: Callable) -> list[dic
     target's scaled by repair's measured latency ratio (unrepaired / repaired, one job, batch 1). A text
     target has no benchmark: its image twin's figure stands for the deployment's speed."""
     speed, batch = _fastest(t if t.get("performance") else image_twin or {})
-    base = {"arch": t["arch"], "tower": t.get("tower", "image"), "hardware": t["device"], "backend": t["backend"],
-            "device": t["device"], "dir": t["dir"], "precision": t["precision"], "fastest_batch_size": batch}
+    base = {"arch": t["arch"], "tower": t.get("tower", "image"), "device": t["device"], "backend": t["backend"],
+            "dir": t["dir"], "precision": t["precision"], "fastest_batch_size": batch,
+            "hardware": t["device"]}  # deprecated alias of `device` (CONTRACT.md), kept for one release
     out = []
     if all(g["passed"] for g in gates_of(t)):
         out.append({**base, "repaired": False, "throughput_fps": speed,
@@ -51,26 +52,27 @@ def candidates(t: dict, image_twin: dict | None, gates_of: Callable) -> list[dic
 
 
 def choose(targets: list[dict], gates_of: Callable) -> tuple[list[dict], list[dict]]:
-    """(deployments, missing): per (arch, tower, hardware) the fastest candidate (candidates()); where none
+    """(deployments, missing): per (arch, tower, device) the fastest candidate (candidates()); where none
     passes, a `missing` entry naming the closest target (fewest gates missed, then the smallest shortfall)."""
     groups: dict[tuple, list[dict]] = {}
     for t in targets:
         groups.setdefault((t["arch"], t.get("tower", "image"), t["device"]), []).append(t)
     twins = {(t["arch"], t["backend"], t["device"], t["precision"]): t for t in targets if t.get("tower", "image") == "image"}
     deployments, missing = [], []
-    for (arch, tower, hardware), members in groups.items():
+    for (arch, tower, device), members in groups.items():
         found = [c for t in members
                  for c in candidates(t, twins.get((arch, t["backend"], t["device"], t["precision"])), gates_of)]
         if found:
             best = max(found, key=lambda c: (c["throughput_fps"] or 0.0, not c["repaired"]))
             others = len(found) - 1
             best = {**best, "reason": best["reason"] + f"; the fastest of {others + 1} candidate(s) that pass on "
-                                                       f"{hardware}" if others else best["reason"]}
+                                                       f"{device}" if others else best["reason"]}
             deployments.append(best)
         else:
             closest = min(members, key=lambda t: _deficit(t, gates_of))
             missed, shortfall = _deficit(closest, gates_of)
-            missing.append({"arch": arch, "tower": tower, "hardware": hardware, "closest": closest["dir"],
+            missing.append({"arch": arch, "tower": tower, "device": device, "hardware": device,  # deprecated alias
+                            "closest": closest["dir"],
                             "backend": closest["backend"], "precision": closest["precision"],
                             "reason": f"no target meets every gate; closest: {closest['backend']} {closest['precision']} "
                                       f"({missed} gate(s) missed, worst by {shortfall:.3g})"

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from pipeline.common import artifact, read_json
-from backends.timing import ratio_ci, within_noise
+from timing import ratio_ci, within_noise
 
 from .model import Model, Performance, Report, Target
 from .reproduce import reproduce
@@ -43,7 +43,7 @@ def _command(value) -> str | None:
 
 def performance_entry(record_path: str) -> Performance:
     """A benchmark record's performance row. Every row has throughput_fps_ci95 and the speed-up's interval
-    (None where the record has no per-run seconds: an older record, an ais_bench summary without them);
+    (None where the record has no per-run seconds: an older record, a device tool's summary without them);
     one recorded before the speed-up carried an interval gets it from both runs' seconds."""
     r = read_json(record_path)
     entry = {k: r[k] for k in BENCHMARK_KEYS if k in r}
@@ -211,9 +211,9 @@ def target_gates(t: Target) -> list[dict]:
 
 def failed_gates(report: Report) -> list[str]:
     """One line per missed gate of every target (what fails the run after the report is written); with
-    `precisions: auto`, one line per architecture, tower and hardware that has no deployment."""
+    `precisions: auto`, one line per architecture, tower and device that has no deployment."""
     if (report.get("config") or {}).get("precisions") == "auto":
-        return [f"{u['arch']} {u['tower']} on {u['hardware']}: {u['reason']}" for u in report.get("undeployed", [])]
+        return [f"{u['arch']} {u['tower']} on {u['device']}: {u['reason']}" for u in report.get("undeployed", [])]
     out = []
     for t in report["targets"]:
         name = t.get("name") or f"{t['backend']}/{t['device']}"
@@ -352,7 +352,7 @@ def build_report(checkpoint_info: list[str], onnx_files: list[str], targets: lis
     from .deploy import choose
 
     deployments, undeployed = choose(targets, target_gates)
-    # `precisions: auto` asks the run to choose: it passes when every architecture, tower and hardware has a
+    # `precisions: auto` asks the run to choose: it passes when every architecture, tower and device has a
     # deployment (a candidate that misses its gates is measured, shown, and not chosen)
     chooses = config.get("precisions") == "auto"
     passed = not undeployed if chooses else all(g["passed"] for g in gates)

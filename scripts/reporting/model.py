@@ -41,7 +41,7 @@ class Accuracy(TypedDict):
 class Latency(TypedDict, total=False):
     mean: float
     p50: float
-    p90: float | None  # ais_bench gives none
+    p90: float | None  # a device tool may give none
     p99: float
     min: float
     max: float
@@ -49,11 +49,10 @@ class Latency(TypedDict, total=False):
 
 class Ceiling(TypedDict, total=False):
     """The host's fp32 matmul rate in GFLOP/s (an n x n matmul, config ceiling_matmul_size), measured in the
-    benchmark job."""
+    benchmark job: torch's, and the reference runtime's as `<its NAME>_gflops` (backends.reference())."""
     matmul_n: int
     threads: int
     torch_gflops: float
-    onnxruntime_gflops: float
     ceiling_gflops: float
 
 
@@ -142,7 +141,7 @@ class Locate(TypedDict, total=False):
     tensors_compared: int
     inputs: int
     fp16_storage: bool
-    source: str | None  # what the target's tensors came from (ONNX Runtime, or an ais_bench dump of the NPU)
+    source: str | None  # what the target's tensors came from (the reference runtime, or the device's own dump)
     first_jump: dict | None  # {depth, node, op_type, tensor, block, one_minus_cosine, error, nonfinite_new, ...}
     first_nonfinite: dict | None
     op_types: list[dict]  # top 5: {op_type, increment_sum, share, nodes}
@@ -170,7 +169,7 @@ class Repair(TypedDict, total=False):
     before: Verified
     after: Verified
     kept: list[str]  # a 1-minimal set: no single node can be taken out without missing the gate
-    closure: list[str]  # kept with them so their values stay fp32 (graph.kept_closure), counted apart
+    closure: list[str]  # kept with them so their values stay fp32 (graph.closure.kept_closure), counted apart
     kept_units: list[str]
     not_acted_on: list[dict]  # missed gates repair cannot measure again, each with its value and why
     all_fp32: dict | None  # when every unit kept still fails: the all-fp32 candidate against the fp32 graph
@@ -204,9 +203,10 @@ class Report(TypedDict, total=False):
     inputs: dict  # {"skipped": [{"path", "reason"}]}
     onnx: list[Artifact]
     targets: list[Target]
-    # per arch, tower and hardware: the fastest target (or repaired model) that meets every gate
-    deployments: list[dict]  # {arch, tower, hardware, backend, device, dir, precision, repaired, throughput_fps, reason}
-    undeployed: list[dict]  # where nothing passes: {arch, tower, hardware, closest, backend, precision, reason}
+    # per arch, tower and device: the fastest target (or repaired model) that meets every gate
+    deployments: list[dict]  # {arch, tower, device, backend, dir, precision, repaired, throughput_fps, reason} and
+    # `hardware`, a deprecated alias of `device` (CONTRACT.md), for one release
+    undeployed: list[dict]  # where nothing passes: {arch, tower, device, closest, backend, precision, reason}
     baseline: dict  # {"torch_fp32": [{"batch_size", "throughput_fps", "latency_ms", ...}]}
     config: dict
     workflow: dict  # rule costs, see load.workflow_costs

@@ -1,6 +1,6 @@
 """The report's figures (matplotlib, Agg backend, PNG): the precision chain, accuracy versus speed,
 per-image accuracy, throughput and latency. Each function takes the report (model.Report) and a path,
-and copes with what a record may lack (no p90 from ais_bench, no benchmarks, one batch size). Per-image
+and copes with what a record may lack (no p90 from a device tool, no benchmarks, one batch size). Per-image
 figures stay readable at any number of images: distributions and the worst few by name."""
 
 import math
@@ -13,6 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+import backends  # noqa: E402
+from pipeline.paths import STAGES  # noqa: E402
+
 from .rows import WORST_N, best, ceilings, cosine_gates, quantile, speedup_vs_torch, worst_images  # noqa: E402
 
 # File names under the report's plot folder (results/report/), in the order the report shows them.
@@ -20,9 +23,11 @@ PLOTS = ("accuracy_chain", "throughput", "accuracy_vs_speed", "per_image", "late
 
 # 1 - cosine below this is float64 rounding: drawn on the floor so a log axis can show it.
 FLOOR = 1e-16
-CHAIN = ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")
-STAGE_NOTES = {"torch_fp32": "cn_clip PyTorch\n(ground truth)", "onnx_fp32": "ONNX Runtime\nfp32 ONNX",
-               "onnx_fp16": "ONNX Runtime\nfp16 ONNX", "offline": "compiled\nmodel"}
+def stage_notes() -> dict[str, str]:
+    """The chain's stages (paths.STAGES) as the precision-chain figure labels them."""
+    runtime = backends.reference().LABEL
+    return {"torch_fp32": "cn_clip PyTorch\n(ground truth)", "onnx_fp32": f"{runtime}\nfp32 ONNX",
+            "onnx_fp16": f"{runtime}\nfp16 ONNX", "offline": "compiled\nmodel"}
 COLORS = ("#1f6feb", "#8250df", "#bf8700", "#0a7f6f", "#cf222e", "#6e7781")
 TORCH_COLOR = "#8c959f"
 PASS_COLOR, FAIL_COLOR = "#1a7f37", "#cf222e"
@@ -89,7 +94,7 @@ def _offline_note(targets: list[dict]) -> str:
             sources.add(precision or ("fp16" if ".fp16." in name else "fp32" if ".fp32." in name else None))
     sources.discard(None)
     if len(sources) != 1:
-        return STAGE_NOTES["offline"]
+        return stage_notes()["offline"]
     source = sources.pop()
     return f"compiled from\nthe {source} ONNX" if source in ("fp16", "fp32") else f"compiled\n({source})"
 
@@ -100,7 +105,7 @@ def accuracy_chain(report: dict, path) -> None:
     90% of the images as a band; the gates as red zones; offline vs onnx_fp16 (the seed's check) as its own marker."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7.2, 4.4))
-        x = list(range(len(CHAIN)))
+        x = list(range(len(STAGES)))
         values, gate_values = [], []
         targets = image_targets(report)
         multi = len(targets) > 1
@@ -108,8 +113,8 @@ def accuracy_chain(report: dict, path) -> None:
         for i, t in enumerate(targets):
             color = COLORS[i % len(COLORS)]
             pairs, gates = _pairs(t), _gates(t)
-            stages = [s for s in CHAIN[1:] if (s, "torch_fp32") in pairs]
-            xs = [CHAIN.index(s) for s in stages]
+            stages = [s for s in STAGES[1:] if (s, "torch_fp32") in pairs]
+            xs = [STAGES.index(s) for s in stages]
             # 90% of the images as a band (the 5th to the 95th percentile of the drift): any number of images
             spread = [[drift(c) for c in pairs[(s, "torch_fp32")]["per_image"].values()] for s in stages]
             if spread and all(spread):
@@ -159,8 +164,8 @@ def accuracy_chain(report: dict, path) -> None:
         if values:
             _log_limits(ax, values, gate_values)
         ax.set_xlim(-0.35, 3.75)
-        notes = {**STAGE_NOTES, "offline": _offline_note(targets)}
-        ax.set_xticks(x, [f"{s}\n{notes[s]}" for s in CHAIN], fontsize=8.5)
+        notes = {**stage_notes(), "offline": _offline_note(targets)}
+        ax.set_xticks(x, [f"{s}\n{notes[s]}" for s in STAGES], fontsize=8.5)
         ax.annotate("reference\n(drift 0)", (0, 0.5), xycoords=("data", "axes fraction"), ha="center",
                     fontsize=9, color="#57606a")
         ax.set_ylabel("1 − cosine vs torch_fp32  (log, lower is better)")
@@ -263,7 +268,7 @@ def accuracy_vs_speed(report: dict, path) -> None:
             passed = gate["passed"] if gate else None
             ax.scatter([p["throughput_fps"]], [y], s=70, color=COLORS[i % len(COLORS)], zorder=4,
                        edgecolor=FAIL_COLOR if passed is False else "white", linewidth=1.8)
-            if t["dir"] in chosen:  # the deployment the run chose for its hardware
+            if t["dir"] in chosen:  # the deployment the run chose for its device
                 ax.scatter([p["throughput_fps"]], [y], s=320, marker="*", facecolor="none", edgecolor="#1a7f37",
                            linewidth=1.6, zorder=5, label="deployment (fastest that meets every gate)")
             ax.annotate(f"{t['name']}\n(batch {p['batch_size']})", (p["throughput_fps"], y),
@@ -392,7 +397,7 @@ def _value_axis(ax, values, unit: str, better: str, log_headroom: float, linear_
 
 def latency(report: dict, path) -> None:
     """Latency per batch of every model and batch size: mean (hatched), p50, p90 and p99 bars; a
-    percentile the record lacks (ais_bench may give no p90) is marked n/a."""
+    percentile the record lacks (a device tool may give no p90) is marked n/a."""
     series = _series(report)
     stats = ("mean", "p50", "p90", "p99")
     shades = {"mean": 0.35, "p50": 0.5, "p90": 0.75, "p99": 1.0}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
 
+import backends
+
 from . import rows
 from .model import Report
 from .reproduce import reproduce
@@ -34,7 +36,8 @@ def _context(r: Report) -> dict:
             "skipped": skipped and rows.table(["file", "why"], [[rows.Cell(s["path"], "mono"), s["reason"]]
                                                                  for s in skipped]),
             "zero_shot": rows.zero_shot_table(r), "predictions": rows.predictions_table(r),
-            "cost": rows.cost_table(r), "config": rows.config_table(r), "failed": rows.failed_banners(r)}
+            "cost": rows.cost_table(r), "config": rows.config_table(r), "failed": rows.failed_banners(r),
+            "reference_runtime": backends.reference().LABEL}
 
 
 def render_markdown(r: Report, plots: dict | None = None, base: str | os.PathLike = ".") -> str:

@@ -8,15 +8,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import backends
+from pipeline.paths import STAGES
+
 from .load import UNDER_LOAD, target_gates, under_load
 from .model import Performance, Report, Target
 from .reproduce import yaml_flow
 
-CHAIN = ("torch_fp32", "onnx_fp32", "onnx_fp16", "offline")
-STAGE_DESCRIPTION = {"torch_fp32": "cn_clip PyTorch model, fp32 (ground truth)",
-                     "onnx_fp32": "fp32 ONNX on ONNX Runtime",
-                     "onnx_fp16": "fp16 ONNX on ONNX Runtime (the seed's online reference)",
-                     "offline": "the compiled model on the target"}
+def stage_description(stage: str) -> str:
+    """What each stage of the chain (paths.STAGES) is, naming the reference runtime (backends.reference())."""
+    runtime = backends.reference().LABEL
+    return {"torch_fp32": "cn_clip PyTorch model, fp32 (ground truth)",
+            "onnx_fp32": f"fp32 ONNX on {runtime}",
+            "onnx_fp16": f"fp16 ONNX on {runtime} (the seed's online reference)",
+            "offline": "the compiled model on the target"}[stage]
 WORST_N = 10  # images listed by name per target; the others are summed up as a distribution
 QUANTILES = (("worst", 0.0), ("1%", 0.01), ("5%", 0.05), ("median", 0.5), ("best", 1.0))
 ZERO_SHOT_HEAD = ["target", "stage vs torch_fp32", "top-1 agreement", "largest prob change", "bound",
@@ -61,8 +66,8 @@ def size(n: int | None) -> str:
     return f"{n} B"
 
 
-def drift(cosine: float | None) -> str:
-    """1 - cosine, the distance from a perfect match, readable where 0.99999999 is not."""
+def drift_label(cosine: float | None) -> str:
+    """1 - cosine (plots.drift) as text, the distance from a perfect match, readable where 0.99999999 is not."""
     if cosine is None:
         return "n/a"
     d = 1.0 - cosine
@@ -122,20 +127,20 @@ def value(g: dict) -> str:
 
 
 def _gate_cells(g: dict) -> list:
-    return [f"{g['threshold']}", value(g), drift(g.get("cosine_min")) if is_cosine(g) else "",
+    return [f"{g['threshold']}", value(g), drift_label(g.get("cosine_min")) if is_cosine(g) else "",
             g.get("worst_image", "n/a"), verdict(g["passed"])]
 
 
 def deployments_table(r: Report) -> dict | None:
-    """The deployment chosen per arch, tower and hardware (reporting.deploy), and where none passes."""
+    """The deployment chosen per arch, tower and device (reporting.deploy), and where none passes."""
     chosen, missing = r.get("deployments") or [], r.get("undeployed") or []
     if not chosen and not missing:
         return None
-    rows = [[f"{d['arch']} {d['tower']}", d["hardware"], Cell(f"{d['backend']} {d['precision']}"
+    rows = [[f"{d['arch']} {d['tower']}", d["device"], Cell(f"{d['backend']} {d['precision']}"
                                                              + (" (repaired)" if d["repaired"] else ""), "pass"),
              num(d.get("throughput_fps"), ".2f"), d["reason"]] for d in chosen]
-    rows += [[f"{u['arch']} {u['tower']}", u["hardware"], Cell("none", "fail"), "n/a", u["reason"]] for u in missing]
-    return table(["model", "hardware", "deployment", "images/s", "why"], rows, numeric={3})
+    rows += [[f"{u['arch']} {u['tower']}", u["device"], Cell("none", "fail"), "n/a", u["reason"]] for u in missing]
+    return table(["model", "device", "deployment", "images/s", "why"], rows, numeric={3})
 
 
 def gates_table(r: Report) -> dict:
@@ -332,15 +337,15 @@ def chain_table(t: Target) -> dict:
     """The precision chain torch_fp32 -> onnx_fp32 -> onnx_fp16 -> offline: per stage the worst cosine
     against torch_fp32 and against the stage before it (where that pair was measured)."""
     pairs = {(p["a"], p["b"]): p for p in t["accuracy"]["pairs"]}
-    rows = [[Cell("torch_fp32", "bold"), STAGE_DESCRIPTION["torch_fp32"], num(1.0, ".8f"), drift(1.0), "reference",
+    rows = [[Cell("torch_fp32", "bold"), stage_description("torch_fp32"), num(1.0, ".8f"), drift_label(1.0), "reference",
              num(0.0, ".3g")]]
-    for prev, stage in zip(CHAIN, CHAIN[1:]):
+    for prev, stage in zip(STAGES, STAGES[1:]):
         to_torch = pairs.get((stage, "torch_fp32"))
         step = to_torch if stage == "onnx_fp32" else pairs.get((stage, prev)) or pairs.get((prev, stage))
         vs_torch = to_torch["cosine_min"] if to_torch else None
-        previous = (f"{step['cosine_min']:.8f} (1 − cos {drift(step['cosine_min'])}) vs {prev}" if step
+        previous = (f"{step['cosine_min']:.8f} (1 − cos {drift_label(step['cosine_min'])}) vs {prev}" if step
                     else Cell("not measured", "note"))
-        rows.append([Cell(stage, "bold"), STAGE_DESCRIPTION[stage], num(vs_torch, ".8f"), drift(vs_torch), previous,
+        rows.append([Cell(stage, "bold"), stage_description(stage), num(vs_torch, ".8f"), drift_label(vs_torch), previous,
                      num(to_torch["max_abs_err"] if to_torch else None, ".3g")])
     return table(["stage", "what", "cosine min vs torch_fp32", "1 − cos", "vs previous stage",
                   "max abs err vs torch_fp32"], rows, numeric={2, 3, 5})
@@ -351,7 +356,7 @@ def pairs_table(t: Target) -> dict:
     with chain_images: first_shard)."""
     return table(["a", "b", "images", "cosine min", "cosine mean", "1 − cos min", "max abs err", "max rel err"],
                  [[p["a"], p["b"], str(p.get("images", len(p["per_image"]))), f"{p['cosine_min']:.8f}",
-                   f"{p['cosine_mean']:.8f}", drift(p["cosine_min"]), f"{p['max_abs_err']:.3g}",
+                   f"{p['cosine_mean']:.8f}", drift_label(p["cosine_min"]), f"{p['max_abs_err']:.3g}",
                    num(p.get("rel_err_max"), ".3g")] for p in t["accuracy"]["pairs"]],
                  numeric={2, 3, 4, 5, 6, 7})
 
@@ -454,15 +459,17 @@ def speedup_vs_torch(p: Performance) -> float | None:
 
 
 def ceilings(p: Performance) -> str:
-    """The host's two fp32 matmul rates beside which a speed-up vs PyTorch means something; n/a for
-    records that do not carry them."""
+    """The host's two fp32 matmul rates (torch's, the reference runtime's) beside which a speed-up vs PyTorch
+    means something; n/a for records that do not carry them."""
     c = p.get("ceiling") or {}
-    if c.get("torch_gflops") is None and c.get("onnxruntime_gflops") is None:
+    runtime = backends.reference()
+    if c.get("torch_gflops") is None and c.get(f"{runtime.NAME}_gflops") is None:
         return "n/a"
-    return f"torch {num(c.get('torch_gflops'), '.0f')} / ORT {num(c.get('onnxruntime_gflops'), '.0f')}"
+    return f"torch {num(c.get('torch_gflops'), '.0f')} / {runtime.SHORT} {num(c.get(f'{runtime.NAME}_gflops'), '.0f')}"
 
 
-CEILINGS_HEAD = "matmul GFLOP/s (torch / ORT)"
+def ceilings_head() -> str:
+    return f"matmul GFLOP/s (torch / {backends.reference().SHORT})"
 
 
 def load_note(p: Performance) -> str:
@@ -509,7 +516,7 @@ def glance_table(r: Report) -> dict:
              vs_fp32(s), s["ceilings"], num(s["offline_p50"], ".1f"), num(s["torch_p50"], ".1f"),
              s["load"]] for t in r["targets"] for s in speed_rows(t)]
     return table(["target", "batch", "offline images/s", "torch_fp32 images/s", "speed-up", "vs fp32",
-                  CEILINGS_HEAD, "offline p50 ms", "torch_fp32 p50 ms", "load"], rows, numeric={1, 2, 3, 4, 5, 7, 8},
+                  ceilings_head(), "offline p50 ms", "torch_fp32 p50 ms", "load"], rows, numeric={1, 2, 3, 4, 5, 7, 8},
                  row_class=["loaded" if row[-1] else "" for row in rows])
 
 
@@ -544,7 +551,7 @@ def performance_table(t: Target) -> dict:
                      *(interval(lat.get(k), lat_ci.get(k), ".1f") for k in LATENCIES),
                      num(row.get("achieved_gflops"), ".0f"), num(row.get("fraction_of_ceiling"), ".0%"), load_note(p)])
         classes.append("loaded" if load_note(p) else "")
-    return table(["model", "batch", "loop", "warmup", "threads", "images/s", "vs torch", CEILINGS_HEAD,
+    return table(["model", "batch", "loop", "warmup", "threads", "images/s", "vs torch", ceilings_head(),
                   *(f"{k} ms" for k in LATENCIES), "GFLOP/s", "of ceiling", "load"], rows,
                  numeric={1, 2, 3, 4, 5, 6, *range(8, 16)}, row_class=classes)
 
@@ -555,7 +562,7 @@ def performance_notes(t: Target) -> list[str]:
     if p0.get("ceiling_gflops") is not None and p0.get("model_gflops_per_image") is not None:
         n = (p0.get("ceiling") or {}).get("matmul_n", 4096)
         notes.append(f"Model: {p0['model_gflops_per_image']:.1f} GFLOPs per image (torch FlopCounterMode); ceiling "
-                     f"{p0['ceiling_gflops']:.0f} GFLOP/s: the faster of torch and ONNX Runtime on a "
+                     f"{p0['ceiling_gflops']:.0f} GFLOP/s: the faster of torch and {backends.reference().LABEL} on a "
                      f"{n}×{n} fp32 matmul, measured in the same job.")
     for p in t["performance"]:
         notes += [f"batch {p['batch_size']}: {note}" for note in ([p["method"]] if p.get("method") else [])

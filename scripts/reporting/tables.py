@@ -23,6 +23,9 @@ def accuracy_rows(r: Report) -> list[dict]:
 
 
 def performance_rows(r: Report) -> list[dict]:
+    import backends
+
+    runtime = backends.reference()
     out = []
     for t in r["targets"]:
         for label, row, ratio, p in measured(t):
@@ -42,7 +45,7 @@ def performance_rows(r: Report) -> list[dict]:
                         **_bounds("speedup_vs_fp32_ci95", p.get("speedup_vs_fp32_ci95") if offline else None),
                         "speedup_vs_fp32_within_noise": p.get("speedup_vs_fp32_within_noise") if offline else None,
                         "torch_matmul_gflops": ceiling.get("torch_gflops"),
-                        "onnxruntime_matmul_gflops": ceiling.get("onnxruntime_gflops"),
+                        f"{runtime.NAME}_matmul_gflops": ceiling.get(f"{runtime.NAME}_gflops"),
                         "under_load": (p.get("load") or {}).get("under_load"),
                         **{f"latency_{k}_ms": lat.get(k) for k in ("mean", "p50", "p90", "p99")},
                         **{c: v for k in ("mean", "p50", "p90", "p99")

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import paths as P
 from backends import ascend
-from conftest import E2E_ARCH, E2E_EMBED, E2E_RESOLUTION, SNAKEMAKE, STANDINS, Workflow
+from conftest import E2E_ARCH, E2E_EMBED, E2E_RESOLUTION, SNAKEMAKE, STANDINS, Workflow, image_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -99,7 +99,7 @@ def test_tools_got_the_seeds_command_lines_one_fresh_directory_per_atc_job(ascen
     for call in atc_calls:
         chip = next(a.split("=", 1)[1] for a in call["argv"] if a.startswith("--soc_version="))
         prefix = (chip_dir(ascend_wf, chip) / "model_bs1").resolve() / "model"
-        assert call["argv"] == ascend.atc_command(onnx, prefix, 1, E2E_RESOLUTION, chip)[1:]
+        assert call["argv"] == ascend.commands.atc_command(onnx, prefix, 1, chip, image_spec(E2E_RESOLUTION))[1:]
         # and the report's "Reproduce" section prints that very line
         (target,) = [t for t in ascend_wf.report()["targets"] if t["device"] == chip]
         assert target["compiled"][0]["command"] == shlex.join(["atc", *call["argv"]])

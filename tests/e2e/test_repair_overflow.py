@@ -1,4 +1,4 @@
-"""Issue 15 end to end: the overflow checkpoint variant (scripts/synthetic_variants.py: one image block's
+"""Issue 15 end to end: the overflow checkpoint variant (scripts/model/variants.py: one image block's
 MLP scaled so its activations pass fp16's 65504) deployed on an Ascend target (stand-in atc and ais_bench;
 the stand-in stores fp16 between nodes like an NPU, STANDIN_AIS_BENCH_FP16_STORAGE=1) with `repair: true`
 and `locate_npu_dump: true` (locate reads the stand-in ais_bench's dump of the NPU's tensors).

@@ -42,7 +42,7 @@ def test_adding_an_image_reruns_only_its_shard(e2e_workflow, tmp_path):
     for stem in stems:
         assert np.load(wf.root / P.npy(E2E_ARCH, stem)).shape == (1, 3, E2E_RESOLUTION, E2E_RESOLUTION)
         assert np.load(wf.root / E2E_TARGET.dst(stem)).shape == (1, E2E_EMBED)
-        for stage in P.STAGES if stem in sample else ["torch_fp32"]:  # (the copy holds the others' files too)
+        for stage in P.REFERENCE_STAGES if stem in sample else ["torch_fp32"]:  # (the copy holds the others' files too)
             assert (wf.root / P.reference(E2E_ARCH, "image", stage, stem)).is_file()
     costs = {row["rule"]: row["jobs"] for row in r["workflow"]["rules"]}
     assert (costs["preprocess"], costs["reference"], costs["infer"]) == (2, 3 + 1, 2), \

@@ -13,10 +13,10 @@ import onnxruntime as ort
 import pytest
 
 from backends import ascend
-from conftest import STANDINS
+from conftest import STANDINS, image_spec
 
 VENV_BIN = str(Path(sys.executable).parent)
-OPTIONS = {"threads": 1, "hardware": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "device_id": 0}
+OPTIONS = {"threads": 1, "device": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "device_id": 0}
 
 # What ais_bench prints at the end of a pure-inference run (format of ais_bench/infer/summary.py; the
 # figures are the seed's: 72.426 fps at batch 1 on a 910B4).
@@ -77,50 +77,50 @@ def onnx_reference(model, npy):
 # ---------------------------------------------------------------------------------------------
 
 def test_atc_command_is_the_seeds_command():
-    cmd = ascend.atc_command("/m/vit-h-14.img.fp16.onnx", "/r/model_bs1/model", 1, 224, "Ascend910B4")
+    cmd = ascend.commands.atc_command("/m/vit-h-14.img.fp16.onnx", "/r/model_bs1/model", 1, "Ascend910B4", image_spec(224))
     assert cmd == ["atc", "--framework=5", "--model=/m/vit-h-14.img.fp16.onnx", "--output=/r/model_bs1/model",
                    "--input_format=NCHW", "--input_shape=image:1,3,224,224", "--soc_version=Ascend910B4",
                    "--log=error"]
     # the seed's shell command, as the shell would split it, is the same argument list
     seed = ('atc --framework=5 --model=models/vit-h-14.img.fp16.onnx --output=models/vit-h-14.img.fp16 '
             '--input_format=NCHW --input_shape="image:1,3,224,224" --soc_version=Ascend910B4 --log=error')
-    assert shlex.split(seed) == ascend.atc_command("models/vit-h-14.img.fp16.onnx", "models/vit-h-14.img.fp16", 1,
-                                                   224, "Ascend910B4")
+    assert shlex.split(seed) == ascend.commands.atc_command("models/vit-h-14.img.fp16.onnx", "models/vit-h-14.img.fp16", 1,
+                                                            "Ascend910B4", image_spec(224))
 
 
 def test_atc_command_passes_only_the_set_options_in_a_fixed_order():
-    base = ascend.atc_command("a.onnx", "o/model", 4, 336, "Ascend310P3")
+    base = ascend.commands.atc_command("a.onnx", "o/model", 4, "Ascend310P3", image_spec(336))
     assert base[5] == "--input_shape=image:4,3,336,336" and base[6] == "--soc_version=Ascend310P3"
-    full = ascend.atc_command("a.onnx", "o/model", 4, 336, "Ascend310P3",
+    full = ascend.commands.atc_command("a.onnx", "o/model", 4, "Ascend310P3", image_spec(336),
                               {"optypelist_for_implmode": "Gelu,Softmax", "op_select_implmode": "high_precision",
                                "precision_mode": "must_keep_origin_dtype"})
     assert full == base + ["--precision_mode=must_keep_origin_dtype", "--op_select_implmode=high_precision",
                            "--optypelist_for_implmode=Gelu,Softmax"]
     unset = {"precision_mode": "", "op_select_implmode": None, "optypelist_for_implmode": ""}
-    assert ascend.atc_command("a.onnx", "o/model", 4, 336, "Ascend310P3", unset) == base
-    assert ascend.atc_command("a.onnx", "o/model", 4, 336, "Ascend310P3", {"precision_mode": "force_fp32"}) == \
+    assert ascend.commands.atc_command("a.onnx", "o/model", 4, "Ascend310P3", image_spec(336), unset) == base
+    assert ascend.commands.atc_command("a.onnx", "o/model", 4, "Ascend310P3", image_spec(336), {"precision_mode": "force_fp32"}) == \
         base + ["--precision_mode=force_fp32"]
 
 
 def test_atc_command_refuses_what_atc_would_refuse():
     with pytest.raises(ValueError, match="unknown ATC option.*fusion_switch_file"):
-        ascend.atc_command("a.onnx", "o/model", 1, 224, "Ascend910B4", {"fusion_switch_file": "x.cfg"})
+        ascend.commands.atc_command("a.onnx", "o/model", 1, "Ascend910B4", image_spec(224), {"fusion_switch_file": "x.cfg"})
     with pytest.raises(ValueError, match="optypelist_for_implmode needs op_select_implmode"):
-        ascend.atc_command("a.onnx", "o/model", 1, 224, "Ascend910B4", {"optypelist_for_implmode": "Gelu"})
+        ascend.commands.atc_command("a.onnx", "o/model", 1, "Ascend910B4", image_spec(224), {"optypelist_for_implmode": "Gelu"})
     with pytest.raises(ValueError, match="npu-smi info"):
-        ascend.atc_command("a.onnx", "o/model", 1, 224, "", {})
+        ascend.commands.atc_command("a.onnx", "o/model", 1, "", image_spec(224), {})
 
 
 def test_ais_bench_command_lines():
-    assert ascend.ais_bench_infer_command("/r/model_bs1/model.om", "/tmp/in", "/r", "dst", 3) == [
+    assert ascend.commands.ais_bench_infer_command("/r/model_bs1/model.om", "/tmp/in", "/r", "dst", 3) == [
         "python3", "-m", "ais_bench", "--model", "/r/model_bs1/model.om", "--input", "/tmp/in", "--output", "/r",
         "--output_dirname", "dst", "--outfmt", "NPY", "--device", "3"]
-    assert ascend.ais_bench_infer_command("m.om", "in", "out", ais_bench_python="/opt/py/bin/python3.8")[0] == \
+    assert ascend.commands.ais_bench_infer_command("m.om", "in", "out", ais_bench_python="/opt/py/bin/python3.8")[0] == \
         "/opt/py/bin/python3.8"
-    assert ascend.ais_bench_benchmark_command("m.om", 100, 8, 5, 1) == [
+    assert ascend.commands.ais_bench_benchmark_command("m.om", 100, 8, 5, 1) == [
         "python3", "-m", "ais_bench", "--model", "m.om", "--loop", "100", "--batchsize", "8", "--warmup_count", "5",
         "--device", "1"]
-    assert ascend.ais_bench_benchmark_command("m.om", 100, 1, 0, output="/tmp/s", output_dirname="bench")[-4:] == [
+    assert ascend.commands.ais_bench_benchmark_command("m.om", 100, 1, 0, output="/tmp/s", output_dirname="bench")[-4:] == [
         "--output", "/tmp/s", "--output_dirname", "bench"]
 
 
@@ -129,7 +129,7 @@ def test_ais_bench_command_lines():
 # ---------------------------------------------------------------------------------------------
 
 def test_parse_the_real_ais_bench_log():
-    parsed = ascend.parse_ais_bench_stdout(AIS_BENCH_LOG)
+    parsed = ascend.commands.parse_ais_bench_stdout(AIS_BENCH_LOG)
     assert parsed == {"batch_size": 1.0, "throughput_fps": 72.42703,
                       "latency_ms": {"mean": 13.807, "min": 13.765, "max": 13.871, "p50": 13.806, "p99": 13.866}}
 
@@ -138,20 +138,20 @@ def test_parse_stdout_is_tolerant_of_spacing_and_takes_the_last_summary():
     text = ("[INFO] throughput 1000*batchsize.mean(1)/NPU_compute_time.mean(99): 10.1\n"
             "[INFO] NPU_compute_time (ms):min=27.5,  max = 28.0,mean =27.6, median= 27.61, percentile( 99% ) = 27.9\n"
             "[INFO]  throughput  1000 * batchsize.mean( 2.0 ) / NPU_compute_time.mean( 27.6 ) :  72.46376811594203\n")
-    parsed = ascend.parse_ais_bench_stdout(text)
+    parsed = ascend.commands.parse_ais_bench_stdout(text)
     assert parsed["batch_size"] == 2.0 and parsed["throughput_fps"] == pytest.approx(72.46376811594203)
     assert parsed["latency_ms"] == {"mean": 27.6, "min": 27.5, "max": 28.0, "p50": 27.61, "p99": 27.9}
 
 
 def test_parse_stdout_without_the_compute_time_line_keeps_the_throughput_lines_mean():
-    parsed = ascend.parse_ais_bench_stdout("[INFO] throughput 1000*batchsize.mean(4)/NPU_compute_time.mean(1e1): 400")
+    parsed = ascend.commands.parse_ais_bench_stdout("[INFO] throughput 1000*batchsize.mean(4)/NPU_compute_time.mean(1e1): 400")
     assert parsed == {"batch_size": 4.0, "throughput_fps": 400.0, "latency_ms": {"mean": 10.0}}
     with pytest.raises(ValueError, match="throughput"):
-        ascend.parse_ais_bench_stdout(AIS_BENCH_LOG.replace("throughput", "thruput"))
+        ascend.commands.parse_ais_bench_stdout(AIS_BENCH_LOG.replace("throughput", "thruput"))
 
 
 def test_parse_summary_maps_ais_bench_keys_and_derives_p90_from_its_per_run_times():
-    parsed = ascend.parse_summary(SUMMARY)
+    parsed = ascend.commands.parse_summary(SUMMARY)
     assert parsed["throughput_fps"] == 72.42703 and parsed["count"] == 10 and parsed["notes"] == []
     lat = parsed["latency_ms"]
     assert (lat["mean"], lat["p50"], lat["p99"], lat["min"], lat["max"]) == (13.807, 13.806, 13.866, 13.765, 13.871)
@@ -161,22 +161,22 @@ def test_parse_summary_maps_ais_bench_keys_and_derives_p90_from_its_per_run_time
 
 
 def test_ais_bench_figures_get_intervals_from_its_per_run_times_and_none_without_them():
-    record, notes = ascend.speed_intervals(SUMMARY["npu_compute_time_list"], 1)
+    record, notes = ascend.commands.speed_intervals(SUMMARY["npu_compute_time_list"], 1)
     lo, hi = record["throughput_fps_ci95"]
     assert lo < SUMMARY["throughput"] < hi and notes == []
     assert record["seconds"] == pytest.approx([v / 1000 for v in SUMMARY["npu_compute_time_list"]])
     assert set(record["latency_ms_ci95"]) == {"mean", "p50", "p90", "p99"}
-    record, notes = ascend.speed_intervals(None, 1)
+    record, notes = ascend.commands.speed_intervals(None, 1)
     assert record["throughput_fps_ci95"] is None and record["seconds"] is None
     assert set(record["latency_ms_ci95"].values()) == {None} and "npu_compute_time_list" in notes[0]
 
 
 def test_parse_summary_without_per_run_times_gives_no_p90_and_says_so():
     summary = {k: v for k, v in SUMMARY.items() if k != "npu_compute_time_list"}
-    parsed = ascend.parse_summary(summary)
+    parsed = ascend.commands.parse_summary(summary)
     assert parsed["latency_ms"]["p90"] is None and "p90 unavailable" in parsed["notes"][0]
     with pytest.raises(ValueError, match="NPU_compute_time"):
-        ascend.parse_summary({"throughput": 1.0})
+        ascend.commands.parse_summary({"throughput": 1.0})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,8 +202,8 @@ def run_standin_atc(args, cwd):
     ({"--precision_mode": "fp8_please"}, "E10001"),
 ])
 def test_standin_atc_rejects_bad_arguments_like_the_real_tool(tiny_onnx, tmp_path, change, code):
-    args = dict(arg.split("=", 1) for arg in ascend.atc_command(tiny_onnx["fp16"], tmp_path / "out" / "model", 1, 16,
-                                                                  "Ascend910B4")[1:])
+    args = dict(arg.split("=", 1) for arg in ascend.commands.atc_command(tiny_onnx["fp16"], tmp_path / "out" / "model", 1,
+                                                                           "Ascend910B4", image_spec(16))[1:])
     for key, value in change.items():
         if value is None:
             args.pop(key)
@@ -218,7 +218,7 @@ def test_standin_atc_rejects_bad_arguments_like_the_real_tool(tiny_onnx, tmp_pat
 def test_standin_atc_success_writes_om_and_fusion_result_into_its_cwd(tiny_onnx, tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    result = run_standin_atc(ascend.atc_command(tiny_onnx["fp16"], tmp_path / "model", 2, 16, "Ascend310P3")[1:], cwd)
+    result = run_standin_atc(ascend.commands.atc_command(tiny_onnx["fp16"], tmp_path / "model", 2, "Ascend310P3", image_spec(16))[1:], cwd)
     assert result.returncode == 0 and "ATC run success, welcome to the next use." in result.stdout
     assert (tmp_path / "model.om").is_file() and (cwd / "fusion_result.json").is_file()
 
@@ -235,8 +235,8 @@ def test_compile_runs_atc_in_a_fresh_directory_and_keeps_fusion_result(tiny_onnx
     om = out_dir.resolve() / "model.om"
     assert om.is_file()
     (call,) = standins("atc")
-    assert call["argv"] == ascend.atc_command(Path(tiny_onnx["fp16"]).resolve(), om.with_suffix(""), 2, 16,
-                                              "Ascend910B4", options["atc"])[1:]
+    assert call["argv"] == ascend.commands.atc_command(Path(tiny_onnx["fp16"]).resolve(), om.with_suffix(""), 2,
+                                                       "Ascend910B4", image_spec(16), options["atc"])[1:]
     cwd = Path(call["cwd"])
     assert cwd.parent == out_dir.parent.resolve() and cwd.name.startswith(".atc-model_bs2-")
     assert not cwd.exists(), "the scratch directory is removed"
@@ -258,7 +258,7 @@ def test_concurrent_compile_jobs_never_share_a_working_directory(tiny_onnx, tmp_
     jobs = [("Ascend910B4", 1), ("Ascend910B4", 2), ("Ascend310P3", 1)]
     out = {job: tmp_path / "results" / job[0] / f"model_bs{job[1]}" for job in jobs}
     with ThreadPoolExecutor(len(jobs)) as pool:
-        futures = [pool.submit(ascend.compile, tiny_onnx["fp16"], out[(soc, bs)], bs, 16, {**OPTIONS, "hardware": soc})
+        futures = [pool.submit(ascend.compile, tiny_onnx["fp16"], out[(soc, bs)], bs, 16, {**OPTIONS, "device": soc})
                    for soc, bs in jobs]
         results = [f.result() for f in futures]
     calls = standins("atc")
@@ -272,10 +272,10 @@ def test_concurrent_compile_jobs_never_share_a_working_directory(tiny_onnx, tmp_
 def test_atc_failure_shows_command_and_log_tail_and_leaves_no_om(tiny_onnx, tmp_path, standins, monkeypatch):
     monkeypatch.setenv("STANDIN_ATC_FAIL", "1")  # writes a partial .om, then fails
     out_dir = tmp_path / "t" / "model_bs1"
-    with pytest.raises(ascend.ToolError) as err:
+    with pytest.raises(ascend.commands.ToolError) as err:
         ascend.compile(tiny_onnx["fp16"], out_dir, 1, 16, OPTIONS)
     message = str(err.value)
-    expected = ascend.atc_command(Path(tiny_onnx["fp16"]).resolve(), out_dir.resolve() / "model", 1, 16, "Ascend910B4")
+    expected = ascend.commands.atc_command(Path(tiny_onnx["fp16"]).resolve(), out_dir.resolve() / "model", 1, "Ascend910B4", image_spec(16))
     assert shlex.join(expected) in message
     assert "ATC run failed" in message and "EZ3003" in message and "exit code 255" in message
     assert not list(out_dir.glob("*.om")) and not list(out_dir.parent.glob(".atc-*"))
@@ -283,13 +283,13 @@ def test_atc_failure_shows_command_and_log_tail_and_leaves_no_om(tiny_onnx, tmp_
 
 def test_atc_success_without_om_is_a_failure(tiny_onnx, tmp_path, standins, monkeypatch):
     monkeypatch.setenv("STANDIN_ATC_FAIL", "no_om")
-    with pytest.raises(ascend.ToolError, match="exit code 0 but no model.om"):
+    with pytest.raises(ascend.commands.ToolError, match="exit code 0 but no model.om"):
         ascend.compile(tiny_onnx["fp16"], tmp_path / "m", 1, 16, OPTIONS)
 
 
 def test_atc_argument_error_reaches_the_user(tiny_onnx, tmp_path, standins):
     options = {**OPTIONS, "atc": {"precision_mode": "not_a_mode"}}
-    with pytest.raises(ascend.ToolError, match=r"(?s)--precision_mode=not_a_mode.*E10001: Value \[not_a_mode\]"):
+    with pytest.raises(ascend.commands.ToolError, match=r"(?s)--precision_mode=not_a_mode.*E10001: Value \[not_a_mode\]"):
         ascend.compile(tiny_onnx["fp16"], tmp_path / "m", 1, 16, options)
     assert not (tmp_path / "m" / "model.om").exists()
 
@@ -311,7 +311,7 @@ def test_infer_writes_ais_bench_layout_from_exactly_the_given_inputs(tiny_onnx, 
     argv = call["argv"]
     scratch = Path(call["cwd"])
     # ais_bench ran in a private scratch folder: the .om, the inputs (safe names) and --output all inside it
-    assert ["python3", "-m", "ais_bench", *argv] == ascend.ais_bench_infer_command(
+    assert ["python3", "-m", "ais_bench", *argv] == ascend.commands.ais_bench_infer_command(
         scratch / "model.om", scratch / "input", scratch / "out", "dst", 0)
     assert not scratch.exists(), "the scratch folder is removed after"
     names = json.loads((tmp_path / "t" / "dst_names.json").read_text())["inputs"]
@@ -338,7 +338,7 @@ def test_infer_takes_dotted_stems_and_refuses_inputs_ais_bench_would_pair(tiny_o
 def test_infer_failure_names_the_command(tiny_onnx, tmp_path, standins, monkeypatch):
     om = ascend.compile(tiny_onnx["fp16"], tmp_path / "t" / "model_bs1", 1, 16, OPTIONS)[0]
     monkeypatch.setenv("STANDIN_AIS_BENCH_FAIL", "1")
-    with pytest.raises(ascend.ToolError, match=r"(?s)ais_bench failed \(exit code 1\).*-m ais_bench --model.*507011"):
+    with pytest.raises(ascend.commands.ToolError, match=r"(?s)ais_bench failed \(exit code 1\).*-m ais_bench --model.*507011"):
         ascend.infer(om, tiny_onnx["npy"], tmp_path / "t" / "dst", OPTIONS)
 
 
@@ -358,7 +358,7 @@ def test_benchmark_reports_ais_bench_figures(tiny_onnx, tmp_path, standins):
     (call,) = standins("ais_bench")
     argv = ["python3", "-m", "ais_bench", *call["argv"]]
     scratch = Path(call["cwd"])
-    assert argv == ascend.ais_bench_benchmark_command(scratch / "model.om", 5, 2, 1, 0, output=scratch / "out")
+    assert argv == ascend.commands.ais_bench_benchmark_command(scratch / "model.om", 5, 2, 1, 0, output=scratch / "out")
     assert result["command"] == argv, "the command the report prints under Reproduce"
     assert not scratch.exists()
 
@@ -370,20 +370,20 @@ def test_benchmark_reports_ais_bench_figures(tiny_onnx, tmp_path, standins):
 def test_missing_tools_are_named_with_their_fix(monkeypatch, tmp_path, tiny_onnx):
     monkeypatch.setenv("PATH", VENV_BIN)  # python3, but neither atc nor ais_bench
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    with pytest.raises(ascend.MissingToolError) as err:
-        ascend.check_tools("python3")
+    with pytest.raises(ascend.commands.MissingToolError) as err:
+        ascend.probe.check_tools("python3")
     message = str(err.value)
     assert "`atc`" in message and "set_env.sh" in message and "CANN" in message
     assert "`ais_bench` is not installed in `python3`" in message and "pip3 install" in message
-    with pytest.raises(ascend.MissingToolError, match="`python3.99-nowhere`.*ais_bench_python"):
-        ascend.check_tools("python3.99-nowhere")
-    with pytest.raises(ascend.MissingToolError, match="`atc`.*set_env.sh"):
+    with pytest.raises(ascend.commands.MissingToolError, match="`python3.99-nowhere`.*ais_bench_python"):
+        ascend.probe.check_tools("python3.99-nowhere")
+    with pytest.raises(ascend.commands.MissingToolError, match="`atc`.*set_env.sh"):
         ascend.compile(tiny_onnx["fp16"], tmp_path / "m", 1, 16, OPTIONS)
     assert not (tmp_path / "m" / "model.om").exists()
 
 
 def test_check_tools_passes_with_the_standins(standins):
-    ascend.check_tools("python3")
+    ascend.probe.check_tools("python3")
 
 
 def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
@@ -441,14 +441,14 @@ def test_standin_ais_bench_can_store_fp16_between_nodes_like_an_npu(tmp_path, st
 
 
 def test_ais_bench_dump_command_is_the_real_tools():
-    cmd = ascend.ais_bench_dump_command("m.om", "in/x.npy", "out", 3, "python3")
+    cmd = ascend.commands.ais_bench_dump_command("m.om", "in/x.npy", "out", 3, "python3")
     assert cmd == ["python3", "-m", "ais_bench", "--model", "m.om", "--input", "in/x.npy", "--output", "out",
                    "--outfmt", "NPY", "--loop", "1", "--warmup_count", "0", "--dump", "true", "--dump_npy", "true",
                    "--device", "3"]
 
 
 def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, standins, monkeypatch):
-    """backends.ascend.dump runs ais_bench --dump on one input (the stand-in storing fp16 like an NPU) and
+    """backends.ascend.dumps.dump runs ais_bench --dump on one input (the stand-in storing fp16 like an NPU) and
     keeps its converted dump; locate reads it and names the node whose output passed fp16's range."""
     from accuracy import locate as L
     from backends.onnxruntime import build_fp16
@@ -464,7 +464,7 @@ def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, stan
     standin_om.write_om(str(om), {"stand-in": True}, fp16.read_bytes())
     np.save(tmp_path / "a b.npy", inputs(1)[0])  # any name: ais_bench sees a safe copy
     options = {"ais_bench_python": sys.executable}
-    folder = ascend.dump(om, tmp_path / "a b.npy", tmp_path / "dump", options)
+    folder = ascend.dumps.dump(om, tmp_path / "a b.npy", tmp_path / "dump", options)
     converted = sorted(folder.glob("*_npy"))
     assert len(converted) == 1 and [p.parent.name for p in converted[0].rglob("*.npy")][0] == "0"
     # the plan's node_tensors: the same dump read back by ONNX tensor name, what locate compares

@@ -13,10 +13,10 @@ import onnxruntime as ort
 import pytest
 
 from backends import ascend
-from conftest import REPO, STANDINS
+from conftest import REPO, STANDINS, image_spec
 
 VENV_BIN = str(Path(sys.executable).parent)
-OPTIONS = {"threads": 1, "hardware": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "device_id": 0}
+OPTIONS = {"threads": 1, "device": "Ascend910B4", "atc": {}, "ais_bench_python": "python3", "device_id": 0}
 # what users name their images and labels, and where they check the repository out
 USER_STEMS = ["猫", "a photo", "x;$(touch pwned)&'q\"", "café-1"]
 CHECKOUT = "my work+dev@2026/clip repo"
@@ -231,22 +231,22 @@ def test_an_unsafe_temporary_folder_is_named_with_the_rule_and_the_fix(tmp_path,
     bad.mkdir()
     monkeypatch.setenv("TMPDIR", str(bad))
     monkeypatch.setattr(tempfile, "tempdir", None)
-    with pytest.raises(ascend.UnsafePathError) as err:
-        ascend.check_scratch()
+    with pytest.raises(ascend.scratch.UnsafePathError) as err:
+        ascend.scratch.check_scratch()
     message = str(err.value)
     assert str(bad) in message and "A-Z a-z 0-9 _ - / ." in message and "TMPDIR" in message
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)
-    ascend.check_scratch()
+    ascend.scratch.check_scratch()
 
 
 def test_ais_bench_bounds_are_checked_before_running_it():
     with pytest.raises(ValueError, match="loop.*100000"):
-        ascend.ais_bench_benchmark_command("m.om", 100001, 1, 0)
+        ascend.commands.ais_bench_benchmark_command("m.om", 100001, 1, 0)
     with pytest.raises(ValueError, match="warmup.*10000"):
-        ascend.ais_bench_benchmark_command("m.om", 10, 1, 10001)
+        ascend.commands.ais_bench_benchmark_command("m.om", 10, 1, 10001)
     with pytest.raises(ValueError, match="batch.*4096"):
-        ascend.ais_bench_benchmark_command("m.om", 10, 4097, 1)
+        ascend.commands.ais_bench_benchmark_command("m.om", 10, 4097, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,9 +307,9 @@ def test_each_ascend_precision_is_one_documented_precision_mode_on_its_source_on
 
 def test_precision_mode_and_v2_are_mutually_exclusive():
     with pytest.raises(ValueError, match="mutually exclusive"):
-        ascend.atc_command("m.onnx", "out/model", 1, 224, "Ascend910B4",
+        ascend.commands.atc_command("m.onnx", "out/model", 1, "Ascend910B4", image_spec(224),
                            {"precision_mode": "force_fp16", "precision_mode_v2": "fp16"})
-    cmd = ascend.atc_command("m.onnx", "out/model", 1, 224, "Ascend910B4", {"precision_mode_v2": "origin"})
+    cmd = ascend.commands.atc_command("m.onnx", "out/model", 1, "Ascend910B4", image_spec(224), {"precision_mode_v2": "origin"})
     assert "--precision_mode_v2=origin" in cmd and not any(a.startswith("--precision_mode=") for a in cmd)
 
 

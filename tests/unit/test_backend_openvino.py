@@ -239,7 +239,7 @@ def test_nncf_takes_openvino_names_not_onnx_ones(vit):
                       subset_size=1, ignored_scope=nncf.IgnoredScope(names=[n["ln_2_mean"], n["proj"]]))
 
 
-# --- build_reduced, run_reduced, write_kept ------------------------------------------------------
+# --- build_reduced, load_reduced, write_kept ------------------------------------------------------
 
 def test_int8_reduced_leaves_the_kept_node_unquantised(vit, int8_model, tmp_path):
     n = vit["nodes"]
@@ -253,10 +253,10 @@ def test_int8_reduced_leaves_the_kept_node_unquantised(vit, int8_model, tmp_path
     assert all(v.get_node().get_type_name() != "FakeQuantize" for v in by_name[n["c_fc"]].input_values())
     assert backend.quantised_inputs(reduced, [n["c_fc"].replace("c_fc", "c_proj")])  # its neighbour still int8
     assert (tmp_path / "kept" / "kept.txt").read_text() == n["c_fc"] + "\n"
-    # keep=[] is the target compile makes: run_reduced agrees with infer of the compiled int8 model
+    # keep=[] is the target compile makes: load_reduced agrees with infer of the compiled int8 model
     inputs = [np.load(f) for f in vit["npy"]]
     backend.infer(int8_model[0], vit["npy"], tmp_path / "dst", {**OPTIONS, "precision": "int8"})
-    for f, got in zip(vit["npy"], backend.run_reduced(plain, inputs, OPTIONS)):
+    for f, got in zip(vit["npy"], [backend.load_reduced(plain, OPTIONS)(x) for x in inputs]):
         np.testing.assert_array_equal(got, np.load(tmp_path / "dst" / f"{f.rsplit('/', 1)[1][:-4]}_0.npy"))
 
 
@@ -284,9 +284,9 @@ def test_bf16_reduced_keeps_the_node_in_fp32(vit, tmp_path):
     assert runtime_precision(kept, n["c_fc"], "bf16") == {"f32"} == runtime_precision(kept, mvn, "bf16")
     assert "bf16" in runtime_precision(plain, n["c_fc"].replace("MatMul", "Add"), "bf16")
     inputs = [np.load(f) for f in vit["npy"]]
-    a, b = backend.run_reduced(plain, inputs, OPTIONS), backend.run_reduced(kept, inputs, OPTIONS)
+    a, b = [backend.load_reduced(plain, OPTIONS)(x) for x in inputs], [backend.load_reduced(kept, OPTIONS)(x) for x in inputs]
     assert not all(np.array_equal(x, y) for x, y in zip(a, b))
-    # keep=[] is the target compile makes: run_reduced agrees with infer
+    # keep=[] is the target compile makes: load_reduced agrees with infer
     compiled = backend.compile(vit["onnx"], tmp_path / "target", 1, RES, {**OPTIONS, "precision": "bf16"})[0]
     backend.infer(compiled, vit["npy"], tmp_path / "dst", {**OPTIONS, "precision": "bf16"})
     for f, got in zip(vit["npy"], a):

@@ -58,5 +58,5 @@ def test_model_inputs_come_from_the_onnx(tiny_onnx):
 def test_atc_takes_the_input_name_and_shape_from_the_onnx(tiny_onnx, tmp_path):
     from backends import ascend
 
-    cmd = ascend.compile_command(tiny_onnx["fp16"], tmp_path / "model_bs4", 4, 16, {"hardware": "Ascend910B4"})
+    cmd = ascend.compile_command(tiny_onnx["fp16"], tmp_path / "model_bs4", 4, 16, {"device": "Ascend910B4"})
     assert "--input_format=NCHW" in cmd and "--input_shape=image:4,3,16,16" in cmd

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from checkpoint_info import describe
-from synthetic_checkpoint import make_synthetic
+from model.synthetic import make_synthetic
 from model.clip import check_architecture, load_model, load_state_dict, new_model
 from pipeline.common import sha256
 from pipeline.paths import ConfigError

@@ -145,9 +145,9 @@ def test_write_compare_renders_md_and_html_from_the_json(runs, tmp_path):
     assert "| onnxruntime | package | 1.18.0 | 1.19.2 |" in md
     assert re.search(r"\| onnxruntime/cpu fp32 \| offline vs torch_fp32 \| dog \| 0\.99999000 \| 0\.99950000 \| "
                      r"-4\.9e-04 \|", md)
-    assert re.search(r"\| onnxruntime/cpu int8 \| offline \| 1 \| 10\.000 \[9\.800, 10\.200\] \| "
-                     r"8\.000 \[7\.900, 8\.100\] \| 0\.80× \| \*\*slower\*\* \|", md)
-    assert "| onnxruntime/cpu fp16 | offline | 1 | 4.000 [3.800, 4.200] | 4.100 [3.900, 4.300] | 1.02× | within noise |" in md
+    assert re.search(r"\| onnxruntime/cpu int8 \| offline \| 1 \| 10\.000 \[9\.800, 10\.200\] \| load n/a, ceiling n/a \| "
+                     r"8\.000 \[7\.900, 8\.100\] \| load n/a, ceiling n/a \| 0\.80× \| \*\*slower\*\* \|", md)
+    assert "| onnxruntime/cpu fp16 | offline | 1 | 4.000 [3.800, 4.200] | load n/a, ceiling n/a | 4.100 [3.900, 4.300] | load n/a, ceiling n/a | 1.02× | within noise |" in md
     assert "Targets only in one run\n\nNone." in md
     page = (out / "compare.html").read_text()
     assert "1.19.2" in page and "slower" in page and "within noise" in page
@@ -170,3 +170,45 @@ def test_load_report_takes_a_folder_or_a_file_and_the_cli_writes_beside_the_curr
     assert written["baseline"]["source"] == str(tmp_path / "old" / "report.json")
     assert written["summary"]["speed_changes"] == 1
     assert (tmp_path / "new" / "compare.md").is_file() and (tmp_path / "new" / "compare.html").is_file()
+
+
+def measured(fps, ci, others=0.0, ceiling=150.0):
+    """A throughput record with the load of its timed runs and its job's matmul ceiling."""
+    return {"throughput_fps": fps, "throughput_fps_ci95": list(ci),
+            "load": {"others_cpu_cores": others, "under_load": others > 0.25}}, ceiling
+
+
+def test_a_loaded_baseline_is_not_comparable_and_a_slower_host_is_scaled():
+    """Issue 32: a run beside other work read 0.46x of the same target measured quietly just before. The same
+    planted here: the baseline measured under load (others took 1.1 cores) reads 0.46x of the quiet current
+    run; its intervals part, but the verdict is `not comparable: load`, not `faster`. Two quiet runs on hosts
+    whose ceilings differ by 2x compare per GFLOP/s of each run's ceiling: half the throughput on half the
+    ceiling is within noise; a host change that explains none of it is named. One run without a ceiling
+    cannot be set beside one with."""
+    (loaded, c0), (quiet, c1) = measured(1.84, (1.80, 1.88), others=1.1), measured(4.0, (3.9, 4.1))
+    s = C.speed_change(loaded, quiet, c0, c1)
+    assert s["verdict"] == C.NOT_COMPARABLE_LOAD and s["changed"] is None and s["ratio"] == pytest.approx(4.0 / 1.84)
+    assert s["baseline_load"] == {"others_cpu_cores": 1.1, "under_load": True}
+    (fast_host, c0), (slow_host, c1) = measured(4.0, (3.9, 4.1), ceiling=300.0), measured(2.0, (1.95, 2.05), ceiling=150.0)
+    s = C.speed_change(fast_host, slow_host, c0, c1)
+    assert s["scaled"] and s["verdict"] == "within noise (per GFLOP/s of each run's ceiling)" and s["changed"] is False
+    (_, c1), (slower, _) = measured(0, (0, 0), ceiling=150.0), measured(1.0, (0.95, 1.05))
+    s = C.speed_change(fast_host, slower, 300.0, c1)
+    assert s["verdict"] == "slower (per GFLOP/s of each run's ceiling)" and s["changed"] is True
+    assert C.speed_change(fast_host, slower, 300.0, None)["verdict"] == C.NOT_COMPARABLE_CEILING
+    # the same host, both quiet: a plain verdict; what runs on a device is never scaled by the host's ceiling
+    assert C.speed_change(quiet, measured(5.0, (4.9, 5.1))[0], 150.0, 155.0)["verdict"] == "faster"
+    assert C.speed_change(fast_host, slower, 300.0, 150.0, on_host_cpu=False)["verdict"] == "slower"
+
+
+def test_the_throughput_table_shows_each_runs_load_and_ceiling(runs):
+    base, cur = runs
+    base["targets"][1]["performance"][0].update(load={"others_cpu_cores": 1.1, "under_load": True},
+                                                ceiling={"ceiling_gflops": 150.0})
+    cur["targets"][1]["performance"][0]["ceiling"] = {"ceiling_gflops": 152.0}
+    result = C.compare(base, cur)
+    int8 = next(t for t in result["targets"] if t["precision"] == "int8")
+    assert int8["speed"][0]["verdict"] == C.NOT_COMPARABLE_LOAD
+    md = C.render_markdown(result)
+    assert "others 1.10 cores (under load), 150 GFLOP/s" in md and "not comparable: load" in md
+    assert result["summary"]["not_comparable"] >= 1

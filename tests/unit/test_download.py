@@ -1,4 +1,4 @@
-"""Tests for scripts/download.py against a real HTTP server on 127.0.0.1."""
+"""Tests for scripts/model/download.py against a real HTTP server on 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""Issue 31: "kept in fp32" means fp32 all the way (backends.graph.kept_closure, taken by every mechanism),
+"""Issue 31: "kept in fp32" means fp32 all the way (graph.closure.kept_closure, taken by every mechanism),
 locate says when one part at a time cannot tell, and repair blames nothing it did not measure.
 
 The invariant, for every backend and reduced precision: keeping every candidate node in fp32 reproduces the
@@ -17,7 +17,7 @@ from accuracy import causes as C
 from accuracy import locate as L
 from accuracy import repair as R
 from accuracy.measures import cosine
-from backends.graph import kept_closure, load_graph
+from graph.closure import kept_closure
 from pipeline.common import write_features
 
 MATCH = 0.99999
@@ -108,7 +108,7 @@ def toy_graph(tmp_path_factory):
     from model.clip import load_model
     from preprocess import preprocess_image
     from sample_images import sample_image_source
-    from synthetic_checkpoint import make_synthetic
+    from model.synthetic import make_synthetic
     from test_synthetic_variants import ARCH, IMAGES, RESOLUTION, export_image_tower
 
     folder = tmp_path_factory.mktemp("toy")
@@ -140,7 +140,7 @@ def test_every_mechanism_keeps_the_closed_set_in_fp32(overflow_graph, tmp_path):
     its weight fp32, and no fp32 -> fp16 -> fp32 round trip is left on a kept node's input."""
     import onnx
 
-    from backends.graph import tensor_types
+    from graph import tensor_types
 
     keep = [node(1, "ln_1/Mul"), node(1, "ln_1/Add_1"), node(1, "mlp/MatMul")]
     model = onnx.load(backends.get("ascend").build_reduced(overflow_graph["fp32"], "fp16", keep, tmp_path, {}))
@@ -270,11 +270,11 @@ class Unclosed:
         return getattr(self.plan, name)
 
     def build_reduced(self, graph, precision, keep, out_dir, options):
-        import backends.graph
+        import graph.closure
         import backends.onnxruntime
 
         with self.monkeypatch.context() as m:
-            m.setattr(backends.graph, "closed", lambda model, keep: list(keep))
+            m.setattr(graph.closure, "closed", lambda model, keep: list(keep))
             m.setattr(backends.onnxruntime, "_fold_round_trips", lambda model: 0)
             return self.plan.build_reduced(graph, precision, keep, out_dir, options)
 

@@ -8,7 +8,8 @@ import pytest
 import locate as locate_rule  # the rule script (scripts/locate.py)
 from accuracy import locate as L
 from accuracy import node_view as V
-from backends.graph import SegmentRunner
+from backends.onnxruntime import graph_session
+from graph.segments import SegmentRunner
 from backends import ascend
 from backends.onnxruntime import build_fp16
 
@@ -80,7 +81,7 @@ def test_segments_give_the_same_tensors_as_one_run_with_every_output_marked(tmp_
     fp32 = mlp_onnx(tmp_path / "m.onnx")
     names = ["h1", "h2", "h3", "h4", "r", "y"]
     groups = [names[i:i + chunk] for i in range(0, len(names), chunk)]
-    runner = SegmentRunner(fp32, groups)
+    runner = SegmentRunner(fp32, groups, graph_session)
     for x in inputs():
         got = {}
         for values in runner.run({"x": x}):
@@ -98,7 +99,7 @@ def test_fp16_storage_shows_the_overflow_that_onnx_runtime_cpu_computes_away(ove
     x = inputs(1)[0]
     plain = run_all(fp16, [], x)["y"]  # ONNX Runtime's CPU runs MatMul/Add/Relu in fp32 between Casts
     assert np.isfinite(plain).all()
-    stored = next(iter(SegmentRunner(fp16, [["y"]], fp16_storage=True).run({"x": x})))["y"]
+    stored = next(iter(SegmentRunner(fp16, [["y"]], graph_session, fp16_storage=True).run({"x": x})))["y"]
     assert not np.isfinite(stored).all()
 
 
@@ -179,11 +180,11 @@ def fabricate_dump(out_dir, fp16, nodes, x):
     folder.mkdir(parents=True)
     names = [n.output[0] for n in nodes]
     values = {}
-    for v in SegmentRunner(fp16, [[t] for t in names], fp16_storage=True).run({"x": x}):
+    for v in SegmentRunner(fp16, [[t] for t in names], graph_session, fp16_storage=True).run({"x": x}):
         values.update(v)
     for task, n in enumerate(nodes):
         a = values[n.output[0]]
-        stem = f"{n.op_type}.{ascend.dump_op_name(n.name)}.{task}.2.1767268800000000"
+        stem = f"{n.op_type}.{ascend.dumps.dump_op_name(n.name)}.{task}.2.1767268800000000"
         np.save(folder / f"{stem}.output.0.{'x'.join(map(str, a.shape))}.npy", a)
         np.save(folder / f"{stem}.input.0.{'x'.join(map(str, a.shape))}.npy", a)
     np.save(folder / "notadump.npy", np.zeros(1))
@@ -197,15 +198,15 @@ def test_ais_bench_dump_is_read_and_located_like_the_onnx_target(overflow, tmp_p
     nodes = list(onnx.load(str(fp32)).graph.node)
     x = inputs(1)[0]
     out = fabricate_dump(tmp_path / "ais_out", fp16, nodes, x)
-    dump = ascend.read_ais_bench_dump(out)
-    assert set(dump) == {ascend.dump_op_name(n.name) for n in nodes}
+    dump = ascend.dumps.read_ais_bench_dump(out)
+    assert set(dump) == {ascend.dumps.dump_op_name(n.name) for n in nodes}
     assert dump["blk_0_mlp_fc1"]["op_type"] == "MatMul" and 0 in dump["blk_0_mlp_fc1"]["outputs"]
-    where = ascend.DumpTarget(dump, onnx.load(str(fp32)), []).where
+    where = ascend.dumps.DumpTarget(dump, onnx.load(str(fp32)), []).where
     rows, summary = V.compare_tensors(fp32, {t: np.load(f) for t, f in where.items()}, x, input_name="x")
     assert [r["tensor"] for r in rows] == ["h1", "h2", "h3", "h4", "r", "y"]
     assert summary["first_jump"]["node"] == NAMES["fc1"]
     with pytest.raises(FileNotFoundError, match="dump_npy"):
-        ascend.read_ais_bench_dump(tmp_path / "empty")
+        ascend.dumps.read_ais_bench_dump(tmp_path / "empty")
 
 
 def test_outputs_csv_chart_json_round_trip(overflow, tmp_path):

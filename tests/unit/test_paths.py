@@ -68,11 +68,11 @@ def test_rule_patterns_and_values_come_from_the_same_function():
     """Called without coordinates a path function gives the rule's output pattern; formatting the
     pattern with a target's coordinates gives that target's path."""
     pattern, t = paths.Target(), paths.Target("ViT-B-16", "text", "onnxruntime", "cpu", "int8")
-    assert pattern.dir == "results/{arch}/{tower}/{backend}/{hardware}/{precision}"
+    assert pattern.dir == "results/{arch}/{tower}/{backend}/{device}/{precision}"
     assert pattern.similarity().format(**t.coordinates()) == t.similarity()
     assert pattern.benchmark().format(**t.coordinates(), bs=2) == t.benchmark(2)
-    assert paths.onnx(precision="fp32") == "results/{arch}/onnx/{prefix}.{part}.fp32.onnx"
-    assert paths.onnx(precision="fp32").format(arch="ViT-B-16", prefix="vit-b-16", part="txt") == \
+    assert paths.onnx(dtype="fp32") == "results/{arch}/onnx/{prefix}.{part}.fp32.onnx"
+    assert paths.onnx(dtype="fp32").format(arch="ViT-B-16", prefix="vit-b-16", part="txt") == \
         paths.onnx("ViT-B-16", "text", "fp32")
     assert paths.reference().format(arch="A", tower="image", stage="onnx_fp16", item="x") == \
         paths.reference("A", "image", "onnx_fp16", "x")
@@ -138,16 +138,3 @@ def test_doubling_the_shard_count_splits_each_shard_in_two():
     coarse = {item: s.index for s in paths.shards(stems, 256) for item in s.items}
     fine = {item: s.index for s in paths.shards(stems, 128) for item in s.items}
     assert {fine[x] % 4 == coarse[x] for x in stems} == {True}
-
-
-def test_every_feature_file_names_its_item_back():
-    """similarity and zero_shot pair files by item name: each path function's file gives its item back,
-    dots and all."""
-    from accuracy.similarity import by_stem
-
-    items = ["astronaut", "a.b.c", "猫", "x_0"]
-    for stage in paths.STAGES:
-        files = [paths.reference("A", "image", stage, i) for i in items]
-        assert list(by_stem(files, paths.item_suffix(stage))) == items
-    target = paths.Target("A", "image", "onnxruntime", "cpu", "fp32")
-    assert list(by_stem([target.dst(i) for i in items], paths.item_suffix("offline"))) == items

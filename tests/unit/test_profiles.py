@@ -1,6 +1,7 @@
-"""The cluster profiles place the jobs that hold an NPU (infer and benchmark of a target whose backend
-holds one) by their input named after the accelerator (`npu`), not by rule name (issue 16) nor by a
-backend's name: a run with many images has an infer rule per target and
+"""The cluster profiles place the jobs that hold an accelerator (infer and benchmark of a target whose backend's
+plan declares one) by their input named `accelerator`, not by rule name (issue 16) nor by a backend's or a
+resource's name (the jobs set `gres` themselves from the plan's resource): a run with many images has an infer
+rule per target and
 shard (infer_3of8, infer_ascend_3of8), which `set-resources: infer:` would miss, sending an Ascend
 infer shard to a CPU node. Each profile's default-resources are evaluated here as Snakemake evaluates
 them per job (its own parser and evaluator), and on a sharded plan by Snakemake itself."""
@@ -19,9 +20,9 @@ ASCEND = P.Target("ViT-B-16", "image", "ascend", "Ascend910B4", "fp16")
 ORT = P.Target("ViT-B-16", "image", "onnxruntime", "cpu", "fp32")
 # {job: (its named inputs, whether it holds an NPU)}, the inputs as rules/target.smk names them
 JOBS = {
-    "infer ascend": ({"manifest": ASCEND.manifest(1), "npu": ASCEND.manifest(1)}, True),
-    "infer_3of8 ascend": ({"manifest": ASCEND.manifest(1), "npu": ASCEND.manifest(1)}, True),
-    "benchmark ascend": ({"manifest": ASCEND.manifest(2), "npu": ASCEND.manifest(2), "ckpt": "resources/x.pt"},
+    "infer ascend": ({"manifest": ASCEND.manifest(1), "accelerator": ASCEND.manifest(1)}, True),
+    "infer_3of8 ascend": ({"manifest": ASCEND.manifest(1), "accelerator": ASCEND.manifest(1)}, True),
+    "benchmark ascend": ({"manifest": ASCEND.manifest(2), "accelerator": ASCEND.manifest(2), "ckpt": "resources/x.pt"},
                          True),
     "compile ascend (ATC on the CPU)": ({"onnx": P.onnx("ViT-B-16", "image", "fp16")}, False),
     "infer onnxruntime": ({"manifest": ORT.manifest(1)}, False),
@@ -29,11 +30,11 @@ JOBS = {
     "similarity ascend": ({"offline": [ASCEND.dst("a")]}, False),
     "report": ({"targets": [ASCEND.manifest(1), ASCEND.similarity()]}, False),
 }
-# per profile: {resource: (value for a job holding an NPU, value for any other job)}
+# per profile: {resource: (value for a job holding an accelerator, value for any other job)}
 PLACEMENT = {
-    "slurm": {"gres": ("npu:1", ""), "slurm_partition": ("<npu-partition>", "<cpu-partition>")},
-    "slurm-test": {"gres": ("npu:1", ""), "slurm_partition": ("cnclip", "cnclip")},
-    "donau": {"queue": ("<npu-queue>", "<cpu-queue>"), "exclusive": (1, 0)},
+    "slurm": {"slurm_partition": ("<accelerator-partition>", "<cpu-partition>")},
+    "slurm-test": {"slurm_partition": ("cnclip", "cnclip")},
+    "donau": {"queue": ("<accelerator-queue>", "<cpu-queue>"), "exclusive": (1, 0)},
 }
 
 
@@ -49,7 +50,7 @@ def evaluated(resources: Resources, inputs: dict) -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(PLACEMENT))
-def test_profile_places_npu_jobs_by_their_input(name):
+def test_profile_places_accelerator_jobs_by_their_input(name):
     config = profile(name)
     assert "set-resources" not in config and "set-threads" not in config, \
         "keyed by rule name: a sharded run's infer rules are named infer_3of8"
@@ -63,8 +64,8 @@ def test_profile_places_npu_jobs_by_their_input(name):
 
 def test_snakemake_places_each_shard_of_a_sharded_plan(tmp_path):
     """Snakemake itself, on the slurm-test profile: a dry run of both backends at shard_size 2 (the six
-    sample images make four shards per target) gives `gres=npu:1` to every ascend infer shard and
-    benchmark, and to no other job (the ascend compile included)."""
+    sample images make four shards per target) gives `gres=npu:1` (the resource the Ascend plan declares) to
+    every ascend infer shard and benchmark, and to no other job (the ascend compile included)."""
     root = copy_workflow(tmp_path / "wf")
     done = subprocess.run([SNAKEMAKE, "--workflow-profile", "profiles/slurm-test", "-n", "report", "--config",
                            "model_arch=ViT-B-16", "backends=[onnxruntime,ascend]", "shard_size=2"],
@@ -74,7 +75,8 @@ def test_snakemake_places_each_shard_of_a_sharded_plan(tmp_path):
     placed = {}
     for rule, body in jobs:
         output = re.search(r"^    output: (.*)$", body, flags=re.M).group(1)
-        gres = re.search(r"\bgres=([^,\s]*)", body).group(1)
+        found = re.search(r"\bgres=([^,\s]*)", body)  # set by the jobs that may hold an accelerator
+        gres = found.group(1) if found else ""
         holds_npu = rule.startswith(("infer", "benchmark")) and "/ascend/" in output
         placed.setdefault(rule, set()).add((holds_npu, gres))
     assert {r for r in placed if r.startswith("infer")} == {

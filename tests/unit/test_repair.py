@@ -148,7 +148,9 @@ def test_kept_nodes_compute_in_fp32_weights_and_outputs_included(tmp_path):
     Runtime's compiled (optimised) form of it (still a float MatMul)."""
     import onnx
 
-    from backends.graph import SegmentRunner, tensor_types
+    from backends.onnxruntime import graph_session
+    from graph import tensor_types
+    from graph.segments import SegmentRunner
 
     fp32, npy, ref = case(tmp_path, overflow=1)
     keep = [block_name(1, p) for p in ("fc1/MatMul", "fc1/Add", "act", "fc2/MatMul")]
@@ -162,7 +164,7 @@ def test_kept_nodes_compute_in_fp32_weights_and_outputs_included(tmp_path):
         assert all(types[o] == onnx.TensorProto.FLOAT for o in node.output), node.name
         outputs += list(node.output)  # the converter renames an output it casts for an fp16 consumer
     assert len(outputs) == 4
-    stored = next(iter(SegmentRunner(fp16, [outputs], fp16_storage=True).run({"x": np.load(npy[0])})))
+    stored = next(iter(SegmentRunner(fp16, [outputs], graph_session, fp16_storage=True).run({"x": np.load(npy[0])})))
     assert set(stored) == set(outputs)
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in stored.values())
     assert max(np.abs(v).max() for v in stored.values()) > 65504, "values past fp16's range, held in fp32"
@@ -230,7 +232,7 @@ def test_the_rule_writes_record_model_and_the_backends_kept_file(tmp_path):
                                       similarity=str(tmp_path / "similarity.json"),
                                       locate=str(tmp_path / "locate.json")),
                           output=out, params=Named(gate=0.99, max_builds=200,
-                                                   options={**OPTIONS, "hardware": "Ascend910B4", "tower": "image"}),
+                                                   options={**OPTIONS, "device": "Ascend910B4", "tower": "image"}),
                           wildcards=Named(backend="ascend", precision="fp16"))
     repair_rule.main(smk)
     record = json.loads((tmp_path / "r" / "repair.json").read_text())

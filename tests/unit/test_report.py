@@ -660,7 +660,7 @@ def _runs(ms, spread, n=40):
 def write_timed(spec, offline_ms, spread=1.0, torch_ms=500.0):
     """Rewrite a target's benchmark records as scripts/benchmark.py writes them now: per-run seconds and
     the intervals of the offline model's and the baseline's runs, and the speed-up's."""
-    from backends.timing import latency_stats, ratio_ci, within_noise
+    from timing import latency_stats, ratio_ci, within_noise
 
     for path in spec["benchmarks"]:
         record = json.loads(open(path).read())

@@ -1,4 +1,4 @@
-"""The family of hostile checkpoint variants (scripts/synthetic_variants.py) on cn_clip's own model code
+"""The family of hostile checkpoint variants (scripts/model/variants.py) on cn_clip's own model code
 with the few-layer ViT-Toy-16 (4 image blocks, width 128): each variant, planted in block 1 and in block 2,
 keeps the fp32 ONNX on ONNX Runtime equal to cn_clip's PyTorch fp32 model, fails its target precision at
 the 0.99 gate, and is repaired by keeping only its block in fp32; the ordinary checkpoint passes both.
@@ -80,7 +80,7 @@ def precision_of(kind: str) -> str:
 def toy(tmp_path_factory):
     from preprocess import preprocess_image
     from sample_images import sample_image_source
-    from synthetic_checkpoint import make_synthetic
+    from model.synthetic import make_synthetic
 
     root = tmp_path_factory.mktemp("variants")
     make_synthetic(ARCH, 0, root / "ordinary.pt")
@@ -515,7 +515,7 @@ def test_the_kept_file_is_what_atc_takes(variants, located, case, tmp_path):
     plan.write_kept(kept, record["kept"] + record["closure"])
     lines = kept.read_text(encoding="utf-8").splitlines()
     assert lines == list(dict.fromkeys(lines)) and all(lines)
-    cmd = plan.kept_command(built["fp32"], kept, tmp_path / "om", {"hardware": "Ascend910B4", "tower": tower_of(case)})
+    cmd = plan.kept_command(built["fp32"], kept, tmp_path / "om", {"device": "Ascend910B4", "tower": tower_of(case)})
     assert "--precision_mode=force_fp16" in cmd and f"--keep_dtype={kept.resolve()}" in cmd
     env = {**os.environ, **standin_env(tmp_path / "calls.jsonl")}
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)

@@ -46,7 +46,7 @@ def test_text_export_runs_in_onnx_runtime_and_matches_encode_text(tmp_path):
     from model.clip import load_model
     from patch_exporter import apply_patches, upstream_exporter
     from reference import torch_features
-    from synthetic_checkpoint import make_synthetic
+    from model.synthetic import make_synthetic
 
     exporter = tmp_path / "pytorch_to_onnx.py"
     apply_patches(upstream_exporter(), PATCHES, exporter)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backends.timing import batches, latency_stats, time_runs
+from timing import batches, latency_stats, time_runs
 
 
 def test_batches_rotate_real_inputs():
@@ -49,7 +49,7 @@ intr 12345
 
 
 def test_busy_time_counts_only_our_cpus_and_every_state_but_idle_and_iowait():
-    from backends.timing import busy_seconds
+    from timing import busy_seconds
 
     assert busy_seconds(STAT, {1}, 100) == pytest.approx((800 + 50 + 30) / 100)  # steal is someone else's use
     assert busy_seconds(STAT, {0, 1}, 100) == pytest.approx((900 + 100 + 30) / 100)
@@ -57,7 +57,7 @@ def test_busy_time_counts_only_our_cpus_and_every_state_but_idle_and_iowait():
 
 
 def test_others_cpu_is_the_machine_busy_time_minus_our_own(monkeypatch):
-    from backends import timing
+    import timing
 
     clock = iter([0.0, 2.0])
     busy, own = iter([100.0, 105.0]), iter([10.0, 11.0])
@@ -73,7 +73,7 @@ def test_a_busy_neighbour_shows_up_as_others_cpu():
     import sys
     import time
 
-    from backends.timing import OthersCpu
+    from timing import OthersCpu
 
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -87,7 +87,7 @@ def test_a_busy_neighbour_shows_up_as_others_cpu():
 
 
 def test_quiet_wait_is_off_by_default_and_bounded(monkeypatch):
-    from backends import timing
+    import timing
 
     assert timing.wait_for_quiet(0) == {"waited_s": 0.0, "others_cpu_cores": None, "quiet": None}
 
@@ -104,7 +104,7 @@ def test_quiet_wait_is_off_by_default_and_bounded(monkeypatch):
 
 
 def test_several_timed_parts_give_the_worst_load_and_the_outer_load_averages():
-    from backends.timing import worst_load
+    from timing import worst_load
 
     a = {"others_cpu_cores": 0.1, "loadavg_before": [1, 1, 1], "loadavg_after": [2, 2, 2], "under_load": False}
     b = {"others_cpu_cores": 0.4, "loadavg_before": [3, 3, 3], "loadavg_after": [4, 4, 4], "under_load": True}
@@ -136,7 +136,7 @@ def test_every_speed_figure_comes_with_a_95_percent_interval_around_it():
 def test_the_intervals_are_deterministic_and_cheap():
     import time
 
-    from backends.timing import bootstrap_ci
+    from timing import bootstrap_ci
 
     seconds = _seconds()
     start = time.perf_counter()
@@ -147,7 +147,7 @@ def test_the_intervals_are_deterministic_and_cheap():
 
 
 def test_a_wider_spread_gives_a_wider_interval_and_one_run_gives_none():
-    from backends.timing import bootstrap_ci
+    from timing import bootstrap_ci
 
     steady = [0.05 + 0.0001 * (i % 3) for i in range(50)]
     noisy = [0.05 + 0.01 * (i % 3) for i in range(50)]
@@ -163,7 +163,7 @@ def test_a_wider_spread_gives_a_wider_interval_and_one_run_gives_none():
 
 
 def test_the_ratio_of_two_runs_has_an_interval_that_contains_one_when_they_are_the_same_speed():
-    from backends.timing import ratio_ci, within_noise
+    from timing import ratio_ci, within_noise
 
     a, b = _seconds(seed=1), _seconds(seed=2)
     same = ratio_ci(a, 1, b, 1)
@@ -186,7 +186,7 @@ def _clock(monkeypatch, durations):
     """time.perf_counter advancing by the next of `durations` at each timed run."""
     import itertools
 
-    from backends import timing
+    import timing
 
     now, steps = [0.0], itertools.cycle(durations)
     calls = []

@@ -17,7 +17,7 @@ Environment: STANDIN_LOG=<file.jsonl> records each call; STANDIN_AIS_BENCH_FAIL=
 - `--dump true [--dump_npy true]` (needs --output): every run's operator outputs in the real dump layout
   (class Dumper);
 STANDIN_AIS_BENCH_FP16_STORAGE=1 stores every fp16 tensor in fp16 between nodes, as an NPU does (the
-workflow's locate.SegmentRunner, one session per node: slow), where ONNX Runtime's CPU would compute most
+workflow's graph.segments.SegmentRunner, one session per node: slow), where ONNX Runtime's CPU would compute most
 fp16 nodes in fp32 and hide an fp16 overflow (docs/accuracy.md).
 """
 import argparse
@@ -193,7 +193,9 @@ class Dumper:
 
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "scripts"))
         from accuracy.node_view import activation_rows
-        from backends.graph import SegmentRunner, tensor_types
+        from backends.onnxruntime import graph_session
+        from graph import tensor_types
+        from graph.segments import SegmentRunner
 
         graph = onnx.load_from_string(onnx_bytes)
         types = tensor_types(graph)
@@ -202,7 +204,8 @@ class Dumper:
         self.file.write(onnx_bytes)
         self.file.flush()
         storage = os.environ.get("STANDIN_AIS_BENCH_FP16_STORAGE") == "1"
-        self.runner = SegmentRunner(self.file.name, [[r["tensor"] for r in self.rows]], 1, fp16_storage=storage)
+        self.runner = SegmentRunner(self.file.name, [[r["tensor"] for r in self.rows]], graph_session, 1,
+                                    fp16_storage=storage)
         self.root = os.path.join(output, "dump")
         security.makedirs_safe(self.root, 0o750)
         stamp = time.strftime("%Y%m%d%H%M%S")
@@ -245,14 +248,15 @@ class Fp16Storage:
         import tempfile
 
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "scripts"))
-        from backends.graph import SegmentRunner
+        from backends.onnxruntime import graph_session
+        from graph.segments import SegmentRunner
 
         self.session = session
         self.outputs = [o.name for o in session.get_outputs()]
         self.file = tempfile.NamedTemporaryFile(suffix=".onnx")
         self.file.write(onnx_bytes)
         self.file.flush()
-        self.runner = SegmentRunner(self.file.name, [self.outputs], 1, fp16_storage=True)
+        self.runner = SegmentRunner(self.file.name, [self.outputs], graph_session, 1, fp16_storage=True)
 
     def get_inputs(self):
         return self.session.get_inputs()

@@ -1,13 +1,13 @@
 """Should ONNX Runtime's intra-op threads spin (session.intra_op.allow_spinning)? Times the
 workflow's compiled CPU model with spinning on and off, on an idle machine and beside a competing
-busy process pinned to one core, in one process, the workflow's way (scripts/timing.py), and prints
+busy process pinned to one core, in one process, the workflow's way (scripts/timing/__init__.py), and prints
 one row per model and setting. The sessions come from the workflow's own factory
-(scripts/backends/onnxruntime.py `session`); its ALLOW_SPINNING is the setting to choose.
+(scripts/backends/onnxruntime/__init__.py `session`); its ALLOW_SPINNING is the setting to choose.
 
 Run from a workflow directory (missing inputs are made with the workflow's Snakemake first):
 
-    .venv/bin/python bench/spinning.py --arch ViT-B-16 --loop 2 --warmup 1          # a quick check
-    .venv/bin/python bench/spinning.py --arch ViT-H-14 --precisions fp32,int8 --loop 10
+    .venv/bin/python scripts/backends/onnxruntime/bench_spinning.py --arch ViT-B-16 --loop 2 --warmup 1          # a quick check
+    .venv/bin/python scripts/backends/onnxruntime/bench_spinning.py --arch ViT-H-14 --precisions fp32,int8 --loop 10
 
 "idle" is only as idle as the machine: every cell says how much CPU other processes (the competing
 process included) used during its timed runs; --quiet-wait waits for a quiet machine first.
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from pipeline import paths  # noqa: E402
 from backends import onnxruntime as ort_backend  # noqa: E402
 from compare_runtimes import ensure_inputs, image_onnx  # noqa: E402
-from backends.timing import time_runs, wait_for_quiet  # noqa: E402
+from timing import time_runs, wait_for_quiet  # noqa: E402
 
 BUSY_LOOP = "while True: pass"
 

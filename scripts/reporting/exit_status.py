@@ -20,7 +20,7 @@ def file_state(path: str | os.PathLike) -> tuple | None:
 def exit_on_missed_gates(report_json: str | os.PathLike, before: tuple | None) -> None:
     """Exit 1, listing the missed gates, when this run wrote `report_json` (its state differs from
     `before`) and a gate in it was missed."""
-    from reporting import failed_gates
+    from .load import failed_gates
 
     if file_state(report_json) in (None, before):
         return

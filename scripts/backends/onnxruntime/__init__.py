@@ -1,5 +1,8 @@
 """ONNX Runtime on the CPU: the backend that runs on every machine.
 
+The plan is this file; bench_variants.py and bench_spinning.py beside it are the measurements its choices
+rest on (compile variants, thread spinning), run as scripts (docs/performance.md).
+
 compile: the graph with its batch size fixed, in one of PRECISIONS, optimised by ONNX Runtime and
 saved to disk, so the offline model loads with optimisations disabled (nothing is re-optimised at
 load time):
@@ -28,12 +31,16 @@ CONFIG_KEYS = ()  # nothing of its own: `threads` and the precisions are every b
 PRECISIONS = {"fp32": "fp32", "fp16": "fp16", "int8": "fp32", "int8_dynamic": "fp32"}
 DEFAULT_PRECISION = "fp32"
 CALIBRATED = frozenset({"int8"})  # static int8: calibrated on the run's first shard of inputs
+# The reference role (backends/base.py): this runtime computes the onnx_* reference stages (the seed's
+# clip_onnx_infer.py ran them on it) and runs ONNX graphs for the accuracy tools and the ceiling (graph_session)
+REFERENCE = True
 REDUCED = frozenset({"fp16", "int8", "int8_dynamic"})
 # the ops its quantisers quantise (op_types_to_quantize): the nodes an int8 precision changes
 CANDIDATE_OPS = {"int8": ("MatMul", "Gemm", "Conv"), "int8_dynamic": ("MatMul", "Gemm", "Conv")}
 ACCELERATOR = None
 RUNS_ON_HOST_CPU = True
-STATIC_PRECISIONS = tuple(CALIBRATED)  # those that need options["calibration"]
+LABEL, SHORT = "ONNX Runtime", "ORT"  # how the report names it
+FACTS = ("onnxruntime", "ONNX Runtime", "ORT", "MLAS")  # its words: no file outside this plan names them
 
 MODEL_NAME = "model.onnx"
 DATA_NAME = "model.onnx.data"
@@ -51,7 +58,7 @@ def preflight(config: dict) -> None:
     """ONNX Runtime is in the workflow's own environment: nothing to check."""
 
 # session.intra_op.allow_spinning: ONNX Runtime's default (threads spin between parallel regions).
-# bench/spinning.py measures both settings, idle and beside a busy process; docs/performance.md
+# bench_spinning.py (beside this file) measures both settings, idle and beside a busy process; docs/performance.md
 # ("Thread spinning") holds the figures. options["spinning"] overrides it per job.
 ALLOW_SPINNING = True
 
@@ -99,6 +106,39 @@ def session(model: str | Path | bytes, threads: int, optimize: bool = False, opt
                                 providers=["CPUExecutionProvider"], disabled_optimizers=disabled_optimizers or [])
 
 
+# Per-node sessions (fp16 storage) by their serialised segment: locate and repair build the same model many
+# times with a few nodes changed, and a node's segment is the same bytes in each, so its session is made once
+# (at most _MAX_CACHED, the oldest dropped first).
+_SESSIONS: dict[bytes, object] = {}
+_MAX_CACHED = 4096
+
+
+def graph_session(model: str | Path | bytes, threads: int, optimization: str = "disable_all", per_node: bool = False):
+    """A CPU session of one graph (a file, or a serialised segment) for graph.segments: `optimization` one of
+    ONNX Runtime's levels (disable_all, basic, extended, all). per_node: one of hundreds held at once (fp16
+    storage), so no spinning threads and no memory arena each (a ViT-B-16 fp16 locate peaked at 5.7 GB with
+    one per session), and a serialised segment's session is cached by its bytes."""
+    import hashlib
+
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0" if per_node else "1")
+    if per_node:
+        so.enable_cpu_mem_arena = False
+    so.log_severity_level = 3
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_{optimization.upper()}")
+    if not (per_node and isinstance(model, bytes)):
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                    providers=["CPUExecutionProvider"])
+    key = hashlib.sha1(model).digest()
+    if key not in _SESSIONS:
+        if len(_SESSIONS) >= _MAX_CACHED:
+            _SESSIONS.pop(next(iter(_SESSIONS)))
+        _SESSIONS[key] = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    return _SESSIONS[key]
+
+
 def fix_batch(onnx_in: str | Path, onnx_out: str | Path, batch_size: int) -> None:
     """Fix the symbolic batch axis (what ATC's --input_shape does for the .om): every `batch` dimension of
     the graph's inputs, outputs and value_info, as onnxruntime.tools.onnx_model_utils.make_dim_param_fixed
@@ -139,7 +179,7 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, per_channel: bool =
     Per-channel weight scales (the default) were as fast or faster than per-tensor in every
     measured pair and closer to torch_fp32 (docs/performance.md).
     recipe="pre_process" is the previous recipe (quant_pre_process, then quantize_dynamic), kept so
-    that bench/ort_variants.py can compare the two."""
+    that bench_variants.py (beside this file) can compare the two."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     prepared = Path(onnx_out).with_name("prepared.onnx")
@@ -177,7 +217,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 def calibration_batches(npy_files: list[str | Path], batch_size: int) -> list[np.ndarray]:
     """The calibration inputs at the compiled batch size: the real inputs (each 1xCxHxW), rotated into
     one batch per input, as the benchmark builds them."""
-    from backends.timing import batches
+    from timing import batches
 
     if not npy_files:
         raise ValueError("static int8 quantisation needs calibration inputs (options['calibration']: "
@@ -244,7 +284,7 @@ def compile(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolu
     precision = options.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r} for the onnxruntime backend; known: {', '.join(PRECISIONS)}")
-    if precision in STATIC_PRECISIONS and not options.get("calibration"):
+    if precision in CALIBRATED and not options.get("calibration"):
         raise ValueError(f"precision {precision} (static int8) needs calibration inputs: options['calibration'] "
                          "must list preprocessed .npy files of real images; int8_dynamic needs none")
     out_dir = Path(out_dir)
@@ -277,7 +317,7 @@ def compile(onnx_model: str | Path, out_dir: str | Path, batch_size: int, resolu
         # MatMulAddFusion would turn DequantizeLinear -> MatMul + bias into an fp32 Gemm before the QDQ
         # fusions run, leaving the weight product in fp32 (fold_constants says why it is off there too)
         session(fixed, options["threads"], optimize=True, optimized_out=out_dir / MODEL_NAME, level=level,
-                disabled_optimizers=["MatMulAddFusion"] if precision in STATIC_PRECISIONS else None)
+                disabled_optimizers=["MatMulAddFusion"] if precision in CALIBRATED else None)
     files = [out_dir / MODEL_NAME] + ([out_dir / DATA_NAME] if (out_dir / DATA_NAME).exists() else [])
     return [str(f) for f in files]
 
@@ -297,7 +337,7 @@ def benchmark(model: str | Path, npy_files: list[str | Path], batch_size: int, l
               options: dict) -> dict:
     """timing.time_runs of the offline model: up to `loop` runs, fewer once the throughput interval is
     within options["ci_width"] (0 or absent: all of them)."""
-    from backends.timing import time_runs
+    from timing import time_runs
 
     run = _run(session(model, options["threads"], spinning=options.get("spinning")))
     inputs = [np.load(f) for f in npy_files]
@@ -392,7 +432,7 @@ def _fold_round_trips(model) -> int:
 
 def build_fp16(fp32_onnx: str | Path, out: str | Path, node_block_list=(), op_block_list=()) -> Path:
     """The fp16 ONNX of `fp32_onnx` with the given nodes / op types kept in fp32 (plus the converter's
-    default op block list), the kept set closed (graph.kept_closure: the Casts, Transposes and Reshapes
+    default op block list), the kept set closed (graph.closure.kept_closure: the Casts, Transposes and Reshapes
     between kept nodes and the carriers of their weights are kept too) and no fp16 round trip left on a
     kept node's input; fp32 inputs and outputs; one file when under 2 GB."""
     import onnx
@@ -400,7 +440,8 @@ def build_fp16(fp32_onnx: str | Path, out: str | Path, node_block_list=(), op_bl
 
     from onnx import helper
 
-    from backends.graph import closed, tensor_types
+    from graph import tensor_types
+    from graph.closure import closed
 
     model = onnx.load(str(fp32_onnx))
     named = set(node_block_list) | {n.name for n in model.graph.node if n.op_type in set(op_block_list)}
@@ -439,10 +480,10 @@ def int8_prepared(fp32_onnx: str | Path, out_dir: str | Path) -> Path:
 def build_int8(prepared_onnx: str | Path, out: str | Path, nodes_to_exclude=(), per_channel: bool = True,
                reduce_range: bool = False) -> Path:
     """Dynamic int8 (the backend's int8_dynamic: quantize_dynamic, weights int8 per channel) of the
-    prepared graph, leaving `nodes_to_exclude` in fp32 (closed: graph.kept_closure)."""
+    prepared graph, leaving `nodes_to_exclude` in fp32 (closed: graph.closure.kept_closure)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from backends.graph import closed
+    from graph.closure import closed
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(prepared_onnx), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
@@ -454,11 +495,11 @@ def build_int8(prepared_onnx: str | Path, out: str | Path, nodes_to_exclude=(), 
 def build_int8_static(fp32_onnx: str | Path, out: str | Path, calibration: list[str | Path], batch_size: int = 1,
                       nodes_to_exclude=(), **options) -> Path:
     """Static QDQ int8 (the backend's int8: backends.onnxruntime.quantize_static_int8, calibrated on the
-    .npy files `calibration`), leaving `nodes_to_exclude` in fp32 (closed: graph.kept_closure; as exact-name
+    .npy files `calibration`), leaving `nodes_to_exclude` in fp32 (closed: graph.closure.kept_closure; as exact-name
     patterns of its `exclude`)."""
     import re
 
-    from backends.graph import closed
+    from graph.closure import closed
 
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     keep = sorted(closed(fp32_onnx, nodes_to_exclude)) if nodes_to_exclude else []

@@ -1,11 +1,11 @@
 """Which offline model should the CPU target compile? Compiles the exported ONNX of an arch in each
-variant with the workflow's own backend code (scripts/backends/onnxruntime.py) and times every
-variant the workflow's way (scripts/timing.py: warm-up excluded, real npy inputs rotated), in one
+variant with the workflow's own backend code (scripts/backends/onnxruntime/__init__.py) and times every
+variant the workflow's way (scripts/timing/__init__.py: warm-up excluded, real npy inputs rotated), in one
 process, on the same inputs, beside an fp32 matmul ceiling measured in the same run. Run from a
 workflow directory (cwd) whose results/ holds the exported ONNX, the npy inputs and the torch_fp32
 references of the arch, e.g. after `snakemake -c1 report --config model_arch=ViT-B-16`:
 
-    .venv/bin/python bench/ort_variants.py --arch ViT-B-16 --loop 20
+    .venv/bin/python scripts/backends/onnxruntime/bench_variants.py --arch ViT-B-16 --loop 20
 
 Variants (--variants, comma-separated; default all):
   fp32-basic, fp32-extended, fp32-all   fp32 ONNX, ONNX Runtime graph optimisation level at compile time
@@ -36,13 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 
 from pipeline import paths  # noqa: E402
-from compare_runtimes import image_onnx  # noqa: E402 (this folder is on sys.path when run as a script)
+from compare_runtimes import image_onnx  # noqa: E402 (bench/, on sys.path above)
 from backends import onnxruntime as ort_backend  # noqa: E402
 from benchmark import matmul_ceiling  # noqa: E402
-from backends.timing import OthersCpu, time_runs, wait_for_quiet  # noqa: E402
+from timing import OthersCpu, time_runs, wait_for_quiet  # noqa: E402
 
 FUSED = ("Attention", "MultiHeadAttention", "LayerNormalization", "SkipLayerNormalization", "Gelu", "FastGelu",
          "BiasGelu", "QuickGelu")
