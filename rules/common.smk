@@ -76,7 +76,8 @@ def reference_model(arch, tower):
             return {
                 "model": P.checkpoint_path(config["checkpoint"], arch, config["seed"])
             }
-        return onnx_files(arch, tower, wildcards.stage.removeprefix("onnx_"))  # onnx_fp16 -> fp16
+        # onnx_fp16 -> fp16
+        return onnx_files(arch, tower, wildcards.stage.removeprefix("onnx_"))
 
     return model
 

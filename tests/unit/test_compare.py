@@ -147,7 +147,8 @@ def test_write_compare_renders_md_and_html_from_the_json(runs, tmp_path):
                      r"-4\.9e-04 \|", md)
     assert re.search(r"\| onnxruntime/cpu int8 \| offline \| 1 \| 10\.000 \[9\.800, 10\.200\] \| load n/a, ceiling n/a \| "
                      r"8\.000 \[7\.900, 8\.100\] \| load n/a, ceiling n/a \| 0\.80× \| \*\*slower\*\* \|", md)
-    assert "| onnxruntime/cpu fp16 | offline | 1 | 4.000 [3.800, 4.200] | load n/a, ceiling n/a | 4.100 [3.900, 4.300] | load n/a, ceiling n/a | 1.02× | within noise |" in md
+    assert ("| onnxruntime/cpu fp16 | offline | 1 | 4.000 [3.800, 4.200] | load n/a, ceiling n/a | "
+            "4.100 [3.900, 4.300] | load n/a, ceiling n/a | 1.02× | within noise |") in md
     assert "Targets only in one run\n\nNone." in md
     page = (out / "compare.html").read_text()
     assert "1.19.2" in page and "slower" in page and "within noise" in page
