@@ -41,7 +41,7 @@ wildcard_constraints:
     backend="|".join(backends.names()),
     device=r"[A-Za-z0-9_]+",
     precision=r"[A-Za-z0-9_]+",
-    bs=r"[0-9]+",
+    bs=rf"[0-9]+|{P.DYNAMIC}",
 
 
 include: "rules/common.smk"
@@ -66,10 +66,10 @@ REPORT_BEFORE = exit_status.file_state(P.REPORT["json"])
 
 
 # One job at a time on each accelerator a backend's plan declares (its ACCELERATOR: the resource its infer and
-# benchmark jobs hold), unless --resources <name>=N says otherwise.
+# benchmark jobs hold, each job every device the run uses), unless --resources <name>=N says otherwise.
 for accelerator in backends.accelerators():
     if accelerator not in workflow.global_resources:
-        workflow.register_resource(accelerator, 1)
+        workflow.register_resource(accelerator, M.accelerator_units(accelerator))
 
 
 # Default target (`snakemake -c1` = `snakemake -c1 report`). Defined here: Snakemake ignores

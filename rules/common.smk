@@ -103,7 +103,11 @@ def compile_source(wildcards):
 
 
 def backend_options(wildcards):
-    return target_options(P.Target.of(wildcards))
+    """target_options of a job's target; a dynamic-batch model's compile also gets its batch sizes."""
+    options = target_options(P.Target.of(wildcards))
+    if wildcards.get("bs") == P.DYNAMIC:
+        options["dynamic_batch"] = M.batch_sizes
+    return options
 
 
 def target_options(t):
@@ -119,11 +123,12 @@ def target_options(t):
     }
 
 
-def accelerator_inputs(t, bs=1):
-    """The compiled model's record (at batch size bs) again, under the name `accelerator`, for a target whose
-    backend's jobs hold one: cluster profiles place such jobs by that input (profiles/slurm:
-    `input.get('accelerator')`), without naming a backend or its resource."""
-    return {"accelerator": t.manifest(bs)} if plan_of(t).ACCELERATOR else {}
+def accelerator_inputs(t, bs=None):
+    """The compiled model's record (at batch size bs, else the one infer runs) again, under the name
+    `accelerator`, for a target whose backend's jobs hold one: cluster profiles place such jobs by that input
+    (profiles/slurm: `input.get('accelerator')`), without naming a backend or its resource."""
+    unit = M.infer_unit(t) if bs is None else bs
+    return {"accelerator": t.manifest(unit)} if plan_of(t).ACCELERATOR else {}
 
 
 def benchmark_accelerator(wildcards):
@@ -131,22 +136,39 @@ def benchmark_accelerator(wildcards):
     return accelerator_inputs(P.Target.of(wildcards), wildcards.bs)
 
 
-def accelerator_resources(t, holds=lambda target: True):
-    """`resources:` of the jobs of target t (a pattern or a concrete one) that may hold an accelerator:
-    one unit of each accelerator some backend declares (its plan's ACCELERATOR), 1 where holds(target)
-    and the target's backend holds that one, else 0; and `gres`, that resource as a Slurm generic
-    resource (`<name>:1`, '' for the others), which the Slurm executor asks for. The Snakefile caps each
-    accelerator's total (one a job, `--resources <name>=N` raises it), so -c8 never puts two such jobs
-    on one device."""
+def dynamic_benchmark_accelerator(wildcards):
+    """accelerator_inputs of a benchmark of the dynamic-batch model."""
+    return accelerator_inputs(P.Target.of(wildcards), P.DYNAMIC)
+
+
+def infer_manifest(t):
+    """The compiled model's record infer runs: batch size 1's, or the dynamic-batch model's."""
+    return of_job(t, lambda x: x.manifest(M.infer_unit(x)))
+
+
+def accelerator_resources(t, holds=lambda target: True, job="infer"):
+    """`resources:` of the jobs of target t (a pattern or a concrete one) that may hold an accelerator: for
+    each accelerator some backend declares (its plan's ACCELERATOR), the units the job holds where
+    holds(target) and the target's backend holds that one (M.accelerator_units: every device the run's jobs
+    use, so two jobs never share one), else 0; and `gres`, the devices this kind of job uses
+    (`<name>:<count>`: a benchmark over several NPUs asks for all of them; '' for the others), which the Slurm
+    executor asks for. The Snakefile caps each accelerator's total at those units (`--resources <name>=N`
+    raises it), so -c8 never puts two such jobs on one device."""
 
     def amount(accelerator):
         return of_job(
-            t, lambda x: int(holds(x) and plan_of(x).ACCELERATOR == accelerator)
+            t,
+            lambda x: (
+                M.accelerator_units(accelerator)
+                if holds(x) and plan_of(x).ACCELERATOR == accelerator
+                else 0
+            ),
         )
 
     def gres(x):
         held = holds(x) and plan_of(x).ACCELERATOR
-        return f"{held}:1" if held else ""
+        count = backends.accelerator_count(plan_of(x), config, job)
+        return f"{held}:{count}" if held else ""
 
     return {
         **{accelerator: amount(accelerator) for accelerator in backends.accelerators()},
@@ -212,7 +234,7 @@ def locate_inputs(wildcards):
         ],
     }
     if dumps_tensors(t):
-        files.update(manifest=t.manifest(1), **accelerator_inputs(t))
+        files.update(manifest=t.manifest(M.infer_unit(t)), **accelerator_inputs(t))
     return files
 
 

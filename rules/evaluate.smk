@@ -65,7 +65,7 @@ rule locate:
         "../envs/cnclip.yaml"
     threads: P.physical_cores()
     resources:
-        **accelerator_resources(T, dumps_tensors),
+        **accelerator_resources(T, dumps_tensors, job="locate"),
         mem_mb=lambda wc: R.mem_mb(wc.arch, "export"),
         runtime=lambda wc: R.runtime_min(wc.arch, "export"),
     params:

@@ -52,7 +52,7 @@ for t, shard in M.infer_rules():
                 )
             ),
             unpack(of_job(t, accelerator_inputs)),
-            manifest=t.manifest(1),
+            manifest=infer_manifest(t),
         output:
             # first: Snakemake finds a file's rule by trying the rule's outputs in order, and
             # similarity looks this one up
@@ -98,7 +98,7 @@ rule benchmark:
         "../envs/cnclip.yaml"
     threads: P.physical_cores()
     resources:
-        **accelerator_resources(T),
+        **accelerator_resources(T, job="benchmark"),
         mem_mb=lambda wc: R.mem_mb(wc.arch, "benchmark"),
         # measured at loop 100, batch 1: scales with the images timed
         runtime=lambda wc: R.runtime_min(
@@ -114,3 +114,19 @@ rule benchmark:
         options=backend_options,
     script:
         "../scripts/benchmark.py"
+
+
+# The one dynamic-batch model of a target (a plan's batch_models; compiled as model_bsdyn) run at each batch
+# size, beside the static models' records when both are asked.
+use rule benchmark as benchmark_dyn with:
+    input:
+        unpack(dynamic_benchmark_accelerator),
+        manifest=T.manifest(P.DYNAMIC),
+        ckpt=checkpoint_file,
+        npy=first_shard_inputs,
+    output:
+        T.benchmark(dynamic=True),
+    log:
+        P.log(T.benchmark(dynamic=True)),
+    benchmark:
+        P.cost(T.benchmark(dynamic=True))

@@ -94,7 +94,9 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
     (options["ci_width"]: a backend whose tool times its own runs ignores it) and the baseline's stop
     early once their throughput interval is that narrow (timing.time_runs). speedup_vs_torch_fp32_ci95: the 95 % interval of the speed-up,
     bootstrapped from both runs' per-run seconds (None when a side recorded none)."""
-    model = read_json(manifest)["model"]
+    compiled = read_json(manifest)
+    model = compiled["model"]
+    options = {**options, "dynamic_batch": compiled.get("dynamic_batch")}  # a dynamic-batch model's gears
     quiet = wait_for_quiet(quiet_wait_s)
     if quiet["quiet"] is False:
         log.warning("no quiet machine within %.0f s: others use %.2f cores; measuring anyway", quiet_wait_s,

@@ -3,21 +3,27 @@ manifest (files with size and sha256) that infer, benchmark and the report read.
 
 
 import backends
+from pipeline import paths as P
 from pipeline.common import artifact, log, model_input_files, write_json
 
 
-def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, batch_size: int,
+def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, batch_size,
                    resolution: int, options: dict) -> dict:
+    """batch_size: an int, or (a tuple) the batch sizes of one dynamic-batch model, recorded as
+    `dynamic_batch` (its `batch_size` is then None): infer and benchmark pass them to the backend."""
     module = backends.get(backend)
     files = module.compile(onnx_model, out_dir, batch_size, resolution, options)
+    dynamic = None if isinstance(batch_size, int) else sorted(int(b) for b in batch_size)
+    record_batch = batch_size if dynamic is None else f"{P.DYNAMIC} ({','.join(map(str, dynamic))})"
     record = {
         "backend": backend,
-        "batch_size": batch_size,
+        "batch_size": batch_size if dynamic is None else None,
+        "dynamic_batch": dynamic,
         "source": str(onnx_model),
         "model": files[0],
         # the tool command line, for backends that run one; the report prints it under "Reproduce"
         "command": module.compile_command(onnx_model, out_dir, batch_size, resolution, options),
-        "artifacts": [artifact(f, batch_size=batch_size) for f in files],
+        "artifacts": [artifact(f, batch_size=record_batch) for f in files],
         "options": {k: v for k, v in options.items() if k != "threads"},
     }
     write_json(manifest, record)
@@ -40,8 +46,10 @@ def main(smk) -> None:
     options = dict(smk.params.options)
     if "calibration" in smk.input.keys():  # static int8: the run's own inputs
         options["calibration"] = model_input_files(smk.input.calibration)
-    compile_target(smk.wildcards.backend, smk.input.onnx, smk.output.model, smk.output.manifest,
-                   int(smk.wildcards.bs), resolution, options)
+    # the dynamic-batch model's batch sizes come in its options (rules/common.smk backend_options)
+    batch = tuple(options.pop("dynamic_batch")) if smk.wildcards.bs == P.DYNAMIC else int(smk.wildcards.bs)
+    compile_target(smk.wildcards.backend, smk.input.onnx, smk.output.model, smk.output.manifest, batch,
+                   resolution, options)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -14,9 +14,10 @@ def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, o
               features_file: str | None = None) -> None:
     """The backend's outputs to dst_dir/{stem}_0.npy, and all of them to `features_file` (the shard's
     stack, what similarity reads)."""
-    model = read_json(manifest)["model"]
+    compiled = read_json(manifest)
+    model = compiled["model"]
     log.info("%s: %s over %d inputs -> %s", backend, model, len(npy_files), dst_dir)
-    backends.get(backend).infer(model, npy_files, dst_dir, options)
+    backends.get(backend).infer(model, npy_files, dst_dir, {**options, "dynamic_batch": compiled.get("dynamic_batch")})
     outputs = {f: Path(dst_dir) / f"{Path(f).stem}_0.npy" for f in npy_files}
     missing = [f for f, out in outputs.items() if not out.exists()]
     if missing:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .base import PreflightError  # the error every plan's preflight raises
 
-__all__ = ["PreflightError", "accelerators", "get", "names", "reference"]
+__all__ = ["PreflightError", "accelerator_count", "accelerators", "batch_models", "get", "names", "reference"]
 
 # The backend whose runtime computes the onnx_* reference stages (the seed's `clip_onnx_infer.py` ran them
 # on ONNX Runtime) and runs ONNX graphs for the accuracy tools.
@@ -48,3 +48,17 @@ def reference():
 def accelerators() -> tuple[str, ...]:
     """The resources some backend's jobs hold (e.g. "npu"): a rule declares each, 0 or 1 per job."""
     return tuple(sorted({get(n).ACCELERATOR for n in names() if get(n).ACCELERATOR}))
+
+
+def batch_models(plan, config: dict) -> tuple[str, ...]:
+    """The models a plan builds for a target's batch sizes (base.py, batch_models): ("static",) where it
+    declares none. ValueError naming the config key when the run's batch sizes cannot make them."""
+    return plan.batch_models(config) if hasattr(plan, "batch_models") else ("static",)
+
+
+def accelerator_count(plan, config: dict, job: str) -> int:
+    """How many of its ACCELERATOR one job of a plan uses (base.py, accelerators): 1 where it declares no
+    count, 0 for a plan that holds none."""
+    if not plan.ACCELERATOR:
+        return 0
+    return plan.accelerators(config, job) if hasattr(plan, "accelerators") else 1

@@ -38,6 +38,12 @@ The plan, module-level names and functions (`Backend` below checks them):
   kept_command(fp32_onnx, kept_file, out_dir, options)  the tool command that builds the repaired target from
                      that file (ATC's --keep_dtype), or None where repair's model folder is the repaired model
   node_tensors(...)  (optional) the device's own intermediate tensors, for locate's node-by-node view
+  batch_models(config)  (optional) the models a target's batch sizes get: ("static",), one per batch size
+                     (the default), ("dynamic",), one model over all of them whose batch is picked at run time
+                     (compile then gets the tuple of batch sizes and the manifest records them as
+                     `dynamic_batch`; infer and benchmark find them in options["dynamic_batch"]), or both
+  accelerators(config, job)  (optional) how many of its ACCELERATOR one job holds ("infer", "benchmark",
+                     "locate"; default 1): a benchmark over several devices asks the scheduler for all of them
 
 The model's inputs are described from the ONNX itself (name, shape, dtype), never from constants."""
 

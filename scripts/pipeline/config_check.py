@@ -14,6 +14,10 @@ def coerce_cli_types(value, schema: dict):
     with numbers and booleans as strings; convert them where the schema asks for a number, so validation judges the value, not
     how the command line spelt it. Anything that is not a clean number is left for the schema to reject."""
     kind = schema.get("type")
+    for branch in schema.get("oneOf", []):  # e.g. `true` or "both": the first branch that converts it
+        converted = coerce_cli_types(value, branch)
+        if converted is not value:
+            return converted
     if isinstance(value, dict) and "properties" in schema:
         return {k: coerce_cli_types(v, schema["properties"].get(k, {})) for k, v in value.items()}
     if isinstance(value, list) and "items" in schema:

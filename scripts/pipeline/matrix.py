@@ -84,6 +84,12 @@ class Matrix:
         # the cosine gates similarity applies (the zero-shot bound is zero_shot's own)
         self.cosine_gates = {k: v for k, v in config["gates"].items() if k != "zero_shot_max_prob_change"}
         self._check_checkpoint()
+        self._models = {}  # backend -> the models its targets' batch sizes get (batch_models)
+        for name in self.backends:
+            try:
+                self._models[name] = backends.batch_models(backends.get(name), config)
+            except ValueError as exc:
+                raise ConfigError(f"backend {name}: {exc}") from exc
         # the wildcard values this config's jobs take (others belong to another config's run)
         self.wildcard_values = {
             "arch": set(self.archs),
@@ -93,7 +99,7 @@ class Matrix:
             "backend": set(self.backends),
             "device": {t.device for t in self.targets},
             "precision": {t.precision for t in self.targets},
-            "bs": {str(bs) for bs in self.batch_sizes},
+            "bs": {str(bs) for bs in self.batch_sizes} | {u for t in self.targets for u in self.compile_units(t)},
             "seed": {str(config["seed"])},
         }
 
@@ -154,6 +160,38 @@ class Matrix:
                     if t.tower == tower:
                         for shard in self.shards[tower]:
                             yield t, shard
+
+    def batch_models(self, t: P.Target) -> tuple[str, ...]:
+        """The models target t's batch sizes get (its plan's batch_models): a tower with one batch size (the
+        text tower's 1) has its static model only."""
+        if len(self.tower_batch_sizes[t.tower]) < 2:
+            return ("static",)
+        return self._models[t.backend]
+
+    def compile_units(self, t: P.Target) -> list[str]:
+        """The `bs` of every model target t compiles: its batch sizes, and P.DYNAMIC for its dynamic-batch one."""
+        models = self.batch_models(t)
+        return ([str(bs) for bs in self.tower_batch_sizes[t.tower]] if "static" in models else []) + \
+            ([P.DYNAMIC] if "dynamic" in models else [])
+
+    def infer_unit(self, t: P.Target) -> str:
+        """The model infer runs: batch size 1's, or the dynamic-batch model (at its batch-1 gear)."""
+        return "1" if "static" in self.batch_models(t) else P.DYNAMIC
+
+    def benchmarks(self, t: P.Target) -> list[str]:
+        """Every benchmark record of an image target: each batch size of each of its models."""
+        if t.tower != "image":
+            return []
+        models = self.batch_models(t)
+        return [t.benchmark(bs, dynamic=(m == "dynamic")) for m in ("static", "dynamic") if m in models
+                for bs in self.batch_sizes]
+
+    def accelerator_units(self, accelerator: str) -> int:
+        """What each job holding `accelerator` takes of it: the most devices any of this run's jobs uses (a
+        benchmark over several), so that, capped at that (the Snakefile), two jobs never share a device."""
+        plans = [backends.get(n) for n in self.backends if backends.get(n).ACCELERATOR == accelerator]
+        return max([backends.accelerator_count(p, self.config, job) for p in plans
+                    for job in ("infer", "benchmark", "locate")] or [1])
 
     def reduced(self, t: P.Target) -> bool:
         """Whether a target computes in a precision whose loss locate measures and repair can win back."""

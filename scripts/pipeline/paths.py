@@ -225,6 +225,8 @@ def shards(items, size: int) -> list[Shard]:
 # --------------------------------------------------------------------------------------------
 
 COORDINATES = ("arch", "tower", "backend", "device", "precision")
+# the `bs` of a target's one dynamic-batch model (model_bsdyn/, compile_bsdyn.json), beside its static ones
+DYNAMIC = "dyn"
 
 
 @dataclass(frozen=True)
@@ -275,8 +277,10 @@ class Target:
     def similarity(self) -> str:
         return f"{self.dir}/similarity.json"
 
-    def benchmark(self, bs="{bs}") -> str:
-        return f"{self.dir}/benchmark_bs{bs}.json"
+    def benchmark(self, bs="{bs}", dynamic: bool = False) -> str:
+        """A benchmark record at batch size bs: of that batch size's own model, or (dynamic) of the one
+        dynamic-batch model (compiled(DYNAMIC)) run at that batch."""
+        return f"{self.dir}/benchmark_{DYNAMIC + '_' if dynamic else ''}bs{bs}.json"
 
     def zero_shot(self) -> str:
         return f"{self.twin('image').dir}/zero_shot.json"

@@ -12,9 +12,9 @@ def target_entry(m, t: P.Target) -> dict:
     return {
         **t.coordinates(),
         "dir": t.dir,
-        "manifests": [t.manifest(bs) for bs in m.tower_batch_sizes[t.tower]],
+        "manifests": [t.manifest(unit) for unit in m.compile_units(t)],
         "similarity": t.similarity(),
-        "benchmarks": [t.benchmark(bs) for bs in m.batch_sizes] if image else [],
+        "benchmarks": m.benchmarks(t),
         "zero_shot": t.zero_shot() if image and "text" in m.towers else None,
         # read when present (after a missed gate, or run on demand)
         "locate": t.locate("json"),
@@ -48,11 +48,11 @@ def costs(m, config: dict) -> dict[str, list[str]]:
         out["reference" if tw == "image" else "text_reference"] = [
             P.cost(P.reference(a, tw, st, shard.label)) for a in archs for st in P.REFERENCE_STAGES
             for shard in m.stage_shards(tw, st)]
-    out["compile"] = [t.cost(f"compile_bs{bs}") for t in m.targets for bs in m.tower_batch_sizes[t.tower]]
+    out["compile"] = [t.cost(f"compile_bs{unit}") for t in m.targets for unit in m.compile_units(t)]
     for tw in towers:
         out["infer" if tw == "image" else "text_infer"] = [
             t.cost(shard.rule("infer")) for t in m.targets if t.tower == tw for shard in shards[tw]]
-    out["benchmark"] = [t.cost(f"benchmark_bs{bs}") for t in m.targets if t.tower == "image" for bs in m.batch_sizes]
+    out["benchmark"] = [P.cost(f) for t in m.targets for f in m.benchmarks(t)]
     return out
 
 

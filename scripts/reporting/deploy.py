@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Callable
 
 
-def _fastest(t: dict) -> tuple[float | None, int | None]:
-    """(throughput, batch size) of a target's best measured batch size, or (None, None)."""
+def _fastest(t: dict) -> tuple[float | None, int | None, list | None]:
+    """(throughput, batch size, the gears of its dynamic-batch model or None) of a target's best measured
+    benchmark (a static model's, or its dynamic-batch model's at one batch), or (None, None, None)."""
     perf = [p for p in t.get("performance") or [] if p.get("throughput_fps")]
     if not perf:
-        return None, None
+        return None, None, None
     best = max(perf, key=lambda p: p["throughput_fps"])
-    return best["throughput_fps"], best["batch_size"]
+    return best["throughput_fps"], best["batch_size"], best.get("dynamic_batch")
 
 
 def _deficit(t: dict, gates_of: Callable) -> tuple[int, float]:
@@ -31,9 +32,10 @@ def candidates(t: dict, image_twin: dict | None, gates_of: Callable) -> list[dic
     every input: the candidate says so). Throughput: the target's own benchmark; a repaired model's is the
     target's scaled by repair's measured latency ratio (unrepaired / repaired, one job, batch 1). A text
     target has no benchmark: its image twin's figure stands for the deployment's speed."""
-    speed, batch = _fastest(t if t.get("performance") else image_twin or {})
+    speed, batch, gears = _fastest(t if t.get("performance") else image_twin or {})
     base = {"arch": t["arch"], "tower": t.get("tower", "image"), "device": t["device"], "backend": t["backend"],
             "dir": t["dir"], "precision": t["precision"], "fastest_batch_size": batch,
+            "fastest_dynamic_batch": gears,  # that batch on the one dynamic-batch model (these gears), or None
             "hardware": t["device"]}  # deprecated alias of `device` (CONTRACT.md), kept for one release
     out = []
     if all(g["passed"] for g in gates_of(t)):

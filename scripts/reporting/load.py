@@ -29,7 +29,7 @@ BENCHMARK_KEYS = ("batch_size", "loop", "loop_max", "stopped_early", "ci_width",
                   "throughput_fps_ci95", "latency_ms", "latency_ms_ci95", "model_gflops_per_image", "achieved_gflops",
                   "ceiling_gflops", "fraction_of_ceiling", "speedup_vs_torch_fp32", "speedup_vs_torch_fp32_ci95",
                   "speedup_vs_torch_fp32_within_noise", "baseline_torch_fp32", "ceiling", "load", "measured_by", "method",
-                  "notes", "seconds", "bootstrap")
+                  "notes", "seconds", "bootstrap", "dynamic_batch", "end_to_end", "devices")
 TEXT_TWIN_KEYS = ("artifacts", "compiled", "accuracy", "similarity_record")
 COORDINATES = ("arch", "tower", "backend", "device", "precision")
 
@@ -135,7 +135,7 @@ def target_entry(spec: dict, located: set[str] | None = None) -> Target:
         "accuracy": read_json(spec["similarity"]),
         "similarity_record": str(spec["similarity"]),
         "performance": sorted((performance_entry(b) for b in spec.get("benchmarks") or []),
-                              key=lambda p: p["batch_size"]),
+                              key=lambda p: (bool(p.get("dynamic_batch")), p["batch_size"])),
     })
     if spec.get("zero_shot"):
         entry["zero_shot"] = {**read_json(spec["zero_shot"]), "record": str(spec["zero_shot"])}
@@ -190,9 +190,9 @@ def precision_speedups(targets: list[Target]) -> None:
         ref = fp32.get(tuple(t[k] for k in COORDINATES if k != "precision"))
         if ref is None or ref is t:
             continue
-        ref_rows = {q["batch_size"]: q for q in ref["performance"]}
+        ref_rows = {(q["batch_size"], bool(q.get("dynamic_batch"))): q for q in ref["performance"]}
         for p in t["performance"]:
-            q = ref_rows.get(p["batch_size"])
+            q = ref_rows.get((p["batch_size"], bool(p.get("dynamic_batch"))))
             if not q or not p.get("throughput_fps") or not q.get("throughput_fps"):
                 continue
             ci = ratio_ci(p.get("seconds"), p["batch_size"], q.get("seconds"), q["batch_size"])

@@ -138,7 +138,10 @@ def deployments_table(r: Report) -> dict | None:
         return None
     rows = [[f"{d['arch']} {d['tower']}", d["device"], Cell(f"{d['backend']} {d['precision']}"
                                                              + (" (repaired)" if d["repaired"] else ""), "pass"),
-             num(d.get("throughput_fps"), ".2f"), d["reason"]] for d in chosen]
+             num(d.get("throughput_fps"), ".2f") + (f" (batch {d['fastest_batch_size']}"
+                                                   + (" on the dynamic-batch model" if d.get("fastest_dynamic_batch")
+                                                      else "") + ")" if d.get("fastest_batch_size") else ""),
+             d["reason"]] for d in chosen]
     rows += [[f"{u['arch']} {u['tower']}", u["device"], Cell("none", "fail"), "n/a", u["reason"]] for u in missing]
     return table(["model", "device", "deployment", "images/s", "why"], rows, numeric={3})
 
@@ -479,11 +482,17 @@ def load_note(p: Performance) -> str:
     return f"⚠ {UNDER_LOAD}" + (f" (others {cores:.2f} cores)" if cores is not None else "")
 
 
+def batch_label(p: Performance) -> str:
+    """A benchmark's batch: "8", or "8 (dynamic 1,8)" for the one dynamic-batch model run at batch 8."""
+    gears = p.get("dynamic_batch")
+    return f"{p['batch_size']}" + (f" (dynamic {','.join(map(str, gears))})" if gears else "")
+
+
 def speed_rows(t: Target) -> list[dict]:
     rows = []
     for p in t["performance"]:
         b = p.get("baseline_torch_fp32") or {}
-        rows.append({"batch_size": p["batch_size"], "offline_fps": p.get("throughput_fps"),
+        rows.append({"batch_size": batch_label(p), "offline_fps": p.get("throughput_fps"),
                      "offline_ci": p.get("throughput_fps_ci95"), "torch_fps": b.get("throughput_fps"),
                      "torch_ci": b.get("throughput_fps_ci95"), "speedup": speedup_vs_torch(p),
                      "speedup_ci": p.get("speedup_vs_torch_fp32_ci95"),
@@ -545,7 +554,7 @@ def performance_table(t: Target) -> dict:
         lat, lat_ci = row.get("latency_ms") or {}, row.get("latency_ms_ci95") or {}
         speedup = ratio(vs_torch, p.get("speedup_vs_torch_fp32_ci95"), p.get("speedup_vs_torch_fp32_within_noise")) \
             if label == "offline" else num(vs_torch, ".2f", "×")
-        rows.append([Cell(label, "bold"), str(row.get("batch_size")), runs(row),
+        rows.append([Cell(label, "bold"), batch_label({**row, "dynamic_batch": p.get("dynamic_batch")}), runs(row),
                      num(row.get("warmup"), ""), num(row.get("threads"), ""),
                      interval(row.get("throughput_fps"), row.get("throughput_fps_ci95"), ".3f"), speedup, ceilings(p),
                      *(interval(lat.get(k), lat_ci.get(k), ".1f") for k in LATENCIES),
@@ -565,9 +574,37 @@ def performance_notes(t: Target) -> list[str]:
                      f"{p0['ceiling_gflops']:.0f} GFLOP/s: the faster of torch and {backends.reference().LABEL} on a "
                      f"{n}×{n} fp32 matmul, measured in the same job.")
     for p in t["performance"]:
-        notes += [f"batch {p['batch_size']}: {note}" for note in ([p["method"]] if p.get("method") else [])
+        notes += [f"batch {batch_label(p)}: {note}" for note in ([p["method"]] if p.get("method") else [])
                   + list(p.get("notes") or [])]
     return notes
+
+
+def device_table(t: Target) -> dict | None:
+    """Per benchmark and device, the two throughputs a device tool gives: its pure-inference figure (device
+    compute only: the seed's) and the end-to-end one (with the host-device copies a service pays), each with
+    its 95 % interval, and the copy times; over several devices one row per device and the host's total. None
+    for a target whose records carry no end-to-end figure (a CPU backend: it has no copies)."""
+    rows = []
+    for p in t["performance"]:
+        devices = p.get("devices") or []
+        if not p.get("end_to_end") and not any(d.get("end_to_end") for d in devices):
+            continue
+        for d in devices if len(devices) > 1 else []:
+            rows.append(_device_row(batch_label(p), str(d["device"]), d))
+        rows.append(_device_row(batch_label(p), "all " + ",".join(str(d["device"]) for d in devices)
+                                if len(devices) > 1 else str(devices[0]["device"]) if devices else "", p))
+    if not rows:
+        return None
+    return table(["batch", "device", "device compute images/s (the seed's)", "end to end images/s",
+                  "H2D ms", "compute ms", "D2H ms"], rows, numeric={2, 3, 4, 5, 6})
+
+
+def _device_row(batch: str, device: str, p: dict) -> list:
+    e2e = p.get("end_to_end") or {}
+    lat = e2e.get("latency_ms") or {}
+    return [batch, device, interval(p.get("throughput_fps"), p.get("throughput_fps_ci95"), ".3f"),
+            interval(e2e.get("throughput_fps"), e2e.get("throughput_fps_ci95"), ".3f"),
+            num(lat.get("h2d"), ".3f"), num(lat.get("compute"), ".3f"), num(lat.get("d2h"), ".3f")]
 
 
 def best(t: Target) -> Performance | None:

@@ -119,7 +119,7 @@ def test_ais_bench_command_lines():
         "/opt/py/bin/python3.8"
     assert ascend.commands.ais_bench_benchmark_command("m.om", 100, 8, 5, 1) == [
         "python3", "-m", "ais_bench", "--model", "m.om", "--loop", "100", "--batchsize", "8", "--warmup_count", "5",
-        "--device", "1"]
+        "--device", "1", "--display_all_summary", "true"]
     assert ascend.commands.ais_bench_benchmark_command("m.om", 100, 1, 0, output="/tmp/s", output_dirname="bench")[-4:] == [
         "--output", "/tmp/s", "--output_dirname", "bench"]
 

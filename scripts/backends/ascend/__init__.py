@@ -53,8 +53,10 @@ from pathlib import Path
 
 from pipeline.common import log
 
-from .commands import (MODEL_PREFIX, ais_bench_benchmark_command, ais_bench_infer_command, atc_command, failure,
-                       parse_ais_bench_stdout, parse_summary, run_tool, speed_intervals)
+from .commands import (MODEL_PREFIX, ais_bench_benchmark_command, ais_bench_infer_command, atc_command, dynamic_gears,
+                       end_to_end,
+                       failure, parse_ais_bench_stdout, parse_multidevice_stdout, parse_summary, run_tool,
+                       speed_intervals)
 from .dumps import node_tensors  # noqa: F401 - the plan's node_tensors (base.py)
 from .probe import check_tools, versions  # noqa: F401 - the plan's versions (base.py)
 from .scratch import (AIS_UNSAFE_READ, check_inputs, check_scratch, output_folder, private_scratch, stage_inputs,
@@ -62,7 +64,8 @@ from .scratch import (AIS_UNSAFE_READ, check_inputs, check_scratch, output_folde
 
 # --- the plan (scripts/backends/base.py) ----------------------------------------------------------
 NAME = "ascend"
-CONFIG_KEYS = ("soc_version", "soc_versions", "atc", "ais_bench_python", "npu_device", "locate_npu_dump")
+CONFIG_KEYS = ("soc_version", "soc_versions", "atc", "ais_bench_python", "npu_device", "npu_devices",
+               "ascend_dynamic_batch", "locate_npu_dump")
 # What a target computes in -> the exported ONNX ATC compiles, and ATC's --precision_mode for it (None: not
 # passed). ATC's default on any graph is force_fp16 (fp16 wherever the chip allows), so:
 #   fp16        the seed's: the fp16 ONNX, no option
@@ -93,12 +96,34 @@ def devices(config: dict) -> list[str]:
 
 def options(config: dict, precision: str) -> dict:
     """ATC's options (those config `atc` sets, and --precision_mode for the precision), the Python that
-    runs ais_bench, the NPU's device id, and whether locate reads the NPU's own tensors."""
+    runs ais_bench, the NPU's device id (infer, locate's dump) and the NPUs a benchmark runs over
+    (`npu_devices`, else that one), and whether locate reads the NPU's own tensors."""
     atc = {k: v for k, v in config["atc"].items() if v}
     if PRECISION_MODE[precision]:
         atc["precision_mode"] = PRECISION_MODE[precision]
     return {"atc": atc, "ais_bench_python": config["ais_bench_python"], "device_id": config["npu_device"],
-            "dump_tensors": config["locate_npu_dump"]}
+            "benchmark_devices": bench_devices(config), "dump_tensors": config["locate_npu_dump"]}
+
+
+def bench_devices(config: dict) -> list[int]:
+    """The NPUs a benchmark job runs ais_bench over: config `npu_devices`, else `npu_device` alone."""
+    return list(config.get("npu_devices") or [config["npu_device"]])
+
+
+def batch_models(config: dict) -> tuple[str, ...]:
+    """Which models a target's batch sizes get (config `ascend_dynamic_batch`): "static" (one .om per batch
+    size, the seed's), "dynamic" (one .om with ATC's --dynamic_batch_size over them, the batch picked at run
+    time by ais_bench's --dymBatch), or both side by side."""
+    models = {False: ("static",), True: ("dynamic",), "both": ("static", "dynamic")}[config.get("ascend_dynamic_batch",
+                                                                                            False)]
+    if "dynamic" in models:
+        dynamic_gears(config["batch_sizes"])  # ValueError naming the rule and `batch_sizes`
+    return models
+
+
+def accelerators(config: dict, job: str) -> int:
+    """How many NPUs one job uses: a benchmark all of `npu_devices`, any other job one."""
+    return len(bench_devices(config)) if job == "benchmark" else 1
 
 
 def preflight(config: dict) -> None:
@@ -107,10 +132,11 @@ def preflight(config: dict) -> None:
     check_scratch()
 
 
-def compile_command(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
+def compile_command(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size, resolution: int,
                     options: dict) -> list[str]:
     """The exact ATC command line compile() runs (absolute paths: ATC runs in a scratch folder); the
-    input's name and shape are read from the ONNX."""
+    input's name and shape are read from the ONNX. batch_size: an int, or the gears of a dynamic-batch
+    model (commands.atc_command)."""
     from backends.base import model_inputs
 
     prefix = Path(out_dir).resolve() / MODEL_PREFIX
@@ -118,9 +144,10 @@ def compile_command(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, b
     return atc_command(Path(onnx_model).resolve(), prefix, batch_size, options["device"], spec, options.get("atc"))
 
 
-def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size: int, resolution: int,
+def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size, resolution: int,
             options: dict) -> list[str]:
-    """ATC: <out_dir>/model.om for options["device"] (the soc_version) at a fixed batch size.
+    """ATC: <out_dir>/model.om for options["device"] (the soc_version) at a fixed batch size, or (a sequence
+    of batch sizes) one dynamic-batch model over them.
     ATC runs in a fresh scratch folder beside out_dir (its cwd-relative files never collide with another
     job's); its fusion_result.json is kept next to the model as a record. On failure: ToolError with
     the command line and the tail of ATC's output, and no .om left behind."""
@@ -174,7 +201,10 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
         names = stage_inputs(paths, scratch / "input")
         om = stage_model(model, scratch)
         out = output_folder(scratch)
-        cmd = ais_bench_infer_command(om, scratch / "input", out, "dst", options.get("device_id", 0), python)
+        # a dynamic-batch model runs each input at its batch-1 gear (ais_bench refuses it without --dymBatch)
+        dym_batch = 1 if options.get("dynamic_batch") else None
+        cmd = ais_bench_infer_command(om, scratch / "input", out, "dst", options.get("device_id", 0), python,
+                                      dym_batch=dym_batch)
         code, output = run_tool(cmd, scratch, "ais_bench")
         produced = out / "dst"
         missing = [n for n in names if not (produced / f"{n[:-len('.npy')]}_0.npy").is_file()]
@@ -205,45 +235,64 @@ def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir:
 def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batch_size: int, loop: int,
               warmup: int, options: dict) -> dict:
     """ais_bench pure-inference mode at `batch_size`: `loop` timed runs after `warmup` untimed ones, on
-    zeros (ais_bench's pure-inference input; npy_files are not used). All figures are ais_bench's own:
-    throughput from its throughput line (1000*batchsize/mean NPU compute time), latencies from its
-    summary JSON (NPU compute time per run on the device, host-device copies excluded); their 95 %
-    intervals are bootstrapped from its per-run times (speed_intervals). ais_bench runs --loop exactly:
+    zeros (ais_bench's pure-inference input; npy_files are not used), over options["benchmark_devices"]
+    (several: one ais_bench process per device, its --device 0,1,...), at the --dymBatch gear of a
+    dynamic-batch model (options["dynamic_batch"], the gears its manifest records). All figures are
+    ais_bench's own: throughput from its throughput line (1000*batchsize/mean NPU compute time, host-device
+    copies excluded: the seed's figure), latencies and per-run times from its summary JSON; `end_to_end`
+    adds its host-device copy times (end_to_end()); 95 % intervals are bootstrapped from its per-run times.
+    Over several devices: `devices` holds each one's figures, throughput_fps is ais_bench's summary
+    throughput (their sum) and its interval the sum of theirs (conservative). ais_bench runs --loop exactly:
     options["ci_width"] (an early stop of the CPU benchmarks) does not apply, and a note says so."""
     python = options.get("ais_bench_python", "python3")
+    devices = list(options.get("benchmark_devices") or [options.get("device_id", 0)])
+    dynamic = bool(options.get("dynamic_batch"))
     with private_scratch(f"ais_bench-bs{int(batch_size)}-") as scratch:
         om = stage_model(model, scratch)
         out = output_folder(scratch)
-        cmd = ais_bench_benchmark_command(om, loop, batch_size, warmup, options.get("device_id", 0),
-                                          output=out, output_dirname="benchmark", ais_bench_python=python)
+        cmd = ais_bench_benchmark_command(om, loop, batch_size, warmup, devices[0] if len(devices) == 1 else devices,
+                                          output=out, output_dirname="benchmark", ais_bench_python=python,
+                                          dynamic=dynamic)
         code, output = run_tool(cmd, scratch, "ais_bench")
         if code != 0:
             raise failure("ais_bench", cmd, scratch, output, f"exit code {code}")
         try:
-            printed = parse_ais_bench_stdout(output)
+            if len(devices) == 1:
+                per_device = {devices[0]: _device_figures(output, out / "benchmark_summary.json", loop, batch_size)}
+                summary_fps = None
+            else:
+                printed = parse_multidevice_stdout(output)
+                per_device = {d: _device_figures(None, out / "benchmark" / f"device{d}_{i}_summary.json", loop,
+                                                 batch_size, printed["devices"].get(d))
+                              for i, d in enumerate(devices)}
+                summary_fps = printed["summary_fps"]
         except ValueError as exc:
             raise failure("ais_bench", cmd, scratch, output, str(exc)) from exc
-        summary_file = out / "benchmark_summary.json"
-        summary = parse_summary(json.loads(summary_file.read_text())) if summary_file.is_file() else None
 
     notes = []
     if options.get("ci_width"):
         notes.append(f"ci_width {options['ci_width']} does not apply: ais_bench runs --loop {loop} exactly")
-    if summary is not None:
-        latency = summary["latency_ms"]
-        notes += summary["notes"]
-        if summary["count"] is not None and summary["count"] != loop:
-            notes.append(f"ais_bench timed {summary['count']} runs for --loop {loop}")
-    else:
-        latency = {k: printed["latency_ms"].get(k) for k in ("mean", "p50", "p90", "p99", "min", "max")}
-        notes.append("ais_bench wrote no summary JSON: latencies from its printed summary, p90 unavailable")
-    throughput = printed["throughput_fps"]
-    if summary is not None and summary["throughput_fps"] is not None and not math.isclose(
-            summary["throughput_fps"], throughput, rel_tol=1e-3, abs_tol=1e-6):
-        notes.append(f"summary JSON throughput {summary['throughput_fps']} differs from the printed {throughput}")
-    intervals, why = speed_intervals(summary["runs_ms"] if summary is not None else None, batch_size)
-    notes += why
-    log.info("ais_bench bs%d: %.2f images/s, NPU compute mean %.3f ms", batch_size, throughput, latency["mean"])
+    first = per_device[devices[0]]
+    record = {key: first[key] for key in ("throughput_fps", "latency_ms", "throughput_fps_ci95", "latency_ms_ci95",
+                                          "bootstrap", "seconds", "end_to_end", "ais_bench")}
+    notes += first["notes"]
+    if len(devices) > 1:
+        record["throughput_fps"] = summary_fps
+        ci = [d["throughput_fps_ci95"] for d in per_device.values()]
+        record["throughput_fps_ci95"] = None if None in ci else [sum(c[0] for c in ci), sum(c[1] for c in ci)]
+        e2e = [d["end_to_end"] for d in per_device.values()]
+        record["end_to_end"] = None if None in e2e else _summed_end_to_end(e2e)
+        total = sum(d["throughput_fps"] for d in per_device.values())
+        if not math.isclose(total, summary_fps, rel_tol=1e-3, abs_tol=1e-6):
+            notes.append(f"ais_bench's summary throughput {summary_fps} is not the sum of its devices' ({total:.4g})")
+        notes.append(f"over {len(devices)} NPUs ({', '.join(map(str, devices))}): throughput is ais_bench's summary "
+                     f"throughput (the devices' sum) and its interval the sum of theirs; latencies are NPU "
+                     f"{devices[0]}'s")
+        for d, fig in per_device.items():
+            notes += [f"NPU {d}: {n}" for n in fig["notes"] if n not in notes]
+    log.info("ais_bench bs%d over NPU %s: %.2f images/s (NPU compute), %s end to end", batch_size,
+             ",".join(map(str, devices)), record["throughput_fps"],
+             f"{record['end_to_end']['throughput_fps']:.2f}" if record["end_to_end"] else "no figure")
     return {
         "batch_size": batch_size,
         "loop": loop,
@@ -251,17 +300,58 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
         "stopped_early": False,
         "warmup": warmup,
         "threads": None,  # runs on the NPU: host threads do not apply
-        "throughput_fps": throughput,
-        "latency_ms": latency,
-        **intervals,
+        **record,
+        "devices": [{"device": d, **{k: v for k, v in fig.items() if k not in ("seconds", "notes", "bootstrap",
+                                                                              "ais_bench")}}
+                    for d, fig in per_device.items()],
+        "dynamic_batch": options.get("dynamic_batch"),
         "measured_by": "ais_bench",
-        "method": ("ais_bench pure-inference mode (zero inputs); latency = NPU_compute_time per run (device "
-                   "compute, host-device copies excluded); p50 = ais_bench median, p99 = its percentile(99%), "
-                   "p90 = numpy percentile(90) of its npu_compute_time_list"),
+        "method": ("ais_bench pure-inference mode (zero inputs); throughput and latency = NPU_compute_time per "
+                   "run (device compute, host-device copies excluded: the seed's figure); end_to_end adds "
+                   "ais_bench's H2D and D2H copy times per batch; p50 = ais_bench median, p99 = its "
+                   "percentile(99%), p90 = numpy percentile(90) of its npu_compute_time_list"),
         "command": cmd,  # the tool command line the report prints under "Reproduce"
-        "ais_bench": {"printed": printed, "summary_count": summary["count"] if summary else None},
         "notes": notes,
     }
+
+
+def _device_figures(stdout: str | None, summary_file: Path, loop: int, batch_size: int,
+                    printed_fps: float | None = None) -> dict:
+    """One device's figures: its summary JSON (and, for a single device, the printed summary lines, whose
+    throughput is the one the seed reads)."""
+    printed = parse_ais_bench_stdout(stdout) if stdout is not None else None
+    summary = parse_summary(json.loads(summary_file.read_text())) if summary_file.is_file() else None
+    notes = []
+    if summary is None:
+        if printed is None:
+            raise ValueError(f"ais_bench wrote no {summary_file.name}")
+        latency = {k: printed["latency_ms"].get(k) for k in ("mean", "p50", "p90", "p99", "min", "max")}
+        notes.append("ais_bench wrote no summary JSON: latencies from its printed summary, p90 unavailable")
+    else:
+        latency = summary["latency_ms"]
+        notes += summary["notes"]
+        if summary["count"] is not None and summary["count"] != loop:
+            notes.append(f"ais_bench timed {summary['count']} runs for --loop {loop}")
+    throughput = printed["throughput_fps"] if printed else (printed_fps if printed_fps is not None
+                                                            else summary["throughput_fps"])
+    if summary is not None and summary["throughput_fps"] is not None and not math.isclose(
+            summary["throughput_fps"], throughput, rel_tol=1e-3, abs_tol=1e-6):
+        notes.append(f"summary JSON throughput {summary['throughput_fps']} differs from the printed {throughput}")
+    runs = summary["runs_ms"] if summary is not None else None
+    intervals, why = speed_intervals(runs, batch_size)
+    e2e, why_e2e = end_to_end(runs, summary["copies_ms"] if summary else {}, batch_size)
+    return {"throughput_fps": throughput, "latency_ms": latency, **intervals, "end_to_end": e2e,
+            "ais_bench": {"printed": printed, "summary_count": summary["count"] if summary else None},
+            "notes": notes + why + why_e2e}
+
+
+def _summed_end_to_end(figures: list[dict]) -> dict:
+    """Several devices' end-to-end figures as one host's: throughputs and their bounds added."""
+    return {"throughput_fps": sum(f["throughput_fps"] for f in figures),
+            "throughput_fps_ci95": None if any(f["throughput_fps_ci95"] is None for f in figures) else
+            [sum(f["throughput_fps_ci95"][0] for f in figures), sum(f["throughput_fps_ci95"][1] for f in figures)],
+            "latency_ms": figures[0]["latency_ms"], "latency_ms_ci95": figures[0]["latency_ms_ci95"],
+            "method": figures[0]["method"] + "; over several NPUs, their throughputs and bounds added"}
 
 
 # --------------------------------------------------------------------------------------------
