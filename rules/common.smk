@@ -20,14 +20,14 @@ def checkpoint_file(wildcards):
     return P.checkpoint_path(config["checkpoint"], wildcards.arch, config["seed"])
 
 
-def shard_model_inputs(arch, tower, shard):
+def shard_model_inputs(arch, tower, shard, pixels=False):
     """What a job over a shard's items takes for their model inputs: an image shard's list of its npy
     files (P.npy_shard; pipeline.common.model_input_files expands it), a text shard's token files (the
     labels are few). One file per image shard, not one per image: Snakemake stats every input of every
     job waiting for a core, in every scheduling round (docs/performance.md).
     """
     if tower == "image":
-        return [P.npy_shard(arch, shard.name)]
+        return [P.npy_shard(arch, shard.name, pixels)]
     return [P.model_input(arch, tower, item) for item in shard.items]
 
 
@@ -188,17 +188,15 @@ def of_job(t, value):
     return function
 
 
-def shard_inputs(arch, tower, shard):
+def shard_inputs(arch, tower, shard, pixels=False):
     """shard_model_inputs of a concrete shard rule. An image shard's list is its preprocess rule's own
     output: from it Snakemake knows the rule without searching its output index. Snakemake does that
-    for unnamed inputs only: the rules give these unnamed (pipeline.common.unnamed_inputs).
+    for unnamed inputs only: the rules give these unnamed (pipeline.common.unnamed_inputs). pixels: the
+    uint8 pixels a target takes whose device normalises them (M.takes_pixels).
     """
     if tower == "image":
-        return [
-            getattr(
-                rules, shard.rule("preprocess", *M.arch_qualifier(arch))
-            ).output.shard
-        ]
+        output = getattr(rules, shard.rule("preprocess", *M.arch_qualifier(arch))).output
+        return [output.pixels_shard if pixels else output.shard]
     return shard_model_inputs(arch, tower, shard)
 
 

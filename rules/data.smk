@@ -32,6 +32,15 @@ for arch in M.archs:
             output:
                 shard=P.npy_shard(arch, shard.name),
                 npy=[P.npy(arch, stem) for stem in shard.items],
+                # the uint8 pixels, for a target whose device normalises them (M.pixels)
+                **(
+                    {
+                        "pixels_shard": P.npy_shard(arch, shard.name, pixels=True),
+                        "pixels": [P.npy(arch, stem, pixels=True) for stem in shard.items],
+                    }
+                    if M.pixels
+                    else {}
+                ),
             log:
                 P.log(P.npy(arch, shard.label)),
             benchmark:

@@ -44,11 +44,13 @@ for t, shard in M.infer_rules():
         input:
             # unnamed: see shard_inputs
             (
-                shard_inputs(t.arch, t.tower, shard)
+                shard_inputs(t.arch, t.tower, shard, M.takes_pixels(t))
                 if t.arch != "{arch}"
                 else of_job(
                     t,
-                    lambda x, shard=shard: shard_model_inputs(x.arch, x.tower, shard),
+                    lambda x, shard=shard: shard_model_inputs(
+                        x.arch, x.tower, shard, M.takes_pixels(x)
+                    ),
                 )
             ),
             unpack(of_job(t, accelerator_inputs)),

@@ -25,11 +25,27 @@ def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, b
         "command": module.compile_command(onnx_model, out_dir, batch_size, resolution, options),
         "artifacts": [artifact(f, batch_size=record_batch) for f in files],
         "options": {k: v for k, v in options.items() if k != "threads"},
+        "input": input_record(module, onnx_model, options),
     }
     write_json(manifest, record)
     for a in record["artifacts"]:
         log.info("compiled %s (%.1f MB, sha256 %s)", a["path"], a["bytes"] / 1e6, a["sha256"][:12])
     return record
+
+
+def input_record(module, onnx_model: str, options: dict) -> dict:
+    """What one item costs to send: the ONNX's input, and what the compiled model takes (the same, or where its
+    device preprocesses, e.g. uint8 pixels: its plan's device_input), each with its bytes per item."""
+    import numpy as np
+
+    from backends.base import model_inputs
+
+    (spec,) = model_inputs(onnx_model)
+    shape = [1, *(int(d) for d in spec.shape[1:])]
+    onnx_input = {"shape": shape, "dtype": spec.dtype,
+                  "bytes_per_item": int(np.prod(shape)) * np.dtype(spec.dtype).itemsize}
+    device = module.device_input(spec, options) if hasattr(module, "device_input") else None
+    return {"onnx": onnx_input, "device": device or onnx_input}
 
 
 def resolution_of(onnx_model: str) -> int:

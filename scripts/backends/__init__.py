@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .base import PreflightError  # the error every plan's preflight raises
 
-__all__ = ["PreflightError", "accelerator_count", "accelerators", "batch_models", "get", "names", "reference"]
+__all__ = ["PreflightError", "accelerator_count", "accelerators", "batch_models", "get", "names", "reference",
+           "takes_pixels"]
 
 # The backend whose runtime computes the onnx_* reference stages (the seed's `clip_onnx_infer.py` ran them
 # on ONNX Runtime) and runs ONNX graphs for the accuracy tools.
@@ -62,3 +63,8 @@ def accelerator_count(plan, config: dict, job: str) -> int:
     if not plan.ACCELERATOR:
         return 0
     return plan.accelerators(config, job) if hasattr(plan, "accelerators") else 1
+
+
+def takes_pixels(plan, config: dict) -> bool:
+    """Whether a plan's image targets take uint8 pixels (base.py, takes_pixels): False where it declares none."""
+    return bool(plan.takes_pixels(config)) if hasattr(plan, "takes_pixels") else False

@@ -42,6 +42,11 @@ The plan, module-level names and functions (`Backend` below checks them):
                      (the default), ("dynamic",), one model over all of them whose batch is picked at run time
                      (compile then gets the tuple of batch sizes and the manifest records them as
                      `dynamic_batch`; infer and benchmark find them in options["dynamic_batch"]), or both
+  takes_pixels(config)  (optional) whether its image targets take uint8 HxWx3 pixels after cn_clip's resize and
+                     RGB conversion (its device converts and normalises them; default False): preprocess then
+                     writes them too, and its infer reads them
+  device_input(spec, options)  (optional) what its compiled model takes for one item when not the ONNX's input
+                     ({shape, dtype, bytes_per_item, preprocessing}), recorded in the compile manifest
   accelerators(config, job)  (optional) how many of its ACCELERATOR one job holds ("infer", "benchmark",
                      "locate"; default 1): a benchmark over several devices asks the scheduler for all of them
 

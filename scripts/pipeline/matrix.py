@@ -84,6 +84,9 @@ class Matrix:
         # the cosine gates similarity applies (the zero-shot bound is zero_shot's own)
         self.cosine_gates = {k: v for k, v in config["gates"].items() if k != "zero_shot_max_prob_change"}
         self._check_checkpoint()
+        # whether some image target takes uint8 pixels (its plan's takes_pixels): preprocess then writes them too
+        self.pixels = "image" in self.towers and any(backends.takes_pixels(backends.get(n), config)
+                                                     for n in self.backends)
         self._models = {}  # backend -> the models its targets' batch sizes get (batch_models)
         for name in self.backends:
             try:
@@ -185,6 +188,10 @@ class Matrix:
         models = self.batch_models(t)
         return [t.benchmark(bs, dynamic=(m == "dynamic")) for m in ("static", "dynamic") if m in models
                 for bs in self.batch_sizes]
+
+    def takes_pixels(self, t: P.Target) -> bool:
+        """Whether target t's model takes uint8 pixels (an image target of a plan that says so)."""
+        return t.tower == "image" and backends.takes_pixels(backends.get(t.backend), self.config)
 
     def accelerator_units(self, accelerator: str) -> int:
         """What each job holding `accelerator` takes of it: the most devices any of this run's jobs uses (a

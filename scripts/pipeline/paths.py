@@ -113,16 +113,18 @@ def checkpoint_info(arch: str = "{arch}") -> str:
     return f"results/{arch}/checkpoint.json"
 
 
-def npy(arch: str = "{arch}", stem: str = "{stem}") -> str:
-    return f"results/{arch}/npy/{stem}.npy"
+def npy(arch: str = "{arch}", stem: str = "{stem}", pixels: bool = False) -> str:
+    """An image's model input: cn_clip's float tensor, or (pixels) its uint8 HxWx3 pixels after cn_clip's resize
+    and RGB conversion, for a target whose device normalises them itself (a plan's takes_pixels)."""
+    return f"results/{arch}/{'pixels' if pixels else 'npy'}/{stem}.npy"
 
 
-def npy_shard(arch: str = "{arch}", shard: str = "{shard}") -> str:
+def npy_shard(arch: str = "{arch}", shard: str = "{shard}", pixels: bool = False) -> str:
     """A shard's list of its images' npy files (pipeline/common.py write_shard_list), written by the shard's
     preprocess job after them: the one input a shard's image jobs take in their place. Snakemake's
     scheduler stats every input of every job waiting for a core, in each of its rounds, and those rounds
     multiply as jobs finish (docs/performance.md): a file per image made that the run's main cost."""
-    return f"results/{arch}/npy/shards/{shard}.json"
+    return f"results/{arch}/{'pixels' if pixels else 'npy'}/shards/{shard}.json"
 
 
 def tokens(arch: str = "{arch}", label: str = "{label}") -> str:

@@ -130,6 +130,7 @@ def target_entry(spec: dict, located: set[str] | None = None) -> Target:
         "compile_options": compiled[0]["options"] if compiled else {},
         # per batch size: where the compiled model came from and the tool command line, when recorded
         "compiled": [{"batch_size": c.get("batch_size"), "source": c.get("source"), "model": c.get("model"),
+                      "dynamic_batch": c.get("dynamic_batch"), "input": c.get("input"),
                       "manifest": str(m), "command": _command(c.get("command") or c.get("atc_command"))}
                      for m, c in zip(manifests, compiled)],
         "accuracy": read_json(spec["similarity"]),

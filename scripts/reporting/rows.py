@@ -573,10 +573,26 @@ def performance_notes(t: Target) -> list[str]:
         notes.append(f"Model: {p0['model_gflops_per_image']:.1f} GFLOPs per image (torch FlopCounterMode); ceiling "
                      f"{p0['ceiling_gflops']:.0f} GFLOP/s: the faster of torch and {backends.reference().LABEL} on a "
                      f"{n}×{n} fp32 matmul, measured in the same job.")
+    sent = input_bytes(t)
+    if sent:
+        notes.append(sent)
     for p in t["performance"]:
         notes += [f"batch {batch_label(p)}: {note}" for note in ([p["method"]] if p.get("method") else [])
                   + list(p.get("notes") or [])]
     return notes
+
+
+def input_bytes(t: Target) -> str | None:
+    """The bytes of one image sent to the device, and without the device's own preprocessing (the ONNX's
+    input), when the compiled model takes something else than the ONNX does."""
+    record = next((c["input"] for c in t.get("compiled") or [] if c.get("input")), None)
+    if not record or record["device"] == record["onnx"]:
+        return None
+    d, o = record["device"], record["onnx"]
+    shape = "×".join(map(str, o["shape"]))
+    return (f"Bytes per item sent to the device: {d['bytes_per_item']:,} ({d['dtype']} "
+            f"{'×'.join(map(str, d['shape']))}: {d.get('preprocessing', '')}); without it {o['bytes_per_item']:,} "
+            f"({o['dtype']} {shape}, the ONNX's input): {o['bytes_per_item'] / d['bytes_per_item']:.1f}× fewer.")
 
 
 def device_table(t: Target) -> dict | None:

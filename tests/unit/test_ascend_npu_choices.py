@@ -5,7 +5,9 @@ report carry them. The command lines follow CANN's ATC documentation and ais_ben
 import pytest
 
 from backends import ascend
+from backends.ascend import aipp
 from backends.ascend import commands as C
+from backends.base import TensorSpec, model_inputs
 from conftest import image_spec
 from pipeline import paths as P
 from pipeline.config_check import with_defaults
@@ -151,3 +153,92 @@ def test_the_report_shows_each_device_and_both_throughputs(tmp_path):
                                               ["4 (dynamic 1,4)", "all 0,1"]]
     assert table["rows"][-1][2].startswith("144") and table["rows"][-1][3].startswith("120")
     assert rows.device_table({"performance": [{"batch_size": 1, "throughput_fps": 9.0}]}) is None
+
+
+# ---- AIPP: cn_clip's normalisation on the device --------------------------------------------------------------
+
+def test_the_aipp_configuration_is_cn_clips_normalisation_in_the_fields_atc_takes():
+
+    mean, std = aipp.cn_clip_normalisation()
+    assert mean == pytest.approx((0.48145466, 0.4578275, 0.40821073)) and std == pytest.approx(
+        (0.26862954, 0.26130258, 0.27577711))
+    fields = aipp.parse(aipp.config_text(224, mean, std))
+    assert (fields["aipp_mode"], fields["input_format"], fields["src_image_size_w"], fields["crop"]) == \
+        ("static", "RGB888_U8", 224, False)
+    for c in range(3):
+        assert isinstance(fields[f"mean_chn_{c}"], int)
+        assert fields[f"mean_chn_{c}"] + fields[f"min_chn_{c}"] == pytest.approx(255 * mean[c])
+        assert 0 <= fields[f"min_chn_{c}"] < 1
+        assert fields[f"var_reci_chn_{c}"] == pytest.approx(1 / (255 * std[c]))
+    aipp.check(fields, image_spec(224))
+
+
+@pytest.mark.parametrize("change, match", [
+    (("mean_chn_0: 122", "mean_chn_0: 300"), r"mean_chn_0: 300 outside \[0, 255\]"),
+    (("min_chn_1: ", "min_chn_1: -"), "min_chn_1"),
+    (("    input_format: RGB888_U8\n", ""), "misses input_format"),
+    (("aipp_mode: static", "aipp_mode: static2"), "aipp_mode"),
+    (("crop: false", "crop: yes"), "crop"),
+])
+def test_an_aipp_configuration_outside_the_documented_fields_and_ranges_is_refused(change, match):
+
+    text = aipp.config_text(224, *aipp.cn_clip_normalisation())
+    assert change[0] in text
+    with pytest.raises(ValueError, match=match):
+        aipp.parse(text.replace(*change, 1))
+
+
+def test_an_aipp_configuration_must_fit_the_model_input():
+
+    fields = aipp.parse(aipp.config_text(224, *aipp.cn_clip_normalisation()))
+    with pytest.raises(ValueError, match="source size"):
+        aipp.check(fields, image_spec(336))
+    with pytest.raises(ValueError, match="4-d NCHW"):
+        aipp.check(fields, TensorSpec("text", ("batch", 52), "int64"))
+
+
+def test_aipp_emulation_matches_cn_clips_float_transform_within_fp16_rounding():
+    import numpy as np
+
+
+    mean, std = aipp.cn_clip_normalisation()
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    got = aipp.emulate(pixels, aipp.parameters(mean, std))
+    assert got.dtype == np.float16 and got.shape == (2, 3, 16, 16)
+    want = (pixels.transpose(0, 3, 1, 2) / 255.0 - np.reshape(mean, (1, 3, 1, 1))) / np.reshape(std, (1, 3, 1, 1))
+    err = np.abs(got.astype(np.float64) - want)
+    assert err.max() <= 4 * np.spacing(np.float16(2.2)).astype(np.float64), "a few fp16 steps at most"
+    assert err.max() > 0, "fp16 arithmetic: not exactly the float transform"
+
+
+def test_the_pixels_preprocess_writes_are_cn_clips_and_its_float_tensor_gives_them_back(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from preprocess import image_pixels, preprocess_image
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 256, (20, 50), dtype=np.uint8)).save(tmp_path / "g.png")  # greyscale -> RGB
+    for name in ("a.png", "g.png"):
+        pixels = image_pixels(tmp_path / name, 32)
+        assert pixels.dtype == np.uint8 and pixels.shape == (1, 32, 32, 3)
+        tensor = preprocess_image(tmp_path / name, 32)
+        assert np.array_equal(aipp.to_pixels(tensor, *aipp.cn_clip_normalisation()), pixels)
+    assert pixels.nbytes * 4 == tensor.nbytes, "a quarter of the bytes of float32 NCHW"
+    with pytest.raises(ValueError, match="not cn_clip's normalised pixels"):
+        aipp.to_pixels(tensor + 0.01, *aipp.cn_clip_normalisation())
+
+
+def test_atc_gets_the_aipp_configuration_written_beside_the_model(tmp_path, tiny_onnx):
+    options = {"device": "Ascend910B4", "atc": {}, "aipp": True, "tower": "image"}
+    cmd = ascend.compile_command(tiny_onnx["fp16"], tmp_path / "model_bs1", 1, 16, options)
+    assert cmd[-1] == f"--insert_op_conf={(tmp_path / 'model_bs1' / ascend.AIPP_CONFIG).resolve()}"
+    assert not any(a.startswith("--insert_op_conf") for a in
+                   ascend.compile_command(tiny_onnx["fp16"], tmp_path / "m", 1, 16, {**options, "aipp": False}))
+    path = ascend.write_aipp_config(tiny_onnx["fp16"], tmp_path)
+    fields = aipp.parse(path.read_text())
+    assert fields["src_image_size_w"] == 16
+    (spec,) = model_inputs(tiny_onnx["fp16"])
+    assert ascend.device_input(spec, options)["bytes_per_item"] == 16 * 16 * 3
+    assert ascend.device_input(spec, {**options, "tower": "text"}) is None

@@ -57,6 +57,7 @@ from .commands import (MODEL_PREFIX, ais_bench_benchmark_command, ais_bench_infe
                        end_to_end,
                        failure, parse_ais_bench_stdout, parse_multidevice_stdout, parse_summary, run_tool,
                        speed_intervals)
+from . import aipp
 from .dumps import node_tensors  # noqa: F401 - the plan's node_tensors (base.py)
 from .probe import check_tools, versions  # noqa: F401 - the plan's versions (base.py)
 from .scratch import (AIS_UNSAFE_READ, check_inputs, check_scratch, output_folder, private_scratch, stage_inputs,
@@ -64,8 +65,9 @@ from .scratch import (AIS_UNSAFE_READ, check_inputs, check_scratch, output_folde
 
 # --- the plan (scripts/backends/base.py) ----------------------------------------------------------
 NAME = "ascend"
+AIPP_CONFIG = "aipp.cfg"  # beside the .om: the static AIPP configuration ATC got (--insert_op_conf)
 CONFIG_KEYS = ("soc_version", "soc_versions", "atc", "ais_bench_python", "npu_device", "npu_devices",
-               "ascend_dynamic_batch", "locate_npu_dump")
+               "ascend_dynamic_batch", "aipp", "locate_npu_dump")
 # What a target computes in -> the exported ONNX ATC compiles, and ATC's --precision_mode for it (None: not
 # passed). ATC's default on any graph is force_fp16 (fp16 wherever the chip allows), so:
 #   fp16        the seed's: the fp16 ONNX, no option
@@ -86,7 +88,8 @@ RUNS_ON_HOST_CPU = False  # runs on the NPU: the host's matmul ceiling says noth
 REFERENCE = False  # the reference stages run elsewhere (backends/base.py)
 LABEL, SHORT = "Ascend NPU (ATC, ais_bench)", "NPU"  # how the report names it
 # its words (the chip family, its tools, its resource): no file outside this plan names them
-FACTS = ("ascend", "Ascend", "ATC", "atc", "ais_bench", "aclruntime", "npu", "NPU", "npu-smi", "CANN", "msaccucmp")
+FACTS = ("ascend", "Ascend", "ATC", "atc", "ais_bench", "aclruntime", "npu", "NPU", "npu-smi", "CANN", "msaccucmp",
+         "AIPP", "aipp")
 
 
 def devices(config: dict) -> list[str]:
@@ -102,7 +105,28 @@ def options(config: dict, precision: str) -> dict:
     if PRECISION_MODE[precision]:
         atc["precision_mode"] = PRECISION_MODE[precision]
     return {"atc": atc, "ais_bench_python": config["ais_bench_python"], "device_id": config["npu_device"],
-            "benchmark_devices": bench_devices(config), "dump_tensors": config["locate_npu_dump"]}
+            "benchmark_devices": bench_devices(config), "aipp": bool(config.get("aipp")),
+            "dump_tensors": config["locate_npu_dump"]}
+
+
+def takes_pixels(config: dict) -> bool:
+    """Whether its image targets take uint8 pixels (config `aipp`: cn_clip's resize and RGB conversion on the
+    host, the conversion to fp16 and the normalisation on the NPU, aipp.py)."""
+    return bool(config.get("aipp"))
+
+
+def _aipp(options: dict) -> bool:
+    return bool(options.get("aipp")) and options.get("tower", "image") == "image"
+
+
+def device_input(spec, options: dict) -> dict:
+    """What the compiled model takes for one item (base.py): the ONNX input, or with AIPP uint8 H x W x 3
+    pixels."""
+    if _aipp(options):
+        return {"shape": [1, int(spec.shape[2]), int(spec.shape[3]), 3], "dtype": "uint8",
+                "bytes_per_item": aipp.pixel_bytes(spec), "preprocessing": "uint8 pixels after cn_clip's resize "
+                "and RGB conversion; conversion to fp16 and normalisation by AIPP on the NPU"}
+    return None
 
 
 def bench_devices(config: dict) -> list[int]:
@@ -141,7 +165,23 @@ def compile_command(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, b
 
     prefix = Path(out_dir).resolve() / MODEL_PREFIX
     (spec,) = model_inputs(onnx_model)
-    return atc_command(Path(onnx_model).resolve(), prefix, batch_size, options["device"], spec, options.get("atc"))
+    conf = Path(out_dir).resolve() / AIPP_CONFIG if _aipp(options) else None
+    return atc_command(Path(onnx_model).resolve(), prefix, batch_size, options["device"], spec, options.get("atc"),
+                       insert_op_conf=conf)
+
+
+def write_aipp_config(onnx_model: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """<out_dir>/aipp.cfg: cn_clip's normalisation as static AIPP for the model's input, checked against the
+    fields and ranges of the CANN docs (aipp.parse, aipp.check) before ATC sees it."""
+    from backends.base import model_inputs
+
+    (spec,) = model_inputs(onnx_model)
+    mean, std = aipp.cn_clip_normalisation()
+    text = aipp.config_text(int(spec.shape[-1]), mean, std)
+    aipp.check(aipp.parse(text), spec)
+    path = Path(out_dir) / AIPP_CONFIG
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_size, resolution: int,
@@ -157,6 +197,8 @@ def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_siz
     om = out_dir / f"{MODEL_PREFIX}.om"
     om.unlink(missing_ok=True)
     cmd = compile_command(onnx_model, out_dir, batch_size, resolution, options)
+    if _aipp(options):
+        write_aipp_config(onnx_model, out_dir)
     from pipeline.common import remove_stale_scratch
 
     remove_stale_scratch(out_dir.parent, f".atc-{out_dir.name}-")  # left by a killed earlier run
@@ -178,7 +220,7 @@ def compile(onnx_model: str | os.PathLike, out_dir: str | os.PathLike, batch_siz
     # so infer/benchmark can hand ais_bench a hard link instead of a copy
     os.chmod(om, stat.S_IMODE(om.stat().st_mode) & ~AIS_UNSAFE_READ)
     log.info("ATC wrote %s (%.1f MB)", om, om.stat().st_size / 1e6)
-    return [str(given / om.name)]
+    return [str(given / om.name)] + ([str(given / AIPP_CONFIG)] if _aipp(options) else [])
 
 
 def infer(model: str | os.PathLike, npy_files: list[str | os.PathLike], dst_dir: str | os.PathLike,
@@ -385,8 +427,13 @@ def load_reduced(model: str | os.PathLike, options: dict):
 
     output = load_graph(model).graph.output[0].name
     runner = SegmentRunner(model, [[output]], graph_session, options.get("threads", 1), fp16_storage=True)
-    name = model_inputs(model)[0].name
-    return lambda x: next(iter(runner.run({name: x})))[output]
+    (spec,) = model_inputs(model)
+    if _aipp(options):  # cn_clip's tensor -> its pixels -> AIPP's fp16 arithmetic, as the target computes
+        mean, std = aipp.cn_clip_normalisation()
+        fields = aipp.parameters(mean, std)
+        return lambda x: next(iter(runner.run({spec.name: aipp.emulate(aipp.to_pixels(x, mean, std), fields)
+                                                .astype(spec.dtype)})))[output]
+    return lambda x: next(iter(runner.run({spec.name: x})))[output]
 
 
 def kept_command(fp32_onnx: str | os.PathLike, kept_file: str | os.PathLike, out_dir: str | os.PathLike,

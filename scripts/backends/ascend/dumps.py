@@ -119,6 +119,13 @@ def node_tensors(model: str | os.PathLike, npy_file: str | os.PathLike, referenc
     ais_bench's dump (dump()) read back by the ONNX node each op is named after."""
     import numpy as np
 
+    if options.get("aipp") and options.get("tower", "image") == "image":  # the .om takes the image's pixels
+        from . import aipp
+
+        pixels = Path(out_dir) / "pixels" / Path(npy_file).name
+        pixels.parent.mkdir(parents=True, exist_ok=True)
+        np.save(pixels, aipp.to_pixels(np.load(npy_file), *aipp.cn_clip_normalisation()))
+        npy_file = pixels
     folder = dump(model, npy_file, Path(out_dir) / "dump", options)
     where = DumpTarget(read_ais_bench_dump(folder), reference_graph, []).where
     return {tensor: np.load(path) for tensor, path in where.items()}

@@ -50,11 +50,13 @@ def check_inputs(npy_files: list[str | os.PathLike]) -> list[Path]:
     for p in paths:
         arr = np.load(p, mmap_mode="r")
         image = arr.dtype == np.float32 and arr.ndim == 4
+        pixels = arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[-1] == 3  # AIPP's uint8 NHWC input
         tokens = arr.dtype == np.int64 and arr.ndim == 2
-        if not (image or tokens) or arr.shape[0] != 1:
+        if not (image or pixels or tokens) or arr.shape[0] != 1:
             # ais_bench groups files by byte size: a float16 or batch-2 file would silently be paired.
             raise ValueError(f"{p}: {arr.dtype} {tuple(arr.shape)}; ais_bench needs each input to be one float32 "
-                             f"1xCxHxW tensor (or, for the text tower, one int64 1xL tensor of token ids)")
+                             f"1xCxHxW tensor (uint8 1xHxWx3 pixels for a model with AIPP; for the text tower, "
+                             f"one int64 1xL tensor of token ids)")
         shapes.add(tuple(arr.shape))
     if len(shapes) > 1:
         raise ValueError(f"inputs have different shapes {sorted(shapes)}")
