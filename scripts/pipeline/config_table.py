@@ -20,6 +20,8 @@ def _type(spec: dict) -> str:
         spec = DEFS[spec["$ref"].rsplit("/", 1)[-1]]
         if "enum" not in spec:
             return spec.get("type", "string")
+    if "oneOf" in spec:
+        return " or ".join(_type(branch) for branch in spec["oneOf"])
     if "enum" in spec:
         return " \\| ".join(f"`{v}`" if v != "" else '`""`' for v in spec["enum"])
     t = spec.get("type", "object")

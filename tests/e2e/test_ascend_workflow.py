@@ -233,3 +233,74 @@ def test_two_cores_two_chips_two_batch_sizes_give_the_one_core_results(ascend_wf
         assert {f for f in parallel[chip]} == {f for f in serial[chip]}
         assert (chip_dir(ascend_wf, chip) / "model_bs2" / "model.om").is_file()
     ascend_wf.run("report", config={"soc_versions": CHIPS})
+
+
+# ---- the choices after the seed (issue 33): one run with all of them ------------------------------------------
+
+CHOICES = {"soc_versions": CHIPS[:1], "ascend_dynamic_batch": "both", "batch_sizes": [1, 2], "npu_devices": [0, 1],
+           "aipp": True}
+
+
+@pytest.fixture(scope="module")
+def choices_wf(ascend_wf):
+    """The ascend run again with a dynamic-batch model beside the static ones, a benchmark over two NPUs and
+    AIPP; the two-chip run is restored afterwards for the tests after these."""
+    before = len(calls(ascend_wf, "atc")), len(calls(ascend_wf, "ais_bench"))
+    ascend_wf.run("report", config=CHOICES)
+    ascend_wf.choice_calls = before
+    yield ascend_wf
+    ascend_wf.run("report", config={"soc_versions": CHIPS})
+
+
+def choice_target(wf):
+    (t,) = [t for t in wf.report()["targets"] if t["backend"] == "ascend"]
+    return t
+
+
+def test_one_dynamic_model_is_benchmarked_at_each_batch_beside_the_static_models(choices_wf):
+    t = choice_target(choices_wf)
+    rows = {(p["batch_size"], bool(p.get("dynamic_batch"))): p for p in t["performance"]}
+    assert sorted(rows) == [(1, False), (1, True), (2, False), (2, True)]
+    assert rows[(2, True)]["dynamic_batch"] == [1, 2]
+    atc = [c["argv"] for c in calls(choices_wf, "atc")[choices_wf.choice_calls[0]:]]
+    dynamic = [a for a in atc if "--dynamic_batch_size=1,2" in a]
+    assert len(dynamic) == 1 and f"--input_shape=image:-1,3,{E2E_RESOLUTION},{E2E_RESOLUTION}" in dynamic[0]
+    bench = [c["argv"] for c in calls(choices_wf, "ais_bench")[choices_wf.choice_calls[1]:] if "--loop" in c["argv"]]
+    picked = sorted(a[a.index("--dymBatch") + 1] for a in bench if "--dymBatch" in a)
+    assert picked == ["1", "2"], "each dynamic benchmark picks its batch with --dymBatch"
+    md = (choices_wf.root / "results" / "report.md").read_text()
+    assert "2 (dynamic 1,2)" in md
+
+
+def test_a_benchmark_over_two_npus_keeps_each_device_and_the_summary(choices_wf):
+    t = choice_target(choices_wf)
+    for p in t["performance"]:
+        assert [d["device"] for d in p["devices"]] == [0, 1]
+        assert p["throughput_fps"] == pytest.approx(sum(d["throughput_fps"] for d in p["devices"]), rel=1e-3)
+    bench = [c["argv"] for c in calls(choices_wf, "ais_bench")[choices_wf.choice_calls[1]:] if "--loop" in c["argv"]]
+    assert bench and all(a[a.index("--device") + 1] == "0,1" for a in bench)
+    md = (choices_wf.root / "results" / "report.md").read_text()
+    assert "all 0,1" in md
+
+
+def test_every_benchmark_carries_the_pure_inference_and_the_end_to_end_figures(choices_wf):
+    for p in choice_target(choices_wf)["performance"]:
+        e2e = p["end_to_end"]
+        assert e2e["throughput_fps"] < p["throughput_fps"], "the copies cost time"
+        lo, hi = e2e["throughput_fps_ci95"]
+        assert lo <= e2e["throughput_fps"] <= hi and p["throughput_fps_ci95"] is not None
+        assert e2e["latency_ms"]["h2d"] > 0 and e2e["latency_ms"]["d2h"] > 0
+
+
+def test_aipp_takes_the_pixels_and_the_chain_gate_measures_it(choices_wf):
+    t = choice_target(choices_wf)
+    model_dir = choices_wf.root / t["dir"] / "model_bs1"
+    fields = ascend.aipp.parse((model_dir / ascend.AIPP_CONFIG).read_text())
+    assert fields["src_image_size_w"] == E2E_RESOLUTION
+    pixels = np.load(choices_wf.root / P.npy(E2E_ARCH, "chelsea", pixels=True))
+    assert pixels.dtype == np.uint8 and pixels.shape == (1, E2E_RESOLUTION, E2E_RESOLUTION, 3)
+    gate = next(g for g in t["accuracy"]["gates"] if (g["a"], g["b"]) == ("offline", "torch_fp32"))
+    assert gate["passed"] and gate["cosine_min"] < 1.0
+    (compiled,) = [c for c in t["compiled"] if c["batch_size"] == 1]
+    assert compiled["input"]["device"]["bytes_per_item"] * 4 == compiled["input"]["onnx"]["bytes_per_item"]
+    assert "Bytes per item sent to the device" in (choices_wf.root / "results" / "report.md").read_text()
