@@ -78,6 +78,8 @@ DEFAULT_PRECISION = "fp16"
 CALIBRATED = frozenset()
 # locate and repair work on the fp16 ONNX stored in fp16 between nodes, the proxy of ATC's fp16 computation
 REDUCED = frozenset({"fp16"})
+# what `precisions: auto` builds and chooses among: fp32, and the reduced precision the chip computes in
+AUTO_PRECISIONS = ("fp32", "fp16")
 ACCELERATOR = "npu"  # infer, benchmark and a dumping locate hold one NPU each
 RUNS_ON_HOST_CPU = False  # runs on the NPU: the host's matmul ceiling says nothing of its speed
 REFERENCE = False  # the reference stages run elsewhere (backends/base.py)
