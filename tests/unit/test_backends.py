@@ -58,6 +58,15 @@ def test_precisions_auto_is_each_plans_own_choice(name):
     assert schema_errors(precisions=auto) == [] and all(schema_errors(precision=p) == [] for p in auto)
 
 
+def test_auto_weighs_cube_fp16in_fp32out_against_fp16_and_fp32_on_ascend():
+    from pipeline.matrix import backend_precisions
+
+    assert backend_precisions(backends.get("ascend"), {"precisions": "auto", "precision": ""}) == \
+        ["fp32", "fp16", "cube_fp16in_fp32out"]
+    assert backend_precisions(backends.get("onnxruntime"), {"precisions": "auto", "precision": ""}) == \
+        ["fp32", "fp16", "int8"]
+
+
 def test_no_two_backends_own_one_config_key():
     owned = [k for n in NAMES for k in backends.get(n).CONFIG_KEYS]
     assert len(owned) == len(set(owned))

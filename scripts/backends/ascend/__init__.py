@@ -87,8 +87,8 @@ CALIBRATED = frozenset()
 # cube_fp16in_fp32out the fp32 ONNX with its matrix products' inputs rounded to fp16 (cube.py)
 REDUCED = frozenset({"fp16", cube.PRECISION})
 CANDIDATE_OPS = {cube.PRECISION: cube.CUBE_OPS}  # the only nodes cube_fp16in_fp32out changes
-# what `precisions: auto` builds and chooses among: fp32, and the reduced precision the chip computes in
-AUTO_PRECISIONS = ("fp32", "fp16")
+# what `precisions: auto` builds and chooses among: fp32, and the two reduced precisions the chip computes in
+AUTO_PRECISIONS = ("fp32", "fp16", cube.PRECISION)
 # ATC's precision option for a repaired target's --keep_dtype build (kept_command), per reduced precision: the
 # fp32 ONNX under the option that computes the target's precision
 KEPT_MODE = {"fp16": ("precision_mode", "force_fp16"), cube.PRECISION: ("precision_mode_v2", "cube_fp16in_fp32out")}
