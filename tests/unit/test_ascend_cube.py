@@ -1,8 +1,8 @@
 """Ascend's cube_fp16in_fp32out (ATC --precision_mode_v2=cube_fp16in_fp32out: matrix products take fp16 inputs
 and give fp32, vector ops in fp32) and its CPU proxy (scripts/backends/ascend/cube.py), on graphs built here:
 it rounds exactly the floating inputs of MatMul, Gemm and Conv (checked against numpy), differs from fp32,
-stays far closer to fp32 than the fp16 proxy where activations span a wide range, and leaves a kept node
-unrounded."""
+stays far closer to fp32 than the fp16 proxy where activations span a wide range, leaves a kept node
+unrounded, and locate and repair find and keep the matrix product whose fp16 input overflows."""
 import numpy as np
 import onnx
 import pytest
@@ -163,3 +163,25 @@ def test_on_wide_range_activations_the_proxy_stays_close_to_fp32_where_fp16_does
         fp16_error = np.abs(got_fp16 - exact).max() if np.isfinite(got_fp16).all() else np.inf
         assert cube_error < fp16_error / 10, (cube_error, fp16_error)
         assert not cosine(got_fp16, exact) > 0.999
+
+
+def test_locate_and_repair_work_on_the_proxy(tmp_path):
+    """test_kept_closure's graph, whose block-1 LayerNorm output passes 65504 on its way to a MatMul: the cube unit
+    takes it in fp16 (inf), so the target is NaN; locate names that MatMul (measured, and the first jump agrees),
+    repair keeps it alone (with its weight's Transpose) and passes. Keeping every candidate is test_kept_closure's."""
+    from accuracy import locate as L
+    from accuracy import repair as R
+    from test_kept_closure import D, ln_cast_matmul_onnx, node, write_inputs
+
+    fp32 = ln_cast_matmul_onnx(tmp_path / "fp32.onnx")
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((1, 6, D)).astype(np.float32) for _ in range(3)]
+    run = backends.reference().load_reduced(fp32, {"threads": 1})
+    npy, ref = write_inputs(tmp_path / "data", xs, [run(x) for x in xs])
+    _, summary = L.localise(ascend, fp32, CUBE, npy, ref, 0.99, {"threads": 1}, tmp_path / "l")
+    assert summary["causes"]["target"]["nonfinite"] > 0
+    top = summary["top_cause"]
+    assert top["node"] == node(1, "mlp/MatMul") and top["first_jump"]["agrees"]
+    record = R.repair(ascend, fp32, CUBE, npy, ref, 0.99, {"threads": 1}, summary, tmp_path / "r" / "model")
+    assert record["passed"] and record["repaired"]
+    assert record["kept"] == [node(1, "mlp/MatMul")] and record["closure"] == [node(1, "mlp/Transpose")]
