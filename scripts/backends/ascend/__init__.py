@@ -72,7 +72,7 @@ CONFIG_KEYS = ("soc_version", "soc_versions", "atc", "ais_bench_python", "npu_de
 #   mixed_fp16  the fp32 ONNX, fp16 where ATC's op lists allow it, fp32 elsewhere (allow_mix_precision_fp16)
 #   mixed_bf16  the same in bf16 (allow_mix_precision_bf16; chips with bf16, such as the 910B series)
 # and one precision set by --precision_mode_v2 instead (ATC refuses both options together):
-#   cube_fp16in_fp32out  the fp32 ONNX, matrix products (the cube unit: MatMul, Gemm, Conv) with fp16 inputs and
+#   cube_fp16in_fp32out  the fp32 ONNX, matrix products (the cube unit: cube.CUBE_OPS) with fp16 inputs and
 #                        fp32 outputs, every vector op in fp32 (ATC's cube_fp16in_fp32out; cube.py, its proxy)
 # CANN's ATC documentation, --precision_mode and --precision_mode_v2:
 # https://www.hiascend.com/document/detail/en/canncommercial/850/devaids/atctool/atlasatcparam_16_0067.html
