@@ -11,6 +11,8 @@ The plan, module-level names and functions (`Backend` below checks them):
   PRECISIONS         its precision vocabulary: what a target computes in -> the exported ONNX it starts
                      from ("fp32" or "fp16"); DEFAULT_PRECISION when config names none
   CALIBRATED         the precisions whose compile calibrates on the run's first shard of inputs
+  AUTO_PRECISIONS    what `precisions: auto` builds (fp32 first, then the reduced ones the run checks, repairs
+                     and chooses among): each backend weighs its own
   options(config, precision)  its compile, infer and benchmark options (the workflow adds "threads",
                      "precision", "device" and "tower")
   ACCELERATOR        the resource its infer and benchmark jobs hold, one per job (e.g. "npu"), or None
@@ -115,6 +117,7 @@ class Backend(Protocol):
     PRECISIONS: dict[str, str]
     DEFAULT_PRECISION: str
     CALIBRATED: frozenset[str]
+    AUTO_PRECISIONS: tuple[str, ...]
     REDUCED: frozenset[str]
     ACCELERATOR: str | None
     RUNS_ON_HOST_CPU: bool

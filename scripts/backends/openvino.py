@@ -56,6 +56,7 @@ CALIBRATED = frozenset({"int8"})  # compile needs options["calibration"]
 DEFAULT_PRECISION = "fp32"
 REDUCED = frozenset({"fp16", "bf16", "int8"})
 CANDIDATE_OPS = {"int8": ("MatMul", "Gemm", "Conv")}  # what NNCF quantises of a transformer
+AUTO_PRECISIONS = ("fp32", "fp16", "int8")  # what `precisions: auto` builds and chooses among
 # precision -> the CPU plugin's INFERENCE_PRECISION_HINT (int8: what the unquantised rest computes in)
 HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 PRECISION_OF_HINT = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}

@@ -11,17 +11,14 @@ import backends
 from pipeline import paths as P
 from pipeline.paths import ConfigError
 
-# the precisions `precisions: auto` builds, where a backend knows them: fp32, and the reduced ones the
-# run then checks, repairs and chooses among
-AUTO_PRECISIONS = ("fp32", "fp16", "int8")
-
 
 def backend_precisions(plan, config: dict) -> list[str]:
-    """The precisions of one backend's targets: config `precisions` (those in its vocabulary; `auto`:
-    AUTO_PRECISIONS it knows), else `precision`, else the backend's default."""
+    """The precisions of one backend's targets: config `precisions` (those in its vocabulary; `auto`: its
+    plan's AUTO_PRECISIONS, fp32 and the reduced ones the run then checks, repairs and chooses among), else
+    `precision`, else the backend's default."""
     wanted = config["precisions"]
     if wanted == "auto":
-        return [p for p in AUTO_PRECISIONS if p in plan.PRECISIONS]
+        return list(plan.AUTO_PRECISIONS)
     if wanted:
         return [p for p in wanted if p in plan.PRECISIONS]
     if config["precision"]:

@@ -478,3 +478,98 @@ def test_the_npu_dump_is_read_and_located_to_the_overflowing_node(tmp_path, stan
     bad = subprocess.run([sys.executable, "-m", "ais_bench", "--model", str(om), "--dump", "true"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "miss output parameter" in bad.stdout + bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# cube_fp16in_fp32out (issue 33): ATC's --precision_mode_v2, never beside --precision_mode
+# ---------------------------------------------------------------------------------------------
+
+CUBE = "cube_fp16in_fp32out"
+CONFIG = {"atc": {"op_select_implmode": "", "optypelist_for_implmode": ""}, "ais_bench_python": "python3",
+          "npu_device": 0, "locate_npu_dump": False}
+
+
+def plan_options(precision, atc=None):
+    return {**ascend.options({**CONFIG, "atc": {**CONFIG["atc"], **(atc or {})}}, precision), "device": "Ascend910B4",
+            "threads": 1, "precision": precision}
+
+
+def test_cube_fp16in_fp32out_compiles_the_fp32_onnx_with_precision_mode_v2(tiny_onnx, tmp_path, standins, monkeypatch):
+    """The new precision's command line, and today's precisions' unchanged; the stand-in atc (CANN's documented
+    values) takes it and records it in the .om."""
+    assert ascend.PRECISIONS[CUBE] == "fp32" and CUBE in ascend.REDUCED
+    out = tmp_path / "model_bs1"
+    base = ["atc", "--framework=5", f"--model={Path(tiny_onnx['fp32']).resolve()}", f"--output={out.resolve()}/model",
+            "--input_format=NCHW", "--input_shape=image:1,3,16,16", "--soc_version=Ascend910B4", "--log=error"]
+    tails = {CUBE: ["--precision_mode_v2=cube_fp16in_fp32out"], "fp16": [],
+             "fp32": ["--precision_mode=must_keep_origin_dtype"], "mixed_fp16": ["--precision_mode=allow_mix_precision_fp16"],
+             "mixed_bf16": ["--precision_mode=allow_mix_precision_bf16"]}
+    assert set(tails) == set(ascend.PRECISIONS)
+    for precision, tail in tails.items():
+        assert ascend.compile_command(tiny_onnx["fp32"], out, 1, 16, plan_options(precision)) == base + tail, precision
+    # with a tuned option: ATC_OPTIONS order, the precision's option first
+    assert ascend.compile_command(tiny_onnx["fp32"], out, 1, 16, plan_options(CUBE, {"op_select_implmode": "high_precision"})
+                                  )[-2:] == ["--precision_mode_v2=cube_fp16in_fp32out", "--op_select_implmode=high_precision"]
+    monkeypatch.syspath_prepend(str(STANDINS))
+    import standin_om
+
+    (om,) = ascend.compile(tiny_onnx["fp32"], out, 1, 16, plan_options(CUBE))
+    header, _ = standin_om.read_om(om)
+    assert header["precision_mode_v2"] == CUBE and header["precision_mode"] is None
+
+
+@pytest.mark.parametrize("precision, atc", [(CUBE, {"precision_mode": "force_fp16"}), (CUBE, {"precision_mode_v2": "fp16"}),
+                                            ("fp32", {"precision_mode_v2": CUBE}),
+                                            ("mixed_fp16", {"precision_mode": "force_fp32"})])
+def test_a_precision_mode_in_config_atc_beside_a_precision_that_sets_one_is_a_config_error(precision, atc):
+    """ATC takes one precision mode and the target's precision names it: a config that sets its own (the schema
+    has no such key; a module use or bench/ could pass one) is refused, naming both, before any job."""
+    from pipeline.paths import ConfigError
+
+    (key, value), = atc.items()
+    with pytest.raises(ConfigError, match=rf"config `atc: {key}: {value}` conflicts with precision {precision}, which "
+                                          rf"sets ATC's --precision_mode"):
+        ascend.options({**CONFIG, "atc": atc}, precision)
+
+
+def test_a_precision_mode_in_config_atc_that_agrees_or_meets_no_precision_mode_is_passed():
+    assert plan_options(CUBE, {"precision_mode_v2": CUBE})["atc"] == {"precision_mode_v2": CUBE}
+    # fp16 (ATC's default on the fp16 ONNX) sets none: a setting of the config's own goes to ATC, as before
+    assert plan_options("fp16", {"precision_mode": "force_fp32"})["atc"] == {"precision_mode": "force_fp32"}
+
+
+def test_the_repaired_cube_target_is_built_with_precision_mode_v2_and_its_keep_dtype(tiny_onnx, tmp_path, standins):
+    """kept_command under the target's precision: cube_fp16in_fp32out's own option with --keep_dtype (CANN: keep_dtype
+    applies to every --precision_mode_v2 but origin), fp16's force_fp16 as before; the stand-in atc takes both."""
+    import onnx
+
+    nodes = [n.name for n in onnx.load(tiny_onnx["fp32"]).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    kept = tmp_path / "kept_fp32.txt"
+    ascend.write_kept(kept, nodes[:1])
+    cmd = ascend.kept_command(tiny_onnx["fp32"], kept, tmp_path / "om", plan_options(CUBE))
+    assert cmd == ascend.commands.atc_command(Path(tiny_onnx["fp32"]).resolve(), (tmp_path / "om").resolve() / "model", 1,
+                                              "Ascend910B4", image_spec(16), {"precision_mode_v2": CUBE}) + \
+        [f"--keep_dtype={kept.resolve()}"]
+    old = ascend.kept_command(tiny_onnx["fp32"], kept, tmp_path / "om", {"device": "Ascend910B4"})
+    assert old == cmd[:-2] + ["--precision_mode=force_fp16", cmd[-1]]
+    assert ascend.kept_command(tiny_onnx["fp32"], kept, tmp_path / "om", plan_options("fp16")) == old
+    for command in (cmd, old):
+        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0 and "ATC run success" in done.stdout, done.stdout[-2000:]
+    with pytest.raises(ValueError, match="fp32 has no --keep_dtype build"):
+        ascend.kept_command(tiny_onnx["fp32"], kept, tmp_path / "om", plan_options("fp32"))
+
+
+@pytest.mark.xfail(reason="the stand-in ais_bench does not yet emulate cube_fp16in_fp32out from the .om header's "
+                          "precision_mode_v2 (tests/standins/ is changed on another branch): it runs the fp32 ONNX in fp32",
+                   strict=False)
+def test_the_standin_npu_computes_cube_fp16in_fp32out_as_the_proxy_does(tiny_onnx, tmp_path, standins):
+    options = plan_options(CUBE)
+    (om,) = ascend.compile(tiny_onnx["fp32"], tmp_path / "t" / "model_bs1", 1, 16, options)
+    ascend.infer(om, tiny_onnx["npy"], tmp_path / "t" / "dst", options)
+    proxy = ascend.load_reduced(ascend.build_reduced(tiny_onnx["fp32"], CUBE, [], tmp_path / "proxy", {}), {"threads": 1})
+    for npy in tiny_onnx["npy"]:
+        got = np.load(tmp_path / "t" / "dst" / f"{Path(npy).stem}_0.npy")
+        want, fp32 = proxy(np.load(npy)), onnx_reference(tiny_onnx["fp32"], npy)
+        assert not np.allclose(want, fp32, rtol=1e-5, atol=1e-6), "the proxy differs from fp32 on this model"
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

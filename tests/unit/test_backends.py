@@ -39,8 +39,32 @@ def test_each_backend_declares_its_whole_plan_with_the_same_signatures(name):
     assert set(plan.CONFIG_KEYS) <= set(schema["properties"]), "its config keys are in the schema"
     assert name in schema["$defs"]["backend"]["enum"]
     assert set(plan.PRECISIONS) <= set(schema["properties"]["precision"]["enum"])
+    assert set(plan.PRECISIONS) <= set(schema["properties"]["precisions"]["oneOf"][0]["items"]["enum"])
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert plan.devices(config) and isinstance(plan.options(config, plan.DEFAULT_PRECISION), dict)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_precisions_auto_is_each_plans_own_choice(name):
+    """`precisions: auto` builds what the plan names (fp32, then reduced precisions the run locates, repairs and
+    chooses among), and config/schema.yaml accepts each in `precision` and `precisions`."""
+    from pipeline.matrix import backend_precisions
+    from test_ascend_paths import schema_errors
+
+    plan = backends.get(name)
+    auto = backend_precisions(plan, {"precisions": "auto", "precision": ""})
+    assert auto == list(plan.AUTO_PRECISIONS) and auto[0] == "fp32" and len(set(auto)) == len(auto)
+    assert set(auto) <= set(plan.PRECISIONS) and set(auto[1:]) <= set(plan.REDUCED)
+    assert schema_errors(precisions=auto) == [] and all(schema_errors(precision=p) == [] for p in auto)
+
+
+def test_auto_weighs_cube_fp16in_fp32out_against_fp16_and_fp32_on_ascend():
+    from pipeline.matrix import backend_precisions
+
+    assert backend_precisions(backends.get("ascend"), {"precisions": "auto", "precision": ""}) == \
+        ["fp32", "fp16", "cube_fp16in_fp32out"]
+    assert backend_precisions(backends.get("onnxruntime"), {"precisions": "auto", "precision": ""}) == \
+        ["fp32", "fp16", "int8"]
 
 
 def test_no_two_backends_own_one_config_key():

@@ -156,6 +156,7 @@ CONFIG_KEYS = ()
 PRECISIONS = {"fp32": "fp32", "fp16": "fp16"}
 DEFAULT_PRECISION = "fp16"
 CALIBRATED = frozenset()
+AUTO_PRECISIONS = ("fp32", "fp16")
 REDUCED = frozenset({"fp16"})
 ACCELERATOR = "gpu"
 RUNS_ON_HOST_CPU = False

@@ -269,14 +269,14 @@ class Unclosed:
     def __getattr__(self, name):
         return getattr(self.plan, name)
 
-    def build_reduced(self, graph, precision, keep, out_dir, options):
-        import graph.closure
+    def build_reduced(self, source, precision, keep, out_dir, options):
+        import graph.closure  # binds `graph`: the ONNX to build is `source`
         import backends.onnxruntime
 
         with self.monkeypatch.context() as m:
             m.setattr(graph.closure, "closed", lambda model, keep: list(keep))
             m.setattr(backends.onnxruntime, "_fold_round_trips", lambda model: 0)
-            return self.plan.build_reduced(graph, precision, keep, out_dir, options)
+            return self.plan.build_reduced(source, precision, keep, out_dir, options)
 
 
 def test_repair_names_where_a_mechanism_cannot_express_fp32(overflow_graph, tmp_path, monkeypatch):

@@ -796,3 +796,28 @@ def test_the_fastest_target_that_meets_every_gate_is_the_deployment_per_hardware
     assert "## Deployment" in md and "onnxruntime int8 (repaired)" in md and "Deployment</h2>" in page
     fine = build_report([write_checkpoint(tmp_path)], [], load_targets(specs[:3]), {**CONFIG, "precisions": "auto"})
     assert fine["verdict"] == "PASS" and not fine["undeployed"]
+
+
+def test_the_deployment_weighs_cube_fp16in_fp32out_like_any_other_target(tmp_path):
+    """Issue 33: on a chip, `precisions: auto` builds fp32, fp16 and cube_fp16in_fp32out; the chooser takes the
+    fastest that passes: cube_fp16in_fp32out (250/s) over fp32 (100/s) while fp16 (400/s) misses; where it misses
+    too, its repaired model (at 1.25x its latency: 200/s) still beats fp32, and a fp16 repaired faster wins."""
+    cube = "cube_fp16in_fp32out"
+    fp32 = _candidate(tmp_path, "a", "Ascend910B4", "ascend", "fp32", 100.0, True)
+    fp16 = _candidate(tmp_path, "b", "Ascend910B4", "ascend", "fp16", 400.0, False)
+    specs = [fp32, fp16, _candidate(tmp_path, "c", "Ascend910B4", "ascend", cube, 250.0, True)]
+    r = build_report([write_checkpoint(tmp_path)], [], load_targets(specs), {**CONFIG, "precisions": "auto"})
+    (chip,) = r["deployments"]
+    assert (chip["device"], chip["backend"], chip["precision"], chip["repaired"]) == ("Ascend910B4", "ascend", cube, False)
+    assert chip["throughput_fps"] == pytest.approx(250.0) and "the fastest of 2 candidate(s)" in chip["reason"]
+    assert r["verdict"] == "PASS" and not r["undeployed"]
+    _, md = write_all(r, tmp_path)
+    assert f"ascend {cube}" in md.split("## Deployment")[1]
+    repaired = _candidate(tmp_path, "d", "Ascend910B4", "ascend", cube, 250.0, False, repaired_ratio=1.25)
+    (chip,) = build_report([write_checkpoint(tmp_path)], [], load_targets([fp32, fp16, repaired]),
+                           {**CONFIG, "precisions": "auto"})["deployments"]
+    assert (chip["precision"], chip["repaired"], chip["throughput_fps"]) == (cube, True, pytest.approx(200.0))
+    fp16_repaired = _candidate(tmp_path, "e", "Ascend910B4", "ascend", "fp16", 400.0, False, repaired_ratio=1.25)
+    (chip,) = build_report([write_checkpoint(tmp_path)], [], load_targets([fp32, fp16_repaired, repaired]),
+                           {**CONFIG, "precisions": "auto"})["deployments"]
+    assert (chip["precision"], chip["repaired"], chip["throughput_fps"]) == ("fp16", True, pytest.approx(320.0))

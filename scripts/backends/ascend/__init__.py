@@ -2,7 +2,7 @@
 (`soc_version`), and ais_bench runs it, exactly as the seed's manual steps do:
 
   atc --framework=5 --model=<fp16.onnx> --output=<prefix> --input_format=NCHW
-      --input_shape=image:<bs>,3,<R>,<R> --soc_version=<soc> --log=error [--precision_mode=...]
+      --input_shape=image:<bs>,3,<R>,<R> --soc_version=<soc> --log=error [--precision_mode=... | --precision_mode_v2=...]
   python3 -m ais_bench --model <om> --input <npy dir> --output <dir> --output_dirname dst --outfmt NPY
   python3 -m ais_bench --model <om> --loop <N> --batchsize <bs>            (pure-inference benchmark)
 
@@ -15,7 +15,8 @@ Facts about the real tools this module relies on:
   or `ATC run failed, ...` with error codes and a non-zero exit. It writes fusion_result.json (and,
   with debug options, kernel_meta/) into its working directory, so every job runs in a fresh one.
 - ATC computes in fp16 by default (precision_mode force_fp16), even for an fp32 graph, unless
-  precision_mode=must_keep_origin_dtype.
+  precision_mode=must_keep_origin_dtype. --precision_mode_v2 is the newer option of the same setting: ATC
+  refuses the two together.
 - ais_bench names each output after its input file cut at the first dot (`a.b.npy` -> `a_0.npy`).
   It groups input files by byte size, not by shape, so every input must be exactly one batch-1 tensor:
   float32 1xCxHxW for the image tower, int64 1x52 token ids (416 bytes) for the text tower (compiled
@@ -53,11 +54,10 @@ from pathlib import Path
 
 from pipeline.common import log
 
+from . import aipp, cube
 from .commands import (MODEL_PREFIX, ais_bench_benchmark_command, ais_bench_infer_command, atc_command, dynamic_gears,
-                       end_to_end,
-                       failure, parse_ais_bench_stdout, parse_multidevice_stdout, parse_summary, run_tool,
+                       end_to_end, failure, parse_ais_bench_stdout, parse_multidevice_stdout, parse_summary, run_tool,
                        speed_intervals)
-from . import aipp
 from .dumps import node_tensors  # noqa: F401 - the plan's node_tensors (base.py)
 from .probe import check_tools, versions  # noqa: F401 - the plan's versions (base.py)
 from .scratch import (AIS_UNSAFE_READ, check_inputs, check_scratch, output_folder, private_scratch, stage_inputs,
@@ -74,15 +74,27 @@ CONFIG_KEYS = ("soc_version", "soc_versions", "atc", "ais_bench_python", "npu_de
 #   fp32        the fp32 ONNX in its own dtype (must_keep_origin_dtype): what the chip runs in fp32
 #   mixed_fp16  the fp32 ONNX, fp16 where ATC's op lists allow it, fp32 elsewhere (allow_mix_precision_fp16)
 #   mixed_bf16  the same in bf16 (allow_mix_precision_bf16; chips with bf16, such as the 910B series)
-# CANN's ATC documentation, --precision_mode:
+# and one precision set by --precision_mode_v2 instead (ATC refuses both options together):
+#   cube_fp16in_fp32out  the fp32 ONNX, matrix products (the cube unit: cube.CUBE_OPS) with fp16 inputs and
+#                        fp32 outputs, every vector op in fp32 (ATC's cube_fp16in_fp32out; cube.py, its proxy)
+# CANN's ATC documentation, --precision_mode and --precision_mode_v2:
 # https://www.hiascend.com/document/detail/en/canncommercial/850/devaids/atctool/atlasatcparam_16_0067.html
+# https://www.hiascend.com/document/detail/en/canncommercial/850/devaids/atctool/atlasatcparam_16_0069.html
 PRECISION_MODE = {"fp16": None, "fp32": "must_keep_origin_dtype", "mixed_fp16": "allow_mix_precision_fp16",
                   "mixed_bf16": "allow_mix_precision_bf16"}
-PRECISIONS = {"fp16": "fp16", "fp32": "fp32", "mixed_fp16": "fp32", "mixed_bf16": "fp32"}
+PRECISION_MODE_V2 = {cube.PRECISION: "cube_fp16in_fp32out"}
+PRECISIONS = {"fp16": "fp16", "fp32": "fp32", "mixed_fp16": "fp32", "mixed_bf16": "fp32", cube.PRECISION: "fp32"}
 DEFAULT_PRECISION = "fp16"
 CALIBRATED = frozenset()
-# locate and repair work on the fp16 ONNX stored in fp16 between nodes, the proxy of ATC's fp16 computation
-REDUCED = frozenset({"fp16"})
+# locate and repair work on a CPU proxy of each: for fp16 the fp16 ONNX stored in fp16 between nodes, for
+# cube_fp16in_fp32out the fp32 ONNX with its matrix products' inputs rounded to fp16 (cube.py)
+REDUCED = frozenset({"fp16", cube.PRECISION})
+CANDIDATE_OPS = {cube.PRECISION: cube.CUBE_OPS}  # the only nodes cube_fp16in_fp32out changes
+# what `precisions: auto` builds and chooses among: fp32, and the two reduced precisions the chip computes in
+AUTO_PRECISIONS = ("fp32", "fp16", cube.PRECISION)
+# ATC's precision option for a repaired target's --keep_dtype build (kept_command), per reduced precision: the
+# fp32 ONNX under the option that computes the target's precision
+KEPT_MODE = {"fp16": ("precision_mode", "force_fp16"), cube.PRECISION: ("precision_mode_v2", "cube_fp16in_fp32out")}
 ACCELERATOR = "npu"  # infer, benchmark and a dumping locate hold one NPU each
 RUNS_ON_HOST_CPU = False  # runs on the NPU: the host's matmul ceiling says nothing of its speed
 REFERENCE = False  # the reference stages run elsewhere (backends/base.py)
@@ -97,13 +109,32 @@ def devices(config: dict) -> list[str]:
     return list(config["soc_versions"]) or [config["soc_version"]]
 
 
+def atc_precision(precision: str) -> dict:
+    """The ATC option the precision sets: {"precision_mode": ...}, {"precision_mode_v2": ...} or {} (fp16,
+    ATC's default on the fp16 ONNX)."""
+    if PRECISION_MODE_V2.get(precision):
+        return {"precision_mode_v2": PRECISION_MODE_V2[precision]}
+    return {"precision_mode": PRECISION_MODE[precision]} if PRECISION_MODE[precision] else {}
+
+
 def options(config: dict, precision: str) -> dict:
-    """ATC's options (those config `atc` sets, and --precision_mode for the precision), the Python that
-    runs ais_bench, the NPU's device id (infer, locate's dump) and the NPUs a benchmark runs over
-    (`npu_devices`, else that one), and whether locate reads the NPU's own tensors."""
+    """ATC's options (those config `atc` sets, and --precision_mode or --precision_mode_v2 for the precision),
+    the Python that runs ais_bench, the NPU's device id (infer, locate's dump) and the NPUs a benchmark runs
+    over (`npu_devices`, else that one), AIPP, and whether locate reads the NPU's own tensors.
+    ConfigError when config `atc` sets a precision mode of its own beside a precision that sets one (the schema
+    has no such key; a config that bypasses it): ATC takes one, and the target's precision names it."""
     atc = {k: v for k, v in config["atc"].items() if v}
-    if PRECISION_MODE[precision]:
-        atc["precision_mode"] = PRECISION_MODE[precision]
+    sets = atc_precision(precision)
+    clash = {k: atc[k] for k in ("precision_mode", "precision_mode_v2") if sets and atc.get(k) and atc[k] != sets.get(k)}
+    if clash:
+        from pipeline.paths import ConfigError
+
+        (key, value), (own, mode) = next(iter(clash.items())), next(iter(sets.items()))
+        raise ConfigError(f"config `atc: {key}: {value}` conflicts with precision {precision}, which sets ATC's "
+                          f"--{own}={mode} (ATC takes one precision mode: --precision_mode and --precision_mode_v2 "
+                          f"are mutually exclusive): remove {key} from `atc:` and choose what ATC computes in by "
+                          f"`precision`/`precisions` ({', '.join(PRECISIONS)})")
+    atc.update(sets)
     return {"atc": atc, "ais_bench_python": config["ais_bench_python"], "device_id": config["npu_device"],
             "benchmark_devices": bench_devices(config), "aipp": bool(config.get("aipp")),
             "dump_tensors": config["locate_npu_dump"]}
@@ -397,8 +428,9 @@ def _summed_end_to_end(figures: list[dict]) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# Repair's mechanism: the fp16 ONNX stored in fp16 between nodes stands for ATC's fp16 computation; the
-# nodes kept in fp32 go to ATC as its --keep_dtype file
+# Repair's mechanism: a CPU proxy of each reduced precision stands for ATC's computation (fp16: the fp16 ONNX
+# stored in fp16 between nodes; cube_fp16in_fp32out: cube.py), and the nodes kept in fp32 go to ATC as its
+# --keep_dtype file
 # --------------------------------------------------------------------------------------------
 
 def reduced_graph(fp32_onnx: str | os.PathLike, precision: str, scratch: str | os.PathLike, options: dict) -> str:
@@ -408,53 +440,71 @@ def reduced_graph(fp32_onnx: str | os.PathLike, precision: str, scratch: str | o
 
 def build_reduced(graph: str | os.PathLike, precision: str, keep: list[str], out_dir: str | os.PathLike,
                   options: dict) -> str:
-    """The fp16 ONNX with the nodes `keep` in fp32 (ONNX Runtime's fp16 converter, as the workflow's fp16
-    ONNX is made): what ATC computes with those nodes in --keep_dtype."""
+    """What ATC computes with the nodes `keep` in --keep_dtype: for fp16 the fp16 ONNX with those nodes in fp32
+    (ONNX Runtime's fp16 converter, as the workflow's fp16 ONNX is made; the set closed over its Casts and
+    carriers); for cube_fp16in_fp32out the fp32 ONNX with the inputs of every matrix product but those rounded
+    to fp16 (cube.round_cube_inputs: the other nodes compute in fp32 anyway, so nothing needs closing)."""
     from backends.onnxruntime import build_fp16
 
-    if precision not in REDUCED:
-        raise ValueError(f"ascend: {precision} has no proxy to rebuild (only {', '.join(sorted(REDUCED))})")
-    return str(build_fp16(graph, Path(out_dir) / "model.onnx", node_block_list=keep))
+    out = Path(out_dir) / "model.onnx"
+    if precision == "fp16":
+        return str(build_fp16(graph, out, node_block_list=keep))
+    if precision == cube.PRECISION:
+        return str(cube.round_cube_inputs(graph, out, keep))
+    raise ValueError(f"ascend: {precision} has no proxy to rebuild (only {', '.join(sorted(REDUCED))})")
 
 
 def load_reduced(model: str | os.PathLike, options: dict):
-    """run(input) -> the model's first output with every fp16 tensor stored in fp16 between nodes: the proxy
-    of the NPU's fp16 computation (ONNX Runtime's own CPU computes most fp16 nodes in fp32)."""
+    """run(input) -> the model's first output, computed as the NPU computes it: the fp16 proxy with every fp16
+    tensor stored in fp16 between nodes (ONNX Runtime's own CPU computes most fp16 nodes in fp32); the
+    cube_fp16in_fp32out proxy (marked by cube.is_proxy) by the reference runtime in fp32, as it is."""
     from backends.base import model_inputs
     from backends.onnxruntime import graph_session
     from graph import load_graph
     from graph.segments import SegmentRunner
 
-    output = load_graph(model).graph.output[0].name
-    runner = SegmentRunner(model, [[output]], graph_session, options.get("threads", 1), fp16_storage=True)
+    graph = load_graph(model)
     (spec,) = model_inputs(model)
-    if _aipp(options):  # cn_clip's tensor -> its pixels -> AIPP's fp16 arithmetic, as the target computes
-        mean, std = aipp.cn_clip_normalisation()
-        fields = aipp.parameters(mean, std)
-        return lambda x: next(iter(runner.run({spec.name: aipp.emulate(aipp.to_pixels(x, mean, std), fields)
-                                                .astype(spec.dtype)})))[output]
-    return lambda x: next(iter(runner.run({spec.name: x})))[output]
+    if cube.is_proxy(graph):
+        import backends
+
+        run = backends.reference().load_reduced(model, options)
+    else:
+        output = graph.graph.output[0].name
+        runner = SegmentRunner(model, [[output]], graph_session, options.get("threads", 1), fp16_storage=True)
+        run = lambda x: next(iter(runner.run({spec.name: x})))[output]  # noqa: E731
+    if not _aipp(options):
+        return run
+    # the target takes the image's pixels: cn_clip's tensor -> its exact pixels -> AIPP's fp16 arithmetic
+    mean, std = aipp.cn_clip_normalisation()
+    fields = aipp.parameters(mean, std)
+    return lambda x: run(aipp.emulate(aipp.to_pixels(x, mean, std), fields).astype(spec.dtype))
 
 
 def kept_command(fp32_onnx: str | os.PathLike, kept_file: str | os.PathLike, out_dir: str | os.PathLike,
                  options: dict) -> list[str]:
-    """The ATC command that builds the repaired target on the device, batch 1: the fp32 ONNX under
-    --precision_mode=force_fp16 (what the fp16 target computes) with --keep_dtype naming the kept nodes and
-    their closure (write_kept). ATC refuses a --keep_dtype file naming an operator its graph does not have
-    (E10042), so every name in it is a node of that ONNX."""
+    """The ATC command that builds the repaired target on the device, batch 1: the fp32 ONNX under the option
+    that computes the target's precision (options["precision"], fp16 when absent: --precision_mode=force_fp16;
+    cube_fp16in_fp32out: --precision_mode_v2=cube_fp16in_fp32out; KEPT_MODE) with --keep_dtype naming the kept
+    nodes and their closure (write_kept). ATC refuses a --keep_dtype file naming an operator its graph does not
+    have (E10042), so every name in it is a node of that ONNX."""
     from backends.base import model_inputs
 
+    precision = options.get("precision") or "fp16"
+    if precision not in KEPT_MODE:
+        raise ValueError(f"ascend: {precision} has no --keep_dtype build (only {', '.join(sorted(KEPT_MODE))})")
+    key, mode = KEPT_MODE[precision]
     (spec,) = model_inputs(fp32_onnx)
     atc = {k: v for k, v in (options.get("atc") or {}).items() if k not in ("precision_mode", "precision_mode_v2")}
     cmd = atc_command(Path(fp32_onnx).resolve(), Path(out_dir).resolve() / MODEL_PREFIX, 1, options["device"], spec,
-                      {**atc, "precision_mode": "force_fp16"})
+                      {**atc, key: mode})
     return cmd + [f"--keep_dtype={Path(kept_file).resolve()}"]
 
 
 def write_kept(path: str | os.PathLike, nodes: list[str]) -> None:
     """ATC's --keep_dtype file: one operator name per line (ATC names an ONNX model's operators after its
-    nodes), for `atc --precision_mode=force_fp16 --keep_dtype=<file>` on the fp32 ONNX. Format: CANN ATC
-    docs, "--keep_dtype", e.g.
+    nodes), for kept_command's `atc --precision_mode=force_fp16 --keep_dtype=<file>` on the fp32 ONNX (or
+    --precision_mode_v2=cube_fp16in_fp32out). Format: CANN ATC docs, "--keep_dtype", e.g.
     https://www.hiascend.com/document/detail/zh/CANNCommunityEdition/80RC2alpha002/devaids/auxiliarydevtool/atlasatc_16_0105.html"""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(f"{n}\n" for n in dict.fromkeys(nodes)), encoding="utf-8")

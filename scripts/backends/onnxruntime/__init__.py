@@ -37,6 +37,7 @@ REFERENCE = True
 REDUCED = frozenset({"fp16", "int8", "int8_dynamic"})
 # the ops its quantisers quantise (op_types_to_quantize): the nodes an int8 precision changes
 CANDIDATE_OPS = {"int8": ("MatMul", "Gemm", "Conv"), "int8_dynamic": ("MatMul", "Gemm", "Conv")}
+AUTO_PRECISIONS = ("fp32", "fp16", "int8")  # what `precisions: auto` builds and chooses among
 ACCELERATOR = None
 RUNS_ON_HOST_CPU = True
 LABEL, SHORT = "ONNX Runtime", "ORT"  # how the report names it
