@@ -2,9 +2,12 @@
 
 Same arguments as the real tool (argparse, so an unknown argument exits 2), same files, same lines:
 - inference (`--input <dir|files>`): input files (.npy/.bin, natural order; symbolic links refused like
-  recent ais_bench) are grouped by byte size into batches of the model input, as the real tool does;
+  recent ais_bench) are grouped into batches of the model input as the real tool does (io_operations: the
+  first file's size divides the input's size into files per batch, the last batch is padded with its first
+  file's bytes, and each output is split back per file, the padding's part dropped);
   outputs go to <output>/<output_dirname>/<name>_<i>.npy where <name> is the input's file name cut at
-  its first dot (`a.b.npy` -> `a_0.npy`), and <output>/<output_dirname>_summary.json beside them;
+  its first dot (`a.b.npy` -> `a_0.npy`), and <output>/<output_dirname>_summary.json beside them (its
+  filesinfo per sample: {"0": {"infiles": [file], "outfiles": [...]}, ...});
 - pure inference (no --input): zeros, `--warmup_count` untimed then `--loop` timed runs;
 - the real tool's path and permission rules (see security.py: ASCII-only paths, no symbolic links, inputs
   and the .om not group/other-writable, --output 0750 or stricter; STANDIN_AIS_BENCH_VERSION=2024 for the
@@ -21,8 +24,8 @@ workflow's graph.segments.SegmentRunner, one session per node: slow), where ONNX
 fp16 nodes in fp32 and hide an fp16 overflow (docs/accuracy.md).
 
 Dynamic batch, several devices, H2D/D2H figures, AIPP and the cube precision mode, modelled on the real front
-end (ais_bench/infer/*.py of ais-bench_workload/tool/ais_bench, the version at 3eab4a9~1 of the
-Yanguan619/aclruntime mirror, the same files as /tmp/ais_*.py) and its aclruntime C++ (backend/ of that tree):
+end (gitee Ascend/tools ais-bench_workload/tool/ais_bench/ais_bench/infer/*.py, read in the Yanguan619/aclruntime
+mirror at 3eab4a9~1) and its aclruntime C++ (ais-bench_workload/tool/ais_bench/backend/ of the same tree):
 - `--dymBatch N` (dest dym_batch; args_check.check_positive_integer, at most 4096 per
   utils.check_int_args_max_limit): on a .om whose header has "dynamic_batch_size", N must be one of its
   gears (model_process.cpp CheckDynamicBatchSize: "[ERROR] the dymBatch parameter is not correct", then
@@ -73,6 +76,7 @@ from ais_bench import security  # noqa: E402
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="[%(levelname)s] %(message)s")
 logger = logging.getLogger("ais_bench")
 SCALE = 99
+PADDING = "padding_infer_fake_file"  # io_operations.PADDING_INFER_FAKE_FILE: no file, no output
 
 
 def positive(value):
@@ -434,7 +438,10 @@ def infer(args, argv, index=0, msgq=None, device_list=None):
                 raise RuntimeError(f"output path:{output_prefix} is illegal. Please check.")
         logger.info(f"output path:{output_prefix}")
 
-    # batches: lists of files whose bytes together fill one model input (the real grouping, by size)
+    # batches: (the files of one model input, their bytes). io_operations.get_files_count_per_batch: the first
+    # file's size divides the input's realsize into files per batch; list_split pads the last batch with
+    # PADDING marks, whose bytes are the batch's first file (get_narray_from_files_list)
+    per_batch = 1
     if args.input is None:
         if args.pure_data_type == "zero":
             pure = np.zeros(shape, dtype)
@@ -442,22 +449,22 @@ def infer(args, argv, index=0, msgq=None, device_list=None):
             pure = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
         else:
             pure = np.random.default_rng(0).random(shape).astype(dtype)
-        batches = [(None, pure)]
+        batches = [(["pure_infer_data"], pure)]
     else:
-        batches, group, filled = [], [], b""
-        for path in input_files(args.input):
-            data = load_bytes(path, np)
-            if realsize % len(data):
-                raise RuntimeError(f"file:{path} size:{len(data)} not match model input size:{realsize}")
-            group.append(path)
-            filled += data
-            if len(filled) == realsize:
-                batches.append((group, np.frombuffer(filled, dtype=dtype).reshape(shape)))
-                group, filled = [], b""
-        if group:  # the real tool pads the last batch with the last file
-            while len(filled) < realsize:
-                filled += load_bytes(group[-1], np)
-            batches.append((group, np.frombuffer(filled, dtype=dtype).reshape(shape)))
+        files = input_files(args.input)
+        first = len(load_bytes(files[0], np))
+        if first == 0 or realsize % first:
+            raise RuntimeError(f"arg0 tensorsize: {realsize} filesize: {first} not match")
+        per_batch, batches = realsize // first, []
+        for k in range(0, len(files), per_batch):
+            group = files[k:k + per_batch]
+            data = b"".join(load_bytes(path, np) for path in group)
+            data += load_bytes(group[0], np) * (per_batch - len(group))
+            if len(data) != realsize:
+                raise RuntimeError(f"ndata size:{len(data)} not match {realsize}" if per_batch > 1 else
+                                   f"check i:0 name:{desc.name} in size:{len(data)} needsize:{realsize} not match")
+            batches.append((group + [PADDING] * (per_batch - len(group)),
+                            np.frombuffer(data, dtype=dtype).reshape(shape)))
 
     def feed(batch):  # what the model's first operator gets: the AIPP unit's output, or the input itself
         return {inp.name: npu.aipp(batch, desc.aipp, onnx_dtype) if desc.aipp else batch}
@@ -489,11 +496,12 @@ def infer(args, argv, index=0, msgq=None, device_list=None):
         d2h.extend(ms for _, ms in copies)
         if output_prefix is None:
             continue
-        infiles = files or ["pure_infer_data"]
-        filesinfo[i] = {"infiles": infiles, "outfiles": []}
-        for j, out in enumerate(outputs):
-            parts = np.split(out, len(infiles), axis=args.output_batchsize_axis) if len(infiles) > 1 else [out]
-            for name, part in zip(infiles, parts):
+        for j, out in enumerate(outputs):  # io_operations.save_tensors_to_file
+            if per_batch > 1 and out.shape[args.output_batchsize_axis] % per_batch:
+                raise RuntimeError(f"save out files error array shape:{out.shape} files_count_perbatch:{per_batch}")
+            for k, (name, part) in enumerate(zip(files, np.array_split(out, per_batch, args.output_batchsize_axis))):
+                if name == PADDING:
+                    continue
                 stem = os.path.basename(name).split(".")[0]  # everything from the first dot is dropped
                 path = os.path.join(output_prefix, f"{stem}_{j}")
                 if args.outfmt == "NPY":
@@ -506,7 +514,8 @@ def infer(args, argv, index=0, msgq=None, device_list=None):
                 else:
                     np.savetxt(path + ".txt", part.reshape(-1))
                     path += ".txt"
-                filesinfo[i]["outfiles"].append(path)
+                info = filesinfo.setdefault(i * per_batch + k, {"infiles": [name], "outfiles": []})  # per sample
+                info["outfiles"].append(path)
     end_time = time.time()
 
     npu_time, h2d_latency, d2h_latency = stats(times, np), stats(h2d, np), stats(d2h, np)
