@@ -560,9 +560,6 @@ def test_the_repaired_cube_target_is_built_with_precision_mode_v2_and_its_keep_d
         ascend.kept_command(tiny_onnx["fp32"], kept, tmp_path / "om", plan_options("fp32"))
 
 
-@pytest.mark.xfail(reason="the stand-in ais_bench does not yet emulate cube_fp16in_fp32out from the .om header's "
-                          "precision_mode_v2 (tests/standins/ is changed on another branch): it runs the fp32 ONNX in fp32",
-                   strict=False)
 def test_the_standin_npu_computes_cube_fp16in_fp32out_as_the_proxy_does(tiny_onnx, tmp_path, standins):
     options = plan_options(CUBE)
     (om,) = ascend.compile(tiny_onnx["fp32"], tmp_path / "t" / "model_bs1", 1, 16, options)

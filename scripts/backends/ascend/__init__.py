@@ -323,6 +323,9 @@ def benchmark(model: str | os.PathLike, npy_files: list[str | os.PathLike], batc
     with private_scratch(f"ais_bench-bs{int(batch_size)}-") as scratch:
         om = stage_model(model, scratch)
         out = output_folder(scratch)
+        if len(devices) > 1:  # one process per device: made here, not raced for by them (its makedirs_safe fails)
+            (out / "benchmark").mkdir(mode=0o750)
+            os.chmod(out / "benchmark", 0o750)
         cmd = ais_bench_benchmark_command(om, loop, batch_size, warmup, devices[0] if len(devices) == 1 else devices,
                                           output=out, output_dirname="benchmark", ais_bench_python=python,
                                           dynamic=dynamic)
