@@ -363,17 +363,3 @@ def write_variant_checkpoint(src: str | Path, out: str | Path, arch: str, kind: 
     torch.save(new, tmp)
     os.replace(tmp, out)
     return record
-
-
-def write_overflow_checkpoint(src: str | Path, out: str | Path, arch: str, block: int | None = None,
-                              scale: float = DEFAULT_SCALE) -> dict:
-    """The overflow variant of checkpoint `src` (write_variant_checkpoint's fp16_overflow), recording
-    {"kind", "block", "scale", "source"}. Returns that record."""
-    return write_variant_checkpoint(src, out, arch, "fp16_overflow", block, scale=scale)
-
-
-def variant_of(path: str | Path) -> dict | None:
-    """The variant record of a checkpoint, or None for an ordinary one."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(VARIANT_KEY)

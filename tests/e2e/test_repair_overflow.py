@@ -26,7 +26,7 @@ TARGET = Target(E2E_ARCH, "image", "ascend", "Ascend910B4", "fp16")
 
 @pytest.fixture(scope="module")
 def overflow_run(tmp_path_factory, e2e_images):
-    from model.variants import write_overflow_checkpoint
+    from model.variants import write_variant_checkpoint
 
     root = copy_workflow(tmp_path_factory.mktemp("overflow"))
     log = tmp_path_factory.mktemp("standins") / "calls.jsonl"
@@ -36,7 +36,7 @@ def overflow_run(tmp_path_factory, e2e_images):
     ordinary = checkpoint_path("synthetic", E2E_ARCH, 0)
     wf.run(ordinary)
     variant = root / "resources" / "checkpoints" / "overflow" / f"{E2E_ARCH}.pt"
-    record = write_overflow_checkpoint(root / ordinary, variant, E2E_ARCH)
+    record = write_variant_checkpoint(root / ordinary, variant, E2E_ARCH, "fp16_overflow")
     wf.config.update(checkpoint=str(variant), backend="ascend", repair=True, locate_npu_dump=True)
     result = wf.run("report", check=False)
     return wf, record, result

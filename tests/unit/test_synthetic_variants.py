@@ -54,6 +54,13 @@ CASES = [(kind, block, {}) for kind in V.VARIANTS for block in BLOCKS] + \
         [("fp16_value_overflow", layer, {"tower": "text"}) for layer in (0, 1)]
 
 
+def variant_of(path) -> dict | None:
+    """A checkpoint's variant record (write_variant_checkpoint), None for an ordinary one."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(V.VARIANT_KEY)
+
+
 def case_id(case):
     kind, block, kw = case
     return "-".join([kind, f"block{block}"] + [f"{k}={v}" for k, v in kw.items()])
@@ -366,10 +373,10 @@ def test_the_variant_checkpoint_file_keeps_the_layout_and_records_the_variant(to
     ordinary = torch.load(toy["ordinary"], weights_only=True)
     assert set(saved["state_dict"]) == set(ordinary["state_dict"]) and saved["synthetic_seed"] == 0
     assert all(k.startswith("module.") for k in saved["state_dict"])
-    assert V.variant_of(tmp_path / "v.pt") == record and V.variant_of(toy["ordinary"]) is None
-    # the default block is the middle one, recorded; the overflow writer keeps its record
+    assert variant_of(tmp_path / "v.pt") == record and variant_of(toy["ordinary"]) is None
+    # the default block is the middle one, recorded
     assert V.write_variant_checkpoint(toy["ordinary"], tmp_path / "w.pt", ARCH, "int8_weight_outliers")["block"] == 2
-    assert V.write_overflow_checkpoint(toy["ordinary"], tmp_path / "o.pt", ARCH) == {
+    assert V.write_variant_checkpoint(toy["ordinary"], tmp_path / "o.pt", ARCH, "fp16_overflow") == {
         "kind": "fp16_overflow", "block": 2, "scale": V.DEFAULT_SCALE, "source": str(toy["ordinary"])}
     with pytest.raises(ValueError, match="unknown variant"):
         V.write_variant_checkpoint(toy["ordinary"], tmp_path / "x.pt", ARCH, "int4_everything")
@@ -422,10 +429,10 @@ def test_overflow_checkpoint_file_keeps_the_official_layout(tmp_path):
     import torch
 
     torch.save({"state_dict": fake_state(), "synthetic_seed": 0, "arch": "ViT-B-16"}, tmp_path / "s.pt")
-    record = V.write_overflow_checkpoint(tmp_path / "s.pt", tmp_path / "o.pt", "ViT-B-16", block=1)
+    record = V.write_variant_checkpoint(tmp_path / "s.pt", tmp_path / "o.pt", "ViT-B-16", "fp16_overflow", block=1)
     saved = torch.load(tmp_path / "o.pt", weights_only=True)
     assert set(saved["state_dict"]) == set(fake_state()) and saved["synthetic_seed"] == 0
-    assert V.variant_of(tmp_path / "o.pt") == record and record["block"] == 1 and V.variant_of(tmp_path / "s.pt") is None
+    assert variant_of(tmp_path / "o.pt") == record and record["block"] == 1 and variant_of(tmp_path / "s.pt") is None
 
 
 # --------------------------------------------------------------------------------------------
