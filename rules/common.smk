@@ -126,7 +126,8 @@ def target_options(t):
 def accelerator_inputs(t, bs=None):
     """The compiled model's record (at batch size bs, else the one infer runs) again, under the name
     `accelerator`, for a target whose backend's jobs hold one: cluster profiles place such jobs by that input
-    (profiles/slurm: `input.get('accelerator')`), without naming a backend or its resource."""
+    (profiles/slurm: `input.get('accelerator')`), without naming a backend or its resource.
+    """
     unit = M.infer_unit(t) if bs is None else bs
     return {"accelerator": t.manifest(unit)} if plan_of(t).ACCELERATOR else {}
 
@@ -195,7 +196,9 @@ def shard_inputs(arch, tower, shard, pixels=False):
     uint8 pixels a target takes whose device normalises them (M.takes_pixels).
     """
     if tower == "image":
-        output = getattr(rules, shard.rule("preprocess", *M.arch_qualifier(arch))).output
+        output = getattr(
+            rules, shard.rule("preprocess", *M.arch_qualifier(arch))
+        ).output
         return [output.pixels_shard if pixels else output.shard]
     return shard_model_inputs(arch, tower, shard)
 

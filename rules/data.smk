@@ -33,13 +33,13 @@ for arch in M.archs:
                 shard=P.npy_shard(arch, shard.name),
                 npy=[P.npy(arch, stem) for stem in shard.items],
                 # the uint8 pixels, for a target whose device normalises them (M.pixels)
-                **(
-                    {
-                        "pixels_shard": P.npy_shard(arch, shard.name, pixels=True),
-                        "pixels": [P.npy(arch, stem, pixels=True) for stem in shard.items],
-                    }
+                pixels_shard=(
+                    P.npy_shard(arch, shard.name, pixels=True) if M.pixels else []
+                ),
+                pixels=(
+                    [P.npy(arch, stem, pixels=True) for stem in shard.items]
                     if M.pixels
-                    else {}
+                    else []
                 ),
             log:
                 P.log(P.npy(arch, shard.label)),

@@ -96,7 +96,8 @@ def run_benchmark(backend: str, manifest: str, checkpoint: str, arch: str, npy_f
     bootstrapped from both runs' per-run seconds (None when a side recorded none)."""
     compiled = read_json(manifest)
     model = compiled["model"]
-    options = {**options, "dynamic_batch": compiled.get("dynamic_batch")}  # a dynamic-batch model's gears
+    if compiled.get("dynamic_batch"):  # a dynamic-batch model: its gears
+        options = {**options, "dynamic_batch": compiled["dynamic_batch"]}
     quiet = wait_for_quiet(quiet_wait_s)
     if quiet["quiet"] is False:
         log.warning("no quiet machine within %.0f s: others use %.2f cores; measuring anyway", quiet_wait_s,

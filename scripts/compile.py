@@ -14,7 +14,6 @@ def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, b
     module = backends.get(backend)
     files = module.compile(onnx_model, out_dir, batch_size, resolution, options)
     dynamic = None if isinstance(batch_size, int) else sorted(int(b) for b in batch_size)
-    record_batch = batch_size if dynamic is None else f"{P.DYNAMIC} ({','.join(map(str, dynamic))})"
     record = {
         "backend": backend,
         "batch_size": batch_size if dynamic is None else None,
@@ -23,7 +22,9 @@ def compile_target(backend: str, onnx_model: str, out_dir: str, manifest: str, b
         "model": files[0],
         # the tool command line, for backends that run one; the report prints it under "Reproduce"
         "command": module.compile_command(onnx_model, out_dir, batch_size, resolution, options),
-        "artifacts": [artifact(f, batch_size=record_batch) for f in files],
+        # a dynamic-batch model's artifacts: its largest batch, and its gears
+        "artifacts": [artifact(f, batch_size=batch_size) if dynamic is None else
+                      artifact(f, batch_size=max(dynamic), dynamic_batch=dynamic) for f in files],
         "options": {k: v for k, v in options.items() if k != "threads"},
         "input": input_record(module, onnx_model, options),
     }

@@ -17,7 +17,9 @@ def run_infer(backend: str, manifest: str, npy_files: list[str], dst_dir: str, o
     compiled = read_json(manifest)
     model = compiled["model"]
     log.info("%s: %s over %d inputs -> %s", backend, model, len(npy_files), dst_dir)
-    backends.get(backend).infer(model, npy_files, dst_dir, {**options, "dynamic_batch": compiled.get("dynamic_batch")})
+    if compiled.get("dynamic_batch"):  # a dynamic-batch model: its gears
+        options = {**options, "dynamic_batch": compiled["dynamic_batch"]}
+    backends.get(backend).infer(model, npy_files, dst_dir, options)
     outputs = {f: Path(dst_dir) / f"{Path(f).stem}_0.npy" for f in npy_files}
     missing = [f for f, out in outputs.items() if not out.exists()]
     if missing:

@@ -26,7 +26,7 @@ def preprocess_image(image_path: str | Path, resolution: int) -> np.ndarray:
 
 def image_pixels(image_path: str | Path, resolution: int) -> np.ndarray:
     """uint8 1xRxRx3: the image after cn_clip's own transform up to its ToTensor (the bicubic resize, the RGB
-    conversion), i.e. the pixels a device that normalises them itself takes (AIPP on an NPU)."""
+    conversion), i.e. the pixels a device that converts and normalises them itself takes (a plan's takes_pixels)."""
     from PIL import Image
     from torchvision.transforms import Compose, ToTensor
 
@@ -64,7 +64,7 @@ def main(smk) -> None:
 
     _, resolution = model_info(smk.params.arch)
     npy = list(smk.output.npy)
-    pixels = list(smk.output.pixels) if "pixels" in smk.output.keys() else None
+    pixels = list(smk.output.pixels) or None  # empty unless a target of the run takes pixels
     preprocess_images(list(smk.input), npy, resolution, pixels)
     if pixels:
         write_shard_list(smk.output.pixels_shard, [Path(f).stem for f in pixels], pixels)

@@ -2,7 +2,8 @@
 the records of every target (the work is the `reporting` package's). The run fails afterwards when
 a gate is missed (the Snakefile's onsuccess: reporting.exit_status)."""
 
-from reporting import load, write_report
+from reporting import write_report
+from reporting.load import load
 from reporting.plots import PLOTS
 from reporting.tables import TABLES
 

@@ -635,7 +635,8 @@ def artifacts_table(r: Report) -> dict:
     rows = [["checkpoint", Cell(str(m.get("checkpoint_path")), "mono"), "", size(m.get("checkpoint_bytes")),
              Cell(m["checkpoint_sha256"], "hash")] for m in models(r)]
     rows += [["ONNX", Cell(a["path"], "mono"), "", size(a["bytes"]), Cell(a["sha256"], "hash")] for a in r["onnx"]]
-    rows += [[f"offline {t['name']}", Cell(a["path"], "mono"), num(a.get("batch_size"), ""), size(a["bytes"]),
+    rows += [[f"offline {t['name']}", Cell(a["path"], "mono"),
+              batch_label(a) if a.get("batch_size") is not None else "", size(a["bytes"]),
               Cell(a["sha256"], "hash")] for t in r["targets"] for a in t["artifacts"]]
     return table(["kind", "path", "batch", "size", "sha256"], rows, numeric={2, 3})
 

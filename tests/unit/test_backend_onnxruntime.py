@@ -255,3 +255,18 @@ def test_a_model_protobuf_refuses_to_size_is_saved_with_its_weights_beside_it():
 
     assert backend.needs_external_data(Huge())
     assert not backend.needs_external_data(Small())
+
+
+@pytest.mark.parametrize("level", ["disable_all", "basic", "extended", "all"])
+def test_every_optimisation_level_a_graph_session_names_is_one_onnx_runtime_has(level):
+    """graph_session's levels map onto ONNX Runtime's own members (the reference stages and the benchmark's
+    ceiling ask for "all": ORT_ENABLE_ALL, not a made-up ORT_ALL)."""
+    from onnx import TensorProto, helper
+
+    spec = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, 2]) for x in "ab"]
+    graph = helper.make_graph([helper.make_node("Relu", ["a"], ["b"])], "g", spec[:1], spec[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString()
+    sess = backend.graph_session(model, 1, level)
+    assert sess.get_session_options().graph_optimization_level == getattr(
+        ort.GraphOptimizationLevel, backend.OPTIMIZATION_LEVELS[level])
+    assert sess.run(["b"], {"a": -np.ones((2, 2), np.float32)})[0].max() == 0

@@ -17,10 +17,10 @@ def test_every_reference_stage_computes_on_the_threads_it_is_given(tiny_onnx, mo
     import reference
     from backends import onnxruntime as ort_backend
 
-    real_session = ort_backend.session
+    real_session = ort_backend.graph_session
     seen = []
-    monkeypatch.setattr(ort_backend, "session",
-                        lambda model, threads, **kw: seen.append(threads) or real_session(model, threads, **kw))
+    monkeypatch.setattr(ort_backend, "graph_session",
+                        lambda model, threads, *a, **kw: seen.append(threads) or real_session(model, threads, *a, **kw))
     monkeypatch.setattr(clip_model, "load_model",
                         lambda *a, **k: types.SimpleNamespace(encode_image=lambda x: x.flatten(1)))
     before = torch.get_num_threads()

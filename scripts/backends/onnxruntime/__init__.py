@@ -114,6 +114,11 @@ _SESSIONS: dict[bytes, object] = {}
 _MAX_CACHED = 4096
 
 
+# graph_session's `optimization` -> ONNX Runtime's GraphOptimizationLevel member
+OPTIMIZATION_LEVELS = {"disable_all": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                       "all": "ORT_ENABLE_ALL"}
+
+
 def graph_session(model: str | Path | bytes, threads: int, optimization: str = "disable_all", per_node: bool = False):
     """A CPU session of one graph (a file, or a serialised segment) for graph.segments: `optimization` one of
     ONNX Runtime's levels (disable_all, basic, extended, all). per_node: one of hundreds held at once (fp16
@@ -128,7 +133,7 @@ def graph_session(model: str | Path | bytes, threads: int, optimization: str = "
     if per_node:
         so.enable_cpu_mem_arena = False
     so.log_severity_level = 3
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_{optimization.upper()}")
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
     if not (per_node and isinstance(model, bytes)):
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
                                     providers=["CPUExecutionProvider"])
