@@ -24,7 +24,12 @@ def main(smk) -> None:
     npy = model_input_files(inp.npy)
     if smk.wildcards.precision in plan.CALIBRATED:
         options["calibration"] = npy
-    device_model = read_json(inp.manifest)["model"] if "manifest" in inp.keys() else None
+    device_model = None
+    if "manifest" in inp.keys():  # the device's own tensors: its compiled model (a dynamic-batch one's gears too)
+        compiled = read_json(inp.manifest)
+        device_model = compiled["model"]
+        if compiled.get("dynamic_batch"):
+            options["dynamic_batch"] = compiled["dynamic_batch"]
     with tempfile.TemporaryDirectory(dir=Path(out.json).parent, prefix=".locate-") as scratch:
         rows, summary = localise(plan, inp.model, smk.wildcards.precision, npy, list(inp.reference), float(p.gate),
                                  options, scratch, int(p.max_inputs), device_model)

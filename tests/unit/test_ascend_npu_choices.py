@@ -242,3 +242,8 @@ def test_atc_gets_the_aipp_configuration_written_beside_the_model(tmp_path, tiny
     (spec,) = model_inputs(tiny_onnx["fp16"])
     assert ascend.device_input(spec, options)["bytes_per_item"] == 16 * 16 * 3
     assert ascend.device_input(spec, {**options, "tower": "text"}) is None
+
+
+def test_the_npu_dump_of_a_dynamic_model_picks_its_batch_1_gear():
+    assert C.ais_bench_dump_command("m.om", "in/a.npy", "out", 0, dym_batch=1)[-2:] == ["--dymBatch", "1"]
+    assert "--dymBatch" not in C.ais_bench_dump_command("m.om", "in/a.npy", "out", 0)

@@ -168,14 +168,15 @@ def ais_bench_benchmark_command(om: str | os.PathLike, loop: int, batch_size: in
 
 
 def ais_bench_dump_command(om: str | os.PathLike, input_file: str | os.PathLike, output: str | os.PathLike,
-                           device: int = 0, ais_bench_python: str = "python3") -> list[str]:
+                           device: int = 0, ais_bench_python: str = "python3", dym_batch: int | None = None) -> list[str]:
     """One inference with every operator's tensors dumped (ais_bench --dump: it writes an acl.json with
     dump_mode all into --output and the device's dump under <output>/dump/<timestamp>/; --dump_npy: it then
     converts them with CANN's msaccucmp into <output>/dump/<timestamp>_npy/). No warm-up, one run: every
-    inference is dumped."""
+    inference is dumped. dym_batch: the gear of a dynamic-batch model (1: one input)."""
     return [ais_bench_python, "-m", "ais_bench", "--model", str(om), "--input", str(input_file),
             "--output", str(output), "--outfmt", "NPY", "--loop", "1", "--warmup_count", "0",
-            "--dump", "true", "--dump_npy", "true", "--device", str(int(device))]
+            "--dump", "true", "--dump_npy", "true", "--device", str(int(device))] + \
+        (["--dymBatch", str(int(dym_batch))] if dym_batch else [])
 
 
 

@@ -28,7 +28,7 @@ def dump(model: str | os.PathLike, npy_file: str | os.PathLike, dump_dir: str | 
         om = stage_model(model, scratch)
         out = output_folder(scratch)
         cmd = ais_bench_dump_command(om, scratch / "input" / next(iter(names)), out, options.get("device_id", 0),
-                                     python)
+                                     python, dym_batch=1 if options.get("dynamic_batch") else None)
         code, output = run_tool(cmd, scratch, "ais_bench")
         converted = sorted((out / "dump").glob("*_npy"))
         if code != 0 or not converted or not any(converted[-1].rglob("*.npy")):
