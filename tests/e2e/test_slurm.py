@@ -35,7 +35,9 @@ TIMINGS = {"throughput_fps", "fastest_batch_size", "latency_ms", "ceiling_gflops
            "load", "offline_load", "quiet_wait",
            # the 95 % intervals, the runs they come from, and the speed-ups' noise verdicts (issue 26)
            "throughput_fps_ci95", "latency_ms_ci95", "seconds", "speedup_vs_torch_fp32_ci95",
-           "speedup_vs_torch_fp32_within_noise", "speedup_vs_fp32", "speedup_vs_fp32_ci95", "speedup_vs_fp32_within_noise"}
+           "speedup_vs_torch_fp32_within_noise", "speedup_vs_fp32", "speedup_vs_fp32_ci95", "speedup_vs_fp32_within_noise",
+           # a device tool's host-device copy times (issue 33)
+           "copies_ms"}
 LOAD_WARNING = "measured under load"
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: .*/slurm_logs/rule_(\w+)/")
 
