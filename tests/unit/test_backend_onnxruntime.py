@@ -270,3 +270,24 @@ def test_every_optimisation_level_a_graph_session_names_is_one_onnx_runtime_has(
     assert sess.get_session_options().graph_optimization_level == getattr(
         ort.GraphOptimizationLevel, backend.OPTIMIZATION_LEVELS[level])
     assert sess.run(["b"], {"a": -np.ones((2, 2), np.float32)})[0].max() == 0
+
+
+def test_the_per_node_session_cache_drops_the_least_recently_used(monkeypatch):
+    """The sessions a runner holds live beside the cache, so the cache keeps what the next build reuses (the
+    most recently used) and no more (a first-in-first-out cache of 4096 took a ViT-H-14 repair past 24 GB)."""
+    from onnx import TensorProto, helper
+
+    def segment(op):
+        spec = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2]) for x in "ab"]
+        graph = helper.make_graph([helper.make_node(op, ["a"], ["b"])], op, spec[:1], spec[1:])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]).SerializeToString()
+
+    monkeypatch.setattr(backend, "_SESSIONS", type(backend._SESSIONS)())
+    monkeypatch.setattr(backend, "_MAX_CACHED", 2)
+    relu, neg, abs_ = segment("Relu"), segment("Neg"), segment("Abs")
+    first = backend.graph_session(relu, 1, per_node=True)
+    backend.graph_session(neg, 1, per_node=True)
+    assert backend.graph_session(relu, 1, per_node=True) is first  # a hit: now the most recent
+    backend.graph_session(abs_, 1, per_node=True)  # over the bound: Neg, the least recently used, goes
+    assert len(backend._SESSIONS) == 2 and backend.graph_session(relu, 1, per_node=True) is first
+    assert backend.graph_session(neg, 1, per_node=True) is not None and len(backend._SESSIONS) == 2
