@@ -3,6 +3,7 @@ weights, in topological order, with every tensor's type, and run segment by segm
 (SegmentRunner): bounded memory for node-by-node comparisons, and fp16 storage between nodes, the proxy
 of fp16 hardware."""
 
+import collections
 import heapq
 import os
 import tempfile
@@ -24,9 +25,11 @@ SHAPE_OPS = frozenset({"Shape", "Size", "Constant", "ConstantOfShape", "Range"})
 
 # Per-node sessions (fp16 storage) by their serialised segment: locate and repair build the same model
 # many times with a few nodes changed, and a node's segment is the same bytes in each, so its session is
-# made once (at most _MAX_CACHED, the oldest dropped first).
-_SESSIONS: dict[bytes, object] = {}
-_MAX_CACHED = 4096
+# made once. At most _MAX_CACHED, the least recently used dropped first: the sessions a runner holds stay
+# alive beside the cache, so a cache bigger than a model (ViT-H-14: about 2,500 segments) only adds memory
+# (a first-in-first-out cache of 4096 took a ViT-H-14 fp16 repair past this host's 24 GB).
+_SESSIONS: "collections.OrderedDict[bytes, object]" = collections.OrderedDict()
+_MAX_CACHED = 2048
 
 
 def _cached_session(data: bytes, options):
@@ -35,11 +38,13 @@ def _cached_session(data: bytes, options):
     import onnxruntime as ort
 
     key = hashlib.sha1(data).digest()
-    if key not in _SESSIONS:
-        if len(_SESSIONS) >= _MAX_CACHED:
-            _SESSIONS.pop(next(iter(_SESSIONS)))
-        _SESSIONS[key] = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    return _SESSIONS[key]
+    if key in _SESSIONS:
+        _SESSIONS.move_to_end(key)
+        return _SESSIONS[key]
+    session = _SESSIONS[key] = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    while len(_SESSIONS) > _MAX_CACHED:
+        _SESSIONS.popitem(last=False)
+    return session
 
 
 def load_graph(path: str | Path):
