@@ -45,9 +45,13 @@ FILES = ("Snakefile", "config", "rules", "scripts", "patches", "profiles", "envs
 
 
 def workflow_copy(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+        if src.is_dir():
+            shutil.copytree(src, dest / name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest / name)
     return dest
 
 
@@ -93,6 +97,10 @@ def run_variant(root: Path, arch: str, spec: str, block: int, ordinary: Path) ->
     start = time.perf_counter()
     done = snakemake(root, "report", "--config", *[f"{k}={v}" for k, v in config.items()], env=env)
     wall = time.perf_counter() - start
+    if not (root / "results" / "report.json").is_file():
+        print(f"{spec} block {block}: the workflow wrote no report (exit {done.returncode}); its stderr ends:\n"
+              f"{done.stderr[-4000:]}", file=sys.stderr)
+        return {"kind": spec, "block": block, "returncode": done.returncode, "run_s": wall, "failed": True}
     report = json.loads((root / "results" / "report.json").read_text())
     (t,) = [t for t in report["targets"] if t["tower"] == tower]
     target = P.Target(arch, tower, t["backend"], t["device"], t["precision"])
@@ -120,6 +128,9 @@ def table(rows: list[dict]) -> str:
             "locate: builds, s, peak MB | repair: builds, s, peak MB |")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
+        if r.get("failed"):
+            out.append(f"| {r['kind']} | | {r['block']} | workflow failed (exit {r['returncode']}) |" + " |" * 9)
+            continue
         kept = f"{len(r['kept'])} ({', '.join(r['kept_units']) or 'none'}) + {len(r['closure'])}"
         jump = (r["first_jump"] or "none").rsplit("/visual/", 1)[-1].rsplit("/bert/", 1)[-1]
         common = (f"| {r['kind']} | {r['target']} | {r['unit']} | {r['cosine_before']:.5f} | "
@@ -140,10 +151,12 @@ def main(argv=None) -> int:
     parser.add_argument("--blocks", default="1,2")
     parser.add_argument("--kinds", default=",".join(VARIANTS))
     parser.add_argument("--json", help="also write every row as JSON to this file")
+    parser.add_argument("--workdir", type=Path, help="run the workflow copy here and keep it (logs, models, "
+                        "a second run reuses them); default: a temporary directory removed at the end")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="variants-") as scratch:
-        root = workflow_copy(Path(scratch))
+        root = workflow_copy(args.workdir or Path(scratch))
         ordinary = root / P.checkpoint_path("synthetic", args.arch, 0)
         done = snakemake(root, str(ordinary.relative_to(root)), "--config", f"model_arch={args.arch}")
         if done.returncode:
@@ -152,6 +165,8 @@ def main(argv=None) -> int:
         for kind in args.kinds.split(","):
             for block in map(int, args.blocks.split(",")):
                 rows.append(run_variant(root, args.arch, kind, block, ordinary))
+                if rows[-1].get("failed"):
+                    continue
                 print(f"{kind} block {block}: located {rows[-1]['located']}, kept {rows[-1]['kept']} "
                       f"({rows[-1]['run_s']:.0f} s)", file=sys.stderr)
     if args.json:
