@@ -386,6 +386,22 @@ def test_check_tools_passes_with_the_standins(standins):
     ascend.probe.check_tools("python3")
 
 
+def test_a_typer_ais_bench_is_refused_before_any_job(standins, monkeypatch, tmp_path):
+    """The Typer front end of aclruntime's refactor spells options with dashes and takes bare switches: every
+    command the workflow writes would fail there mid-run, so the probe names it first."""
+    package = tmp_path / "ais_bench"
+    package.mkdir()
+    (package / "__init__.py").write_text("import typer\n\napp = typer.Typer()\n")
+    (package / "__main__.py").write_text("from ais_bench import app\n\napp()\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(ascend.commands.MissingToolError, match="Typer front end.*--output-dirname.*pip3 install"):
+        ascend.probe.check_tools("python3")
+    (package / "infer").mkdir()
+    (package / "infer" / "__main__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    ascend.probe.check_tools("python3")  # the argparse front end (ais_bench/infer/__main__.py) passes
+
+
 def test_versions_without_running_atc(standins, monkeypatch, tmp_path):
     monkeypatch.delenv("ASCEND_TOOLKIT_HOME", raising=False)
     v = ascend.versions({"ais_bench_python": "python3"})

@@ -13,9 +13,22 @@ from pathlib import Path
 from .commands import AIS_BENCH_FIX, ATC, CANN_FIX, MissingToolError
 
 _PROBE = r"""
-import importlib.util, json, sys
+import importlib.util, json, os, sys
 from importlib import metadata
-out = {"found": importlib.util.find_spec("ais_bench") is not None}
+spec = importlib.util.find_spec("ais_bench")
+out = {"found": spec is not None, "front_end": None}
+# which command line it parses, read from its files (nothing imported): the argparse front end of
+# gitee ascend/tools (ais_bench/infer/__main__.py, the seed's) or the Typer one of a later refactor
+for root in (spec.submodule_search_locations or []) if spec else []:
+    if os.path.exists(os.path.join(root, "infer", "__main__.py")):
+        out["front_end"] = "argparse"
+    else:
+        try:
+            with open(os.path.join(root, "__init__.py"), encoding="utf-8", errors="replace") as f:
+                out["front_end"] = "typer" if "import typer" in f.read() else None
+        except OSError:
+            pass
+    break
 for dist in ("ais_bench", "aclruntime"):
     try:
         out[dist] = metadata.version(dist)
@@ -32,7 +45,8 @@ print(json.dumps(out))
 
 
 def _probe_ais_bench(ais_bench_python: str) -> dict | None:
-    """{"found", "ais_bench", "aclruntime"} from the given Python, or None when that Python is missing."""
+    """{"found", "front_end", "ais_bench", "aclruntime"} from the given Python, or None when that Python is
+    missing. front_end: "argparse", "typer" or None (not told by its files)."""
     exe = shutil.which(ais_bench_python)
     if exe is None:
         return None
@@ -55,6 +69,11 @@ def check_tools(ais_bench_python: str = "python3") -> None:
     elif not probe["found"]:
         problems.append(f"`ais_bench` is not installed in `{ais_bench_python}` (`{ais_bench_python} -m ais_bench` "
                         f"would fail): {AIS_BENCH_FIX}")
+    elif probe.get("front_end") == "typer":
+        problems.append(f"`ais_bench` in `{ais_bench_python}` is the Typer front end of a later refactor (it spells "
+                        f"options `--output-dirname`, `--warmup-count` and takes switches without values): the "
+                        f"workflow writes the command lines of the argparse front end (ais_bench/infer/__main__.py, "
+                        f"the seed's `--output_dirname dst`), which that one refuses: {AIS_BENCH_FIX}")
     if problems:
         raise MissingToolError("backend ascend cannot run on this machine:\n- " + "\n- ".join(problems))
 
