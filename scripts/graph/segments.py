@@ -59,15 +59,8 @@ class SegmentRunner:
             done |= need
             wanted = [t for t in group if t in producer or t in self.graph_inputs]
             parts = [sorted(need)]
-            if fp16_storage:  # a segment ends after each input-dependent node with a floating-point output
-                parts, pending = [], []
-                for i in sorted(need):
-                    pending.append(i)
-                    if i in active and any(types.get(o, 1) in FLOAT_TYPES for o in self.nodes[i].output):
-                        parts.append(pending)
-                        pending = []
-                if pending:
-                    parts.append(pending)
+            if fp16_storage:
+                parts = self._per_node(need, active, producer, types)
             for j, part in enumerate(parts or [[]]):
                 self.segments.append((part, wanted, j == len(parts or [[]]) - 1))
         # after segment s, keep the tensors a node of a later segment consumes or a group not yet yielded wants
@@ -81,6 +74,33 @@ class SegmentRunner:
         self.keep_after.reverse()
         self.sessions: list = [None] * len(self.segments)
         self.last_segment = max((s for s, seg in enumerate(self.segments) if seg[0]), default=-1)
+
+    def _per_node(self, need: set[int], active: set[int], producer: dict[str, int], types: dict) -> list[list[int]]:
+        """fp16 storage's segments of the nodes `need`: one ends after each input-dependent node with a
+        floating-point output. A weight-only node (no input upstream: the exporter's Constants, a weight's
+        Transpose or Cast) joins the segment of the first node that reads it, so a segment holds its own
+        node's weights only: one first segment holding every weight would change with every kept set and
+        hold the whole model once more in each cached session."""
+        parts, pending, placed = [], [], set()
+        for i in sorted(need):
+            if i not in active:
+                continue
+            stack = [producer[x] for x in self.nodes[i].input if x in producer]
+            while stack:
+                j = stack.pop()
+                if j in need and j not in active and j not in placed:
+                    placed.add(j)
+                    pending.append(j)
+                    stack.extend(producer[x] for x in self.nodes[j].input if x in producer)
+            placed.add(i)
+            pending.append(i)
+            if any(types.get(o, 1) in FLOAT_TYPES for o in self.nodes[i].output):
+                parts.append(sorted(pending))
+                pending = []
+        pending += [i for i in need if i not in placed]  # weight-only nodes only a wanted tensor needs
+        if pending:
+            parts.append(sorted(pending))
+        return parts
 
     def _session(self, s: int, held: dict[str, np.ndarray]):
         import onnx
