@@ -107,7 +107,7 @@ def test_fp16_storage_keeps_each_weight_in_the_segment_of_the_node_that_reads_it
     """cn_clip's export puts weights behind Transposes (weight-only nodes, no input upstream). Each goes into
     the segment of the node that reads it, not into one first segment holding every weight of the model: that
     segment's bytes change with every kept set, so each locate or repair build cached one more copy of the
-    whole model (a ViT-B-16 fp16 locate peaked at 19 GB, about 580 MB a build)."""
+    whole model (docs/accuracy.md: ViT-B-16's fp16 locate, before and after)."""
     import onnx
     from onnx import TensorProto as T
     from onnx import helper, numpy_helper
